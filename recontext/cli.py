@@ -1,0 +1,76 @@
+"""The studio's jobs from the command line: `python -m recontext COMMAND ...`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+
+
+def _jsonable(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)  # PSNR of an exact reconstruction is inf; JSON has no inf
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+def dump_json(obj) -> str:
+    return json.dumps(_jsonable(obj), indent=2)
+
+
+def _add_preset(p):
+    p.add_argument("--preset", default=None,
+                   help="tiny, sd15, sdxl, sdxl-turbo or auto (default: $RECONTEXT_PRESET or auto)")
+
+
+def _studio(args):
+    from .studio import Studio
+
+    return Studio(args.preset)
+
+
+def cmd_invert(args) -> int:
+    studio = _studio(args)
+    r = studio.reconstruct(args.photo, prompt=args.prompt, method=args.method, tight=args.tight,
+                           image_scale=args.scale, steps=args.steps, seed=args.seed)
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    r.image.save(args.out, format="PNG")
+    print(dump_json({"photo": args.photo, "out": args.out, "preset": studio.preset.name,
+                     "method": r.method, "tight": r.tight, "image_scale": r.image_scale,
+                     "steps": args.steps or studio.preset.steps, "seed": args.seed,
+                     "seconds": r.seconds, "metrics": r.metrics, "notes": r.notes}))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .inversion import METHODS
+
+    parser = argparse.ArgumentParser(prog="python -m recontext", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("invert", help="invert a photo and reconstruct it; print metrics as JSON")
+    p.add_argument("photo")
+    p.add_argument("--method", default="ddim", choices=list(METHODS))
+    p.add_argument("--prompt", default="", help="caption of the photo (optional)")
+    p.add_argument("--tight", action="store_true", help="condition on the photo (Tight Inversion)")
+    p.add_argument("--scale", type=float, default=0.4, help="IP-Adapter scale for --tight")
+    p.add_argument("--steps", type=int, default=None, help="default: the preset's")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default="reconstruction.png")
+    _add_preset(p)
+    p.set_defaults(func=cmd_invert)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except ValueError as e:  # bad input: one clear line, no traceback
+        print(f"error: {e}", file=sys.stderr)
+        return 2

@@ -1,0 +1,233 @@
+"""The one owner of every heavy object in a process.
+
+The base pipeline is loaded lazily, once, with the preset's weights; IP-Adapter is
+attached to its UNet right away and afterwards only switched by scale. Everything else
+(the inversion loops, editing, the tabs) receives components from here and never loads
+a model itself. Calls that touch shared state (adapter scales, LoRA switches) run under
+`owner.lock`, so two requests from the web page never interleave on the one UNet.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .presets import Preset
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Cond:
+    """What the UNet is conditioned on. With guidance > 1 every tensor holds the
+    unconditional half first, then the conditional one (the diffusers convention)."""
+
+    text: torch.Tensor
+    added: dict = field(default_factory=dict)
+    guidance: float = 1.0
+
+    @property
+    def guided(self) -> bool:
+        return self.guidance > 1.0
+
+
+class ProjectOnce(torch.nn.Module):
+    """Wraps the UNet's IP-Adapter image projection (for *plus*, a Perceiver resampler).
+    Its input, the image embeddings, stays the same tensor for a whole inversion, so
+    the projection is computed once per tensor instead of at every UNet call."""
+
+    def __init__(self, projection: torch.nn.Module):
+        super().__init__()
+        self.inner = projection
+        self._last: tuple[list, object] | None = None
+
+    @property
+    def image_projection_layers(self):  # what diffusers' pipelines look up
+        return self.inner.image_projection_layers
+
+    def forward(self, image_embeds):
+        if torch.is_grad_enabled():
+            return self.inner(image_embeds)
+        if self._last is None or len(self._last[0]) != len(image_embeds) or not all(
+                a is b for a, b in zip(self._last[0], image_embeds)):
+            # keep the inputs referenced, so `is` cannot match a new tensor at an old address
+            self._last = (list(image_embeds), self.inner(image_embeds))
+        return self._last[1]
+
+
+def image_key(image: Image.Image) -> str:
+    """A content hash of an image: the cache key for embeddings and inversions."""
+    h = hashlib.sha1(image.tobytes())
+    h.update(f"{image.mode}{image.size}".encode())
+    return h.hexdigest()
+
+
+class ModelOwner:
+    def __init__(self, preset: Preset):
+        self.preset = preset
+        self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        self.dtype = preset.torch_dtype if self.device.type == "cuda" else torch.float32
+        self.base_loads = 0
+        self.lock = threading.RLock()
+        self._pipe = None
+        self._clip = None
+        self._embeds: OrderedDict[str, tuple[torch.Tensor, torch.Tensor]] = OrderedDict()
+
+    # -- loading ---------------------------------------------------------------------
+    @property
+    def pipe(self):
+        with self.lock:
+            if self._pipe is None:
+                self._pipe = self._load()
+                self.base_loads += 1
+            return self._pipe
+
+    @property
+    def loaded(self) -> bool:
+        return self._pipe is not None
+
+    def _load(self):
+        from diffusers import (AutoencoderKL, DDIMScheduler, EulerDiscreteScheduler,
+                               StableDiffusionPipeline, StableDiffusionXLPipeline)
+
+        p = self.preset
+        if p.local:
+            from . import tiny
+
+            tiny.build(os.path.dirname(p.base))
+        common = dict(torch_dtype=self.dtype, local_files_only=p.local)
+        extra = {}
+        if p.vae:
+            extra["vae"] = AutoencoderKL.from_pretrained(p.vae, **common)
+        cls = StableDiffusionXLPipeline if p.pipeline == "sdxl" else StableDiffusionPipeline
+        if cls is StableDiffusionPipeline:
+            extra.update(safety_checker=None, requires_safety_checker=False)
+        log.info("loading %s from %s", p.name, p.base)
+        pipe = cls.from_pretrained(p.base, **common, **extra)
+        sched_cls = EulerDiscreteScheduler if p.scheduler == "euler" else DDIMScheduler
+        pipe.scheduler = sched_cls.from_config(pipe.scheduler.config, **p.scheduler_kwargs)
+        if pipe.scheduler.config.prediction_type != "epsilon":
+            raise ValueError(f"preset {p.name}: only epsilon-prediction models are supported")
+        pipe.load_ip_adapter(p.ip_adapter, subfolder=p.ip_adapter_subfolder,
+                             weight_name=p.ip_adapter_weight,
+                             image_encoder_folder=p.image_encoder_folder, local_files_only=p.local)
+        pipe.set_ip_adapter_scale(0.0)
+        pipe.unet.encoder_hid_proj = ProjectOnce(pipe.unet.encoder_hid_proj)
+        pipe.to(self.device)
+        pipe.set_progress_bar_config(disable=True)
+        for module in (pipe.unet, pipe.vae, pipe.text_encoder, pipe.image_encoder):
+            module.requires_grad_(False).eval()
+        return pipe
+
+    @property
+    def clip(self):
+        """(CLIPModel, tokenizer, image processor) for edit-alignment scores, loaded once."""
+        with self.lock:
+            if self._clip is None:
+                from transformers import CLIPImageProcessor, CLIPModel, CLIPTokenizer
+
+                kw = dict(local_files_only=self.preset.local)
+                self.pipe  # the tiny preset's CLIP is built together with the pipeline
+                model = CLIPModel.from_pretrained(self.preset.clip, dtype=self.dtype, **kw).to(self.device)
+                self._clip = (model.eval(), CLIPTokenizer.from_pretrained(self.preset.clip, **kw),
+                              CLIPImageProcessor.from_pretrained(self.preset.clip, **kw))
+            return self._clip
+
+    # -- geometry ----------------------------------------------------------------------
+    @property
+    def size_multiple(self) -> int:
+        """Image sides must be a multiple of this: the VAE's and the UNet's downsampling,
+        and at least 8 (what the diffusers pipelines accept)."""
+        pipe = self.pipe
+        return max(8, pipe.vae_scale_factor * 2 ** (len(pipe.unet.config.block_out_channels) - 1))
+
+    # -- conditioning ------------------------------------------------------------------
+    def text_cond(self, prompt: str, size: tuple[int, int], guidance: float = 1.0,
+                  negative: str = "") -> Cond:
+        """Text conditioning for an image of `size` = (width, height)."""
+        pipe, guided = self.pipe, guidance > 1.0
+        with torch.no_grad():
+            if self.preset.pipeline == "sdxl":
+                text, neg, pooled, neg_pooled = pipe.encode_prompt(
+                    prompt, device=self.device, num_images_per_prompt=1,
+                    do_classifier_free_guidance=guided, negative_prompt=negative)
+                hw = (size[1], size[0])
+                time_ids = pipe._get_add_time_ids(
+                    hw, (0, 0), hw, dtype=text.dtype,
+                    text_encoder_projection_dim=pipe.text_encoder_2.config.projection_dim,
+                ).to(self.device)
+                if guided:
+                    text, pooled = torch.cat([neg, text]), torch.cat([neg_pooled, pooled])
+                    time_ids = torch.cat([time_ids, time_ids])
+                return Cond(text, {"text_embeds": pooled, "time_ids": time_ids}, guidance)
+            text, neg = pipe.encode_prompt(prompt, self.device, 1, guided, negative)
+            return Cond(torch.cat([neg, text]) if guided else text, {}, guidance)
+
+    def image_embeds(self, image: Image.Image) -> tuple[torch.Tensor, torch.Tensor]:
+        """(photo, blank) IP-Adapter embeddings, computed once per photo and kept."""
+        key = image_key(image)
+        with self.lock:
+            if key not in self._embeds:
+                pipe = self.pipe
+                plus = not type(pipe.unet.encoder_hid_proj.image_projection_layers[0]).__name__ == "ImageProjection"
+                with torch.no_grad():
+                    self._embeds[key] = pipe.encode_image(image, self.device, 1, output_hidden_states=plus)
+                while len(self._embeds) > 16:
+                    self._embeds.popitem(last=False)
+            self._embeds.move_to_end(key)
+            return self._embeds[key]
+
+    def with_image(self, cond: Cond, image: Image.Image | None) -> Cond:
+        """Add IP-Adapter image embeddings to `cond`: the photo's, or (None) a blank image's.
+
+        The UNet needs image embeddings once an adapter is attached; without tight
+        conditioning the scale is 0 and diffusers skips the adapter branch entirely.
+        """
+        if image is None:
+            image = Image.new("RGB", (8, 8))
+        pos, neg = self.image_embeds(image)
+        embeds = torch.stack([neg, pos]) if cond.guided else pos[None]
+        return replace(cond, added={**cond.added, "image_embeds": [embeds]})
+
+    def set_image_scale(self, scale: float) -> None:
+        self.pipe.set_ip_adapter_scale(float(scale))
+
+    # -- the three calls every method is made of ---------------------------------------
+    def unet_call(self, x: torch.Tensor, t, cond: Cond) -> torch.Tensor:
+        """Predicted noise for latents `x` at timestep `t` (float32 in, float32 out)."""
+        unet = self.pipe.unet
+        xin = torch.cat([x, x]) if cond.guided else x
+        eps = unet(xin.to(self.dtype), t, encoder_hidden_states=cond.text,
+                   added_cond_kwargs=cond.added, return_dict=False)[0].float()
+        if cond.guided:
+            uncond, text = eps.chunk(2)
+            eps = uncond + cond.guidance * (text - uncond)
+        return eps
+
+    def encode(self, image: Image.Image) -> torch.Tensor:
+        """PIL image (sides a multiple of `size_multiple`) -> scaled latents, float32."""
+        pipe = self.pipe
+        x = pipe.image_processor.preprocess(image).to(self.device, pipe.vae.dtype)
+        with torch.no_grad():
+            z = pipe.vae.encode(x).latent_dist.mode()
+        return z.float() * pipe.vae.config.scaling_factor
+
+    def decode(self, latents: torch.Tensor) -> Image.Image:
+        pipe = self.pipe
+        with torch.no_grad():
+            x = pipe.vae.decode((latents / pipe.vae.config.scaling_factor).to(pipe.vae.dtype)).sample
+        return pipe.image_processor.postprocess(x.float(), output_type="pil")[0]
+
+    def tokens_over_limit(self, prompt: str) -> int:
+        """How many tokens of `prompt` the text encoder cannot see (0 if it fits)."""
+        tok = self.pipe.tokenizer
+        n = len(tok(prompt, truncation=False).input_ids)
+        return max(0, n - tok.model_max_length)

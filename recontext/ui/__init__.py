@@ -1,0 +1,17 @@
+"""The web page: a header and one tab per task. Only this package imports gradio."""
+
+from __future__ import annotations
+
+import gradio as gr
+
+from . import inversion_tab
+from .common import header
+
+
+def build_demo(studio) -> gr.Blocks:
+    with gr.Blocks(title="recontext studio") as demo:
+        gr.Markdown(header(studio))
+        with gr.Tabs():
+            with gr.Tab("Inversion", id="inversion"):
+                inversion_tab.build(studio)
+    return demo

@@ -1,0 +1,40 @@
+"""The launched app answers through gradio_client, and bad input leaves it serving."""
+
+import os
+
+import pytest
+from gradio_client import Client, handle_file
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CAT = os.path.join(ROOT, "assets", "photos", "chelsea.png")
+
+
+@pytest.fixture(scope="module")
+def client(app_url):
+    return Client(app_url, verbose=False)
+
+
+def reconstruct(client, path, steps=4, methods=("ddim", "edit-friendly")):
+    return client.predict(handle_file(path), "a cat", list(methods), ["plain", "tight"], 0.4,
+                          steps, 0, api_name="/reconstruct")
+
+
+def test_reconstruct_endpoint(client):
+    out = reconstruct(client, CAT)
+    sliders, table = out[:-2], out[-2]
+    assert len(table["data"]) == 4
+    shown = [s for s in sliders if s.get("visible")]
+    assert len(shown) == 4 and all(len(s["value"]) == 2 for s in shown)
+    assert all(str(p).endswith(".png") for s in shown for p in s["value"])
+
+
+def test_bad_inputs_leave_the_app_serving(client, tmp_path):
+    text = tmp_path / "notes.png"
+    text.write_text("not an image")
+    with pytest.raises(Exception, match="not an image"):
+        reconstruct(client, str(text))
+    with pytest.raises(Exception, match="maximum"):
+        reconstruct(client, CAT, steps=5000)
+    with pytest.raises(Exception, match="at least one method"):
+        reconstruct(client, CAT, methods=())
+    assert len(reconstruct(client, CAT, steps=2)[-2]["data"]) == 4
