@@ -38,18 +38,18 @@ def progress_fn(progress: gr.Progress):
     return update
 
 
-def fmt(value, digits: int = 3):
+def fmt(value, digits: int = 4):
+    """A metric for display: `digits` significant digits, ∞ and n/a spelled out."""
     if value is None:
         return "n/a"
-    if isinstance(value, float) and math.isinf(value):
-        return "∞"
-    return round(value, digits) if isinstance(value, float) else value
+    if isinstance(value, float):
+        return "∞" if math.isinf(value) else f"{value:.{digits}g}"
+    return value
 
 
 def header(studio) -> str:
     p = studio.preset
-    tiny = ("  \n**Tiny preset:** random, seeded models small enough for a CPU. Outputs show that "
-            "every step of the pipeline runs, not image quality; expect noisy images and low PSNR."
+    tiny = (" Expect noisy images and low PSNR; compare the methods by their metrics."
             if p.name == "tiny" else "")
     return (
         "# recontext — diffusion image recontextualization studio\n"
@@ -64,11 +64,8 @@ class PhotoInput(gr.Image):
     identify into a clear message (instead of Gradio's internal processing error).
     Decoding, conversion and resizing happen in `recontext.images`."""
 
-    def __init__(self, **kwargs):
-        kwargs.setdefault("type", "filepath")
-        kwargs.setdefault("image_mode", None)  # keep 16-bit / RGBA: the core converts them
-        kwargs.setdefault("format", "png")
-        super().__init__(**kwargs)
+    def get_block_name(self) -> str:
+        return "image"  # rendered by Gradio's own image front end
 
     def preprocess(self, payload):
         try:
@@ -78,3 +75,9 @@ class PhotoInput(gr.Image):
         except Exception:
             raise gr.Error("This file is not an image we can read (PNG, JPEG, WebP, …). "
                            "Please upload a photo.", print_exception=False) from None
+
+
+def photo_input(**kwargs) -> PhotoInput:
+    """A photo upload passed to the core as a file path, untouched (16-bit, RGBA and
+    grayscale are converted by the core, which says so)."""
+    return PhotoInput(type="filepath", image_mode=None, format="png", **kwargs)

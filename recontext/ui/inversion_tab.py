@@ -6,7 +6,7 @@ import gradio as gr
 import pandas as pd
 
 from ..inversion import METHODS
-from .common import PhotoInput, asset, fmt, progress_fn, user_errors
+from .common import asset, fmt, photo_input, progress_fn, user_errors
 
 VARIANTS = {"plain": False, "tight": True}
 SLOTS = [(m, v) for m in METHODS for v in VARIANTS]  # one slider per method × variant
@@ -57,7 +57,7 @@ def reconstruct(studio, photo, prompt, methods, variants, image_scale, steps, se
                     + [round(r.seconds, 2)])
         notes = notes or r.notes
     first = next(iter(results.values()))
-    text = [f"The VAE's own round trip reaches PSNR {fmt(first.metrics['vae_psnr'], 2)} dB on this photo: "
+    text = [f"The VAE's own round trip reaches PSNR {fmt(first.metrics['vae_psnr'])} dB on this photo: "
             "the ceiling for every method. *Inversion PSNR* compares each reconstruction with that "
             "round trip, so it measures the inversion alone."]
     if first.metrics["lpips"] is None:
@@ -71,7 +71,8 @@ def reconstruct(studio, photo, prompt, methods, variants, image_scale, steps, se
             sliders.append(gr.ImageSlider(value=None, visible=False))
         else:
             sliders.append(gr.ImageSlider(value=(r.source, r.output), visible=True,
-                                          label=f"{label} — PSNR {fmt(r.metrics['psnr'], 2)} dB"))
+                                          label=f"{label}: PSNR {fmt(r.metrics['psnr'])} dB, "
+                                                f"inversion PSNR {fmt(r.metrics['inversion_psnr'])} dB"))
     table = pd.DataFrame(rows, columns=COLUMNS)
     return (*sliders, table, "\n".join(f"- {t}" for t in text))
 
@@ -80,7 +81,7 @@ def build(studio):
     gr.Markdown(ABOUT)
     with gr.Row():
         with gr.Column(scale=1):
-            photo = PhotoInput(label="Photo", sources=["upload", "clipboard"], height=280)
+            photo = photo_input(label="Photo", sources=["upload", "clipboard"], height=280)
             prompt = gr.Textbox(label="Caption (optional)", placeholder="describe the photo",
                                 max_lines=2)
             methods = gr.CheckboxGroup(list(METHODS), value=list(METHODS), label="Methods")
