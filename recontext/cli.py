@@ -47,6 +47,34 @@ def cmd_invert(args) -> int:
     return 0
 
 
+def cmd_edit(args) -> int:
+    from .editing import sweep_plot
+
+    studio = _studio(args)
+    os.makedirs(args.out, exist_ok=True)
+    common = dict(method=args.method, guidance=args.guidance, steps=args.steps, seed=args.seed)
+    if args.sweep:
+        scales = [float(s) for s in args.sweep.split(",") if s.strip()]
+        edits = studio.edit_sweep(args.photo, args.source, args.target, scales=scales, **common)
+        sweep_plot(edits, args.target).savefig(os.path.join(args.out, "sweep.png"))
+    else:
+        edits = [studio.edit(args.photo, args.source, args.target, tight=args.tight,
+                             image_scale=args.scale, **common)]
+    report = {"photo": args.photo, "source": args.source, "target": args.target,
+              "preset": studio.preset.name, **common, "steps": args.steps or studio.preset.steps,
+              "edits": []}
+    edits[0].reconstruction.save(os.path.join(args.out, "reconstruction.png"))
+    for e in edits:
+        name = f"edit_scale{e.scale:g}.png"
+        e.image.save(os.path.join(args.out, name))
+        report["edits"].append({"image": name, "scale": e.scale, "tight": args.tight or bool(args.sweep),
+                                "metrics": e.metrics, "seconds": e.seconds, "notes": e.notes})
+    with open(os.path.join(args.out, "metrics.json"), "w") as f:
+        f.write(dump_json(report))
+    print(dump_json(report))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .inversion import METHODS
 
@@ -64,6 +92,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="reconstruction.png")
     _add_preset(p)
     p.set_defaults(func=cmd_invert)
+
+    p = sub.add_parser("edit", help="edit a photo by inversion: source prompt -> target prompt")
+    p.add_argument("photo")
+    p.add_argument("--source", default="", help="what the photo shows")
+    p.add_argument("--target", required=True, help="what the edit should show")
+    p.add_argument("--method", default="ddim", choices=list(METHODS))
+    p.add_argument("--tight", action="store_true", help="condition on the photo (Tight Inversion)")
+    p.add_argument("--scale", type=float, default=0.4, help="IP-Adapter scale for --tight")
+    p.add_argument("--sweep", default=None,
+                   help="comma-separated image scales, e.g. 0,0.2,0.4,0.6,0.8,1.0 (tight edits)")
+    p.add_argument("--guidance", type=float, default=7.5)
+    p.add_argument("--steps", type=int, default=None, help="default: the preset's")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default="edits", help="folder for the PNGs and metrics.json")
+    _add_preset(p)
+    p.set_defaults(func=cmd_edit)
     return parser
 
 

@@ -88,3 +88,8 @@ def fit(img: Image.Image, native: int, multiple: int) -> tuple[Image.Image, list
     note = (f"resized from {img.width}×{img.height} to the model's working size "
             f"{size[0]}×{size[1]}; metrics are computed at that size")
     return img.resize(size, Image.Resampling.LANCZOS), [note]
+
+
+def to_size(img: Image.Image, size: tuple[int, int]) -> Image.Image:
+    """`img` at `size` (the user's original size), resized only if it differs."""
+    return img if img.size == size else img.resize(size, Image.Resampling.LANCZOS)

@@ -10,15 +10,12 @@ from __future__ import annotations
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Callable
-
 import torch
 from PIL import Image
 
-from . import images, inversion, metrics, presets
+from . import editing, images, inversion, metrics, presets
 from .models import ModelOwner, image_key
-
-Progress = Callable[[int, int, str], None]
+from .progress import Progress, ticker
 
 LIMITS = {"steps": (1, 200), "image_scale": (0.0, 1.5), "guidance": (1.0, 20.0),
           "seed": (0, 2**32 - 1)}
@@ -70,6 +67,8 @@ class Studio:
         self.preset = presets.get(preset)
         self.models = ModelOwner(self.preset)
         self._encoded: OrderedDict[str, tuple[torch.Tensor, Image.Image]] = OrderedDict()
+        self.inversion_cache = editing.InversionCache()
+        self.inversions = 0  # inversions run by edit() / edit_sweep(); cache hits don't count
 
     @property
     def base_loads(self) -> int:
@@ -109,6 +108,12 @@ class Studio:
         self.models.set_image_scale(image_scale if tight else 0.0)
         return self.models.with_image(cond, photo if tight else None)
 
+    def _checked(self, method, image_scale, guidance, steps, seed):
+        inversion.get(method)
+        return (check_range("image_scale", image_scale), check_range("guidance", guidance),
+                check_range("steps", self.preset.steps if steps is None else steps, integer=True),
+                check_range("seed", seed, integer=True))
+
     # -- inversion tab -------------------------------------------------------------------
     def reconstruct(self, image, prompt: str = "", method: str = "ddim", tight: bool = False,
                     image_scale: float = 0.4, steps: int | None = None, seed: int = 0,
@@ -116,16 +121,13 @@ class Studio:
         """Invert a photo with `method` and reconstruct it; metrics against the input."""
         start = time.perf_counter()
         module = inversion.get(method)
-        steps = check_range("steps", self.preset.steps if steps is None else steps, integer=True)
-        image_scale = check_range("image_scale", image_scale)
-        guidance = check_range("guidance", guidance)
-        seed = check_range("seed", seed, integer=True)
+        image_scale, guidance, steps, seed = self._checked(method, image_scale, guidance, steps, seed)
         with self.models.lock:
             photo = self.prepare(image)
             notes = photo.notes + self.prompt_notes(prompt)
             cond = self.condition(prompt, photo.image, tight, image_scale, guidance)
             timesteps, alphas = inversion.levels(self.models.pipe.scheduler, steps)
-            tick = _ticker(progress, 2 * steps, f"{method}{' + tight' if tight else ''}")
+            tick = ticker(progress, 2 * steps, f"{method}{' + tight' if tight else ''}")
             generator = torch.Generator().manual_seed(seed)
             with torch.no_grad():
                 state = module.invert(self.models.unet_call, photo.latents, timesteps, alphas,
@@ -135,19 +137,42 @@ class Studio:
             output = self.models.decode(z_rec)
         result = metrics.reconstruction(photo.image, output, photo.latents, z_rec, photo.vae_roundtrip)
         return Reconstruction(
-            image=output.resize(photo.original_size, Image.Resampling.LANCZOS)
-            if output.size != photo.original_size else output,
-            metrics=result, seconds=time.perf_counter() - start, method=method, tight=tight,
+            image=images.to_size(output, photo.original_size), metrics=result, seconds=time.perf_counter() - start, method=method, tight=tight,
             image_scale=image_scale, source=photo.image, output=output, notes=notes)
 
 
-def _ticker(progress: Progress | None, total: int, desc: str):
-    if progress is None:
-        return None
-    count = [0]
+    # -- text editing tab ------------------------------------------------------------------
+    def edit(self, image, source_prompt: str, target_prompt: str, method: str = "ddim",
+             tight: bool = True, image_scale: float = 0.4, guidance: float = 7.5,
+             steps: int | None = None, seed: int = 0, progress: Progress | None = None) -> editing.Edit:
+        """Invert the photo under `source_prompt` (cached), regenerate under `target_prompt`."""
+        image_scale, guidance, steps, seed = self._checked(method, image_scale, guidance, steps, seed)
+        _require_text(target_prompt, "target prompt")
+        _require_text(source_prompt, "source prompt", allow_empty=True)
+        return editing.edit(self, image, source_prompt, target_prompt, method, tight, image_scale,
+                            guidance, steps, seed, progress)
 
-    def tick(_):
-        count[0] += 1
-        progress(count[0], total, desc)
+    def edit_sweep(self, image, source_prompt: str, target_prompt: str,
+                   scales=editing.SWEEP_SCALES, method: str = "ddim", guidance: float = 7.5,
+                   steps: int | None = None, seed: int = 0,
+                   progress: Progress | None = None) -> list[editing.Edit]:
+        """Tight edits at several image scales: one inversion per scale (each scale
+        conditions its own), the photo's image embeddings computed once for all."""
+        scales = [check_range("image_scale", s) for s in scales]
+        if not scales:
+            raise ValueError("image scales: give at least one value")
+        results = []
+        for i, s in enumerate(scales):
+            sub = None if progress is None else (
+                lambda d, t, desc, i=i, s=s: progress(i * t + d, len(scales) * t, f"scale {s:g}: {desc}"))
+            results.append(self.edit(image, source_prompt, target_prompt, method=method, tight=True,
+                                     image_scale=s, guidance=guidance, steps=steps, seed=seed,
+                                     progress=sub))
+        return results
 
-    return tick
+
+def _require_text(value, what: str, allow_empty: bool = False) -> None:
+    if not isinstance(value, str):
+        raise ValueError(f"{what} must be text")
+    if not allow_empty and not value.strip():
+        raise ValueError(f"{what} is empty: say what the edited photo should show")

@@ -38,3 +38,14 @@ def test_bad_inputs_leave_the_app_serving(client, tmp_path):
     with pytest.raises(Exception, match="at least one method"):
         reconstruct(client, CAT, methods=())
     assert len(reconstruct(client, CAT, steps=2)[-2]["data"]) == 4
+
+
+def test_edit_endpoints(client):
+    rec, out, table, notes = client.predict(
+        handle_file(CAT), "a cat", "a tiger", "ddim", True, 0.4, 7.5, 3, 0, api_name="/edit")
+    assert len(rec) == 2 and len(out) == 2 and len(table["data"]) == 1
+    gallery, plot, table, notes = client.predict(
+        handle_file(CAT), "a cat", "a tiger", "ddim", "0, 0.5, 1", 7.5, 3, 0, api_name="/edit_sweep")
+    assert len(gallery) == 3 and len(table["data"]) == 3 and plot is not None
+    with pytest.raises(Exception, match="target prompt is empty"):
+        client.predict(handle_file(CAT), "a cat", "", "ddim", True, 0.4, 7.5, 3, 0, api_name="/edit")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import gradio as gr
 
-from . import inversion_tab
+from . import edit_tab, inversion_tab
 from .common import header
 
 
@@ -14,4 +14,6 @@ def build_demo(studio) -> gr.Blocks:
         with gr.Tabs():
             with gr.Tab("Inversion", id="inversion"):
                 inversion_tab.build(studio)
+            with gr.Tab("Text editing", id="edit"):
+                edit_tab.build(studio)
     return demo
