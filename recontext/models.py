@@ -76,6 +76,7 @@ class ModelOwner:
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         self.dtype = preset.torch_dtype if self.device.type == "cuda" else torch.float32
         self.base_loads = 0
+        self._unet_evaluations = 0  # latents passed through the UNet (a guided call counts 2)
         self.lock = threading.RLock()
         self._pipe = None
         self._clip = None
@@ -205,12 +206,17 @@ class ModelOwner:
         """Predicted noise for latents `x` at timestep `t` (float32 in, float32 out)."""
         unet = self.pipe.unet
         xin = torch.cat([x, x]) if cond.guided else x
+        self._unet_evaluations += xin.shape[0]
         eps = unet(xin.to(self.dtype), t, encoder_hidden_states=cond.text,
                    added_cond_kwargs=cond.added, return_dict=False)[0].float()
         if cond.guided:
             uncond, text = eps.chunk(2)
             eps = uncond + cond.guidance * (text - uncond)
         return eps
+
+    def unet_evaluations(self) -> int:
+        """How many latents the UNet has denoised so far (for benchmarks)."""
+        return self._unet_evaluations
 
     def encode(self, image: Image.Image) -> torch.Tensor:
         """PIL image (sides a multiple of `size_multiple`) -> scaled latents, float32."""

@@ -103,7 +103,7 @@ def build(studio):
             with gr.Row():
                 gallery = gr.Gallery(label="Sweep: edits by image scale", format="png", columns=3,
                                      height=300)
-                plot = gr.Plot(label="Fidelity–editability trade-off")
+                plot = gr.Plot(label="Fidelity–editability trade-off", show_label=False)
     gr.Examples(examples(), inputs=[photo, source, target],
                 label="Examples (scikit-image photos with source and target prompts)")
 
