@@ -75,15 +75,34 @@ def cmd_edit(args) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from .inversion import METHODS
+def cmd_ratings_summarize(args) -> int:
+    from .review import RatingStore, report, summarize
 
+    df = RatingStore(args.csv).read()
+    if args.json:
+        print(dump_json(report(df)))
+    else:
+        import pandas as pd
+
+        with pd.option_context("display.width", 160, "display.max_columns", 20):
+            print(summarize(df).round(3).to_string(index=False) if len(df) else "no ratings yet")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m recontext", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
+    p = sub.add_parser("ratings", help="human ratings: summarize a ratings CSV")
+    rsub = p.add_subparsers(dest="ratings_command", required=True)
+    p = rsub.add_parser("summarize", help="per-method scores with 95%% intervals, win rates, agreement")
+    p.add_argument("csv")
+    p.add_argument("--json", action="store_true", help="print everything as JSON")
+    p.set_defaults(func=cmd_ratings_summarize)
+
     p = sub.add_parser("invert", help="invert a photo and reconstruct it; print metrics as JSON")
     p.add_argument("photo")
-    p.add_argument("--method", default="ddim", choices=list(METHODS))
+    p.add_argument("--method", default="ddim", help="ddim, renoise or edit-friendly")
     p.add_argument("--prompt", default="", help="caption of the photo (optional)")
     p.add_argument("--tight", action="store_true", help="condition on the photo (Tight Inversion)")
     p.add_argument("--scale", type=float, default=0.4, help="IP-Adapter scale for --tight")
@@ -97,7 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("photo")
     p.add_argument("--source", default="", help="what the photo shows")
     p.add_argument("--target", required=True, help="what the edit should show")
-    p.add_argument("--method", default="ddim", choices=list(METHODS))
+    p.add_argument("--method", default="ddim", help="ddim, renoise or edit-friendly")
     p.add_argument("--tight", action="store_true", help="condition on the photo (Tight Inversion)")
     p.add_argument("--scale", type=float, default=0.4, help="IP-Adapter scale for --tight")
     p.add_argument("--sweep", default=None,
