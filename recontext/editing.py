@@ -10,7 +10,6 @@ or (for deterministic methods) seed regenerates without inverting again.
 from __future__ import annotations
 
 import time
-from collections import OrderedDict
 from dataclasses import dataclass, field
 
 import torch
@@ -45,26 +44,6 @@ class Inverted:
     reconstruction: Image.Image   # working size
 
 
-class InversionCache:
-    """The last few inversions, keyed by what determines them."""
-
-    def __init__(self, size: int = 8):
-        self.size, self.items = size, OrderedDict()
-
-    def get(self, key):
-        if key in self.items:
-            self.items.move_to_end(key)
-        return self.items.get(key)
-
-    def put(self, key, value):
-        self.items[key] = value
-        while len(self.items) > self.size:
-            self.items.popitem(last=False)
-
-    def clear(self):
-        self.items.clear()
-
-
 def clip_similarity(models, image: Image.Image, text: str) -> float:
     """Cosine similarity of CLIP's image and text embeddings (the model owner's CLIP)."""
     model, tokenizer, processor = models.clip
@@ -93,18 +72,12 @@ def edit(studio, image, source_prompt: str, target_prompt: str, method: str, tig
         key = (image_key(photo.image), source_prompt, method, steps, tight, scale,
                seed if method in STOCHASTIC else None)
         cached = studio.inversion_cache.get(key)
-        total = steps * (1 if cached else 3)
-        tick = ticker(progress, total, method)
-        if cached is None:
-            cond = studio.condition(source_prompt, photo.image, tight, scale)
-            generator = torch.Generator().manual_seed(seed)
-            with torch.no_grad():
-                state = module.invert(models.unet_call, photo.latents, timesteps, alphas, cond,
-                                      generator=generator, callback=tick)
-                z_rec = module.reconstruct(models.unet_call, state, timesteps, alphas, cond,
-                                           callback=tick)
-            cached = Inverted(state, models.decode(z_rec))
-            studio.inversion_cache.put(key, cached)
+        inverted = cached is None
+        tick = ticker(progress, steps * (3 if inverted else 1), method)
+        if inverted:
+            state, z_rec = studio.invert(photo, source_prompt, module, tight, scale, timesteps,
+                                         alphas, seed, tick=tick)
+            cached = studio.inversion_cache.put(key, Inverted(state, models.decode(z_rec)))
             studio.inversions += 1
         cond = studio.condition(target_prompt, photo.image, tight, scale, guidance)
         with torch.no_grad():
@@ -121,7 +94,7 @@ def edit(studio, image, source_prompt: str, target_prompt: str, method: str, tig
                 reconstruction=to_size(cached.reconstruction, photo.original_size), metrics=scores,
                 scale=scale, seconds=time.perf_counter() - start, source=photo.image,
                 output=output, reconstruction_working=cached.reconstruction,
-                inverted=total != steps, notes=notes)
+                inverted=inverted, notes=notes)
 
 
 def sweep_plot(edits: list[Edit], target_prompt: str = ""):

@@ -13,13 +13,13 @@ import hashlib
 import logging
 import os
 import threading
-from collections import OrderedDict
 from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
 from PIL import Image
 
+from .cache import LRU
 from .presets import Preset
 
 log = logging.getLogger(__name__)
@@ -80,7 +80,7 @@ class ModelOwner:
         self.lock = threading.RLock()
         self._pipe = None
         self._clip = None
-        self._embeds: OrderedDict[str, tuple[torch.Tensor, torch.Tensor]] = OrderedDict()
+        self._embeds = LRU(16)  # image key -> (photo, blank) IP-Adapter embeddings
 
     # -- loading ---------------------------------------------------------------------
     @property
@@ -180,11 +180,8 @@ class ModelOwner:
                 pipe = self.pipe
                 plus = not type(pipe.unet.encoder_hid_proj.image_projection_layers[0]).__name__ == "ImageProjection"
                 with torch.no_grad():
-                    self._embeds[key] = pipe.encode_image(image, self.device, 1, output_hidden_states=plus)
-                while len(self._embeds) > 16:
-                    self._embeds.popitem(last=False)
-            self._embeds.move_to_end(key)
-            return self._embeds[key]
+                    self._embeds.put(key, pipe.encode_image(image, self.device, 1, output_hidden_states=plus))
+            return self._embeds.get(key)
 
     def with_image(self, cond: Cond, image: Image.Image | None) -> Cond:
         """Add IP-Adapter image embeddings to `cond`: the photo's, or (None) a blank image's.

@@ -18,3 +18,11 @@ def ticker(progress: Progress | None, total: int, desc: str):
         progress(count[0], total, desc)
 
     return tick
+
+
+def segment(progress: Progress | None, index: int, count: int, prefix: str = ""):
+    """Progress of the `index`-th of `count` equal parts of a longer job, reported on the
+    whole job's scale."""
+    if progress is None:
+        return None
+    return lambda done, total, desc: progress(index * total + done, count * total, prefix + desc)

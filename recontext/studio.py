@@ -8,14 +8,15 @@ result object; none of it knows about the web page.
 from __future__ import annotations
 
 import time
-from collections import OrderedDict
 from dataclasses import dataclass, field
+
 import torch
 from PIL import Image
 
 from . import editing, images, inversion, metrics, presets
+from .cache import LRU
 from .models import ModelOwner, image_key
-from .progress import Progress, ticker
+from .progress import Progress, segment, ticker
 
 LIMITS = {"steps": (1, 200), "image_scale": (0.0, 1.5), "guidance": (1.0, 20.0),
           "seed": (0, 2**32 - 1)}
@@ -66,8 +67,8 @@ class Studio:
     def __init__(self, preset: str | None = None):
         self.preset = presets.get(preset)
         self.models = ModelOwner(self.preset)
-        self._encoded: OrderedDict[str, tuple[torch.Tensor, Image.Image]] = OrderedDict()
-        self.inversion_cache = editing.InversionCache()
+        self._encoded = LRU(8)  # image key -> (latents, VAE round trip)
+        self.inversion_cache = LRU(8)  # what determines an inversion -> editing.Inverted
         self.inversions = 0  # inversions run by edit() / edit_sweep(); cache hits don't count
 
     @property
@@ -84,10 +85,8 @@ class Studio:
         key = image_key(img)
         if key not in self._encoded:
             latents = self.models.encode(img)
-            self._encoded[key] = (latents, self.models.decode(latents))
-            while len(self._encoded) > 8:
-                self._encoded.popitem(last=False)
-        latents, roundtrip = self._encoded[key]
+            self._encoded.put(key, (latents, self.models.decode(latents)))
+        latents, roundtrip = self._encoded.get(key)
         return Prepared(size, img, latents, roundtrip, notes + more)
 
     def prompt_notes(self, prompt: str, what: str = "prompt") -> list[str]:
@@ -108,11 +107,24 @@ class Studio:
         self.models.set_image_scale(image_scale if tight else 0.0)
         return self.models.with_image(cond, photo if tight else None)
 
-    def _checked(self, method, image_scale, guidance, steps, seed):
-        inversion.get(method)
+    def _checked(self, image_scale, guidance, steps, seed):
         return (check_range("image_scale", image_scale), check_range("guidance", guidance),
                 check_range("steps", self.preset.steps if steps is None else steps, integer=True),
                 check_range("seed", seed, integer=True))
+
+    def invert(self, photo: Prepared, prompt: str, module, tight: bool, image_scale: float,
+               timesteps, alphas, seed: int, guidance: float = 1.0, tick=None):
+        """Invert `photo` under `prompt` with an inversion `module` and reconstruct it
+        under the same conditioning: (state, reconstructed latents). Holds `models.lock`."""
+        with self.models.lock:
+            cond = self.condition(prompt, photo.image, tight, image_scale, guidance)
+            generator = torch.Generator().manual_seed(seed)
+            with torch.no_grad():
+                state = module.invert(self.models.unet_call, photo.latents, timesteps, alphas,
+                                      cond, generator=generator, callback=tick)
+                z_rec = module.reconstruct(self.models.unet_call, state, timesteps, alphas, cond,
+                                           callback=tick)
+        return state, z_rec
 
     # -- inversion tab -------------------------------------------------------------------
     def reconstruct(self, image, prompt: str = "", method: str = "ddim", tight: bool = False,
@@ -121,24 +133,19 @@ class Studio:
         """Invert a photo with `method` and reconstruct it; metrics against the input."""
         start = time.perf_counter()
         module = inversion.get(method)
-        image_scale, guidance, steps, seed = self._checked(method, image_scale, guidance, steps, seed)
+        image_scale, guidance, steps, seed = self._checked(image_scale, guidance, steps, seed)
         with self.models.lock:
             photo = self.prepare(image)
             notes = photo.notes + self.prompt_notes(prompt)
-            cond = self.condition(prompt, photo.image, tight, image_scale, guidance)
             timesteps, alphas = inversion.levels(self.models.pipe.scheduler, steps)
             tick = ticker(progress, 2 * steps, f"{method}{' + tight' if tight else ''}")
-            generator = torch.Generator().manual_seed(seed)
-            with torch.no_grad():
-                state = module.invert(self.models.unet_call, photo.latents, timesteps, alphas,
-                                      cond, generator=generator, callback=tick)
-                z_rec = module.reconstruct(self.models.unet_call, state, timesteps, alphas, cond,
-                                           callback=tick)
+            _, z_rec = self.invert(photo, prompt, module, tight, image_scale, timesteps, alphas,
+                                   seed, guidance, tick)
             output = self.models.decode(z_rec)
         result = metrics.reconstruction(photo.image, output, photo.latents, z_rec, photo.vae_roundtrip)
         return Reconstruction(
-            image=images.to_size(output, photo.original_size), metrics=result, seconds=time.perf_counter() - start, method=method, tight=tight,
-            image_scale=image_scale, source=photo.image, output=output, notes=notes)
+            image=images.to_size(output, photo.original_size), metrics=result,
+            seconds=time.perf_counter() - start, method=method, tight=tight, image_scale=image_scale, source=photo.image, output=output, notes=notes)
 
 
     # -- text editing tab ------------------------------------------------------------------
@@ -146,7 +153,8 @@ class Studio:
              tight: bool = True, image_scale: float = 0.4, guidance: float = 7.5,
              steps: int | None = None, seed: int = 0, progress: Progress | None = None) -> editing.Edit:
         """Invert the photo under `source_prompt` (cached), regenerate under `target_prompt`."""
-        image_scale, guidance, steps, seed = self._checked(method, image_scale, guidance, steps, seed)
+        inversion.get(method)
+        image_scale, guidance, steps, seed = self._checked(image_scale, guidance, steps, seed)
         _require_text(target_prompt, "target prompt")
         _require_text(source_prompt, "source prompt", allow_empty=True)
         return editing.edit(self, image, source_prompt, target_prompt, method, tight, image_scale,
@@ -163,11 +171,9 @@ class Studio:
             raise ValueError("image scales: give at least one value")
         results = []
         for i, s in enumerate(scales):
-            sub = None if progress is None else (
-                lambda d, t, desc, i=i, s=s: progress(i * t + d, len(scales) * t, f"scale {s:g}: {desc}"))
             results.append(self.edit(image, source_prompt, target_prompt, method=method, tight=True,
                                      image_scale=s, guidance=guidance, steps=steps, seed=seed,
-                                     progress=sub))
+                                     progress=segment(progress, i, len(scales), f"scale {s:g}: ")))
         return results
 
 

@@ -6,6 +6,7 @@ import gradio as gr
 import pandas as pd
 
 from ..inversion import METHODS
+from ..progress import segment
 from .common import asset, fmt, photo_input, progress_fn, user_errors
 
 VARIANTS = {"plain": False, "tight": True}
@@ -49,8 +50,7 @@ def reconstruct(studio, photo, prompt, methods, variants, image_scale, steps, se
     for i, (m, v) in enumerate(runs):
         r = studio.reconstruct(
             photo, prompt=prompt or "", method=m, tight=VARIANTS[v], image_scale=image_scale,
-            steps=steps, seed=seed,
-            progress=lambda d, t, desc, i=i: update(i * t + d, len(runs) * t, desc))
+            steps=steps, seed=seed, progress=segment(update, i, len(runs)))
         results[(m, v)] = r
         rows.append([m, "yes" if r.tight else "no"]
                     + [fmt(r.metrics[k]) for k in KEYS]
