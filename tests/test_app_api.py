@@ -49,3 +49,28 @@ def test_edit_endpoints(client):
     assert len(gallery) == 3 and len(table["data"]) == 3 and plot is not None
     with pytest.raises(Exception, match="target prompt is empty"):
         client.predict(handle_file(CAT), "a cat", "", "ddim", True, 0.4, 7.5, 3, 0, api_name="/edit")
+
+
+def test_review_endpoints(client):
+    """A run from the inversion tab becomes an item: next_item shows it blind, rate records
+    it and reveals the methods, summary counts it."""
+    reconstruct(client, CAT, steps=2, methods=("ddim",))  # 2 outputs: ddim, ddim+tight
+    out = client.predict("rater-api", api_name="/next_item")
+    item_id, info, source, images = out[0], out[1], out[2], out[3:11]
+    assert item_id and source
+    shown = [im for im in images if im.get("visible", True) and im.get("value")]
+    assert len(shown) >= 2
+    assert "ddim" not in str(out) and "tight" not in str(out)
+    scores = [4] * len(shown) + [None] * (8 - len(shown))
+    before = client.predict(api_name="/summary")[0]
+    result = client.predict("rater-api", item_id, *scores, *scores, "fine", True, api_name="/rate")
+    assert "was `ddim" in result and "A" in result
+    table, plot, stats, wins, csv = client.predict(api_name="/summary")
+    assert table["data"] != before["data"] and "rater" in stats and csv.endswith(".csv")
+    assert any(row[1].startswith("ddim") for row in table["data"])
+    with pytest.raises(Exception, match="not in the list of choices"):  # Gradio checks radios
+        client.predict("rater-api", item_id, *([9] * 8), *scores, "", True, api_name="/rate")
+    with pytest.raises(Exception, match="fidelity of output B is missing"):
+        client.predict("rater-api", item_id, 4, *[None] * 7, *scores, "", True, api_name="/rate")
+    with pytest.raises(Exception, match="rater"):
+        client.predict("", item_id, *scores, *scores, "", True, api_name="/rate")

@@ -1,7 +1,8 @@
 """Human ratings: the CSV store and its summary. Imports neither torch nor diffusers."""
 
 from .store import HEADER, RatingStore, neutralise
-from .summary import agreement, bootstrap_ci, report, summarize, win_rates
+from .queue import BlindItem, blind_order, next_item, rate
+from .summary import agreement, bootstrap_ci, report, summarize, summary_plot, win_rates
 
 __all__ = ["HEADER", "RatingStore", "neutralise", "summarize", "win_rates", "agreement",
-           "bootstrap_ci", "report"]
+           "bootstrap_ci", "report", "summary_plot", "BlindItem", "blind_order", "next_item", "rate"]

@@ -7,6 +7,7 @@ on a fresh line. A rater re-rating the same output appends again; reading keeps 
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import os
@@ -53,14 +54,35 @@ class RatingStore:
     """`RatingStore(path, known=None)`: `known(item_id, method) -> bool` says whether an
     item and method exist (the runs folder); without it any item is accepted."""
 
-    def __init__(self, path: str, known=None):
+    def __init__(self, path: str, known=None, commit_lock=None):
         self.path = os.fspath(path)
         self.known = known
         self.lock = FileLock(self.path + ".lock")
+        self.commit_lock = commit_lock or contextlib.nullcontext()  # a Hub push's lock
 
     def add(self, rater: str, item_id: str, task: str, method: str, fidelity, realism,
             label: str = "", position: int = 0, comment: str = "", preset: str = "",
             app_version: str = "") -> dict:
+        """Validate and append one rating; returns the row as written."""
+        return self.add_many([dict(rater=rater, item_id=item_id, task=task, method=method,
+                                   fidelity=fidelity, realism=realism, label=label,
+                                   position=position, comment=comment, preset=preset,
+                                   app_version=app_version)])[0]
+
+    def add_many(self, ratings: list[dict]) -> list[dict]:
+        """Validate every rating first, then append them all in one locked write: a bad
+        value anywhere raises `ValueError` naming the field and nothing is written."""
+        rows = [self._row(**r) for r in ratings]
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, HEADER, lineterminator="\n")
+        for row in rows:
+            writer.writerow({k: neutralise(v) if isinstance(v, str) else v for k, v in row.items()})
+        self._append(buf.getvalue().encode("utf-8"))
+        return rows
+
+    def _row(self, rater: str, item_id: str, task: str, method: str, fidelity, realism,
+             label: str = "", position: int = 0, comment: str = "", preset: str = "",
+             app_version: str = "") -> dict:
         from .. import __version__
 
         row = {
@@ -80,15 +102,11 @@ class RatingStore:
         }
         if self.known is not None and not self.known(row["item_id"], row["method"]):
             raise ValueError(f"item_id {item_id!r} with method {method!r} is not a known review item")
-        cells = {k: neutralise(v) if isinstance(v, str) else v for k, v in row.items()}
-        buf = io.StringIO()
-        csv.DictWriter(buf, HEADER, lineterminator="\n").writerow(cells)
-        self._append(buf.getvalue().encode("utf-8"))
         return row
 
     def _append(self, line: bytes) -> None:
         os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
-        with self.lock, open(self.path, "ab+") as f:
+        with self.commit_lock, self.lock, open(self.path, "ab+") as f:
             f.seek(0, os.SEEK_END)
             if f.tell() == 0:
                 f.write((",".join(HEADER) + "\n").encode())

@@ -73,3 +73,31 @@ def report(df: pd.DataFrame) -> dict:
             "methods": summarize(df).to_dict(orient="records"),
             "win_rates": win_rates(df).to_dict(orient="records"),
             "agreement": agreement(df)}
+
+
+def summary_plot(table: pd.DataFrame):
+    """Mean fidelity and realism per method with their 95% intervals (a matplotlib Figure)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(8, 0.9 + 0.45 * max(len(table), 1)), layout="constrained")
+    axes = fig.subplots(1, len(CRITERIA), sharey=True)
+    names = [f"{t}: {m}" for t, m in zip(table.get("task", []), table.get("method", []))]
+    for ax, c in zip(axes, CRITERIA):
+        ax.set_title(f"{c} (mean, 95% CI)")
+        ax.set_xlim(0.8, 5.2)
+        ax.grid(axis="x", alpha=0.3)
+        if not len(table):
+            ax.text(3, 0, "no ratings yet", ha="center", va="center")
+            ax.set_yticks([])
+            continue
+        mean = table[f"{c}_mean"].to_numpy()
+        lo = np.nan_to_num(mean - table[f"{c}_ci_low"].to_numpy())
+        hi = np.nan_to_num(table[f"{c}_ci_high"].to_numpy() - mean)
+        y = np.arange(len(table))
+        ax.errorbar(mean, y, xerr=[lo, hi], fmt="o", capsize=4)
+        ax.set_yticks(y, names)
+        ax.invert_yaxis()
+    return fig

@@ -43,6 +43,8 @@ def fmt(value, digits: int = 4):
     if value is None:
         return "n/a"
     if isinstance(value, float):
+        if math.isnan(value):
+            return "n/a"
         return "∞" if math.isinf(value) else f"{value:.{digits}g}"
     return value
 

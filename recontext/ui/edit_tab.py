@@ -9,6 +9,7 @@ import pandas as pd
 
 from ..editing import SWEEP_SCALES, sweep_plot
 from ..inversion import METHODS
+from ..runs import save_edits
 from .common import asset, fmt, photo_input, progress_fn, user_errors
 
 ABOUT = """Invert the photo under its **source prompt**, then regenerate it from that noise
@@ -42,21 +43,32 @@ def _notes(edits) -> str:
 
 
 def edit(studio, photo, source, target, method, tight, image_scale, guidance, steps, seed,
-         progress=gr.Progress()):
+         progress=gr.Progress(), runs=None):
     e = studio.edit(photo, source or "", target or "", method=method, tight=tight,
                     image_scale=image_scale, guidance=guidance, steps=steps, seed=seed,
                     progress=progress_fn(progress))
-    return (e.source, e.reconstruction_working), (e.source, e.output), _table([e]), _notes([e])
+    notes = _notes([e])
+    if runs is not None:
+        run_id = save_edits(runs, studio.preset.name, [e], source or "", target, method, tight,
+                            guidance, steps, seed, sweep=False)
+        notes += f"\n- Saved as run `{run_id}`."
+    return (e.source, e.reconstruction_working), (e.source, e.output), _table([e]), notes
 
 
 def edit_sweep(studio, photo, source, target, method, scales, guidance, steps, seed,
-               progress=gr.Progress()):
+               progress=gr.Progress(), runs=None):
     values = _parse_scales(scales)
     edits = studio.edit_sweep(photo, source or "", target or "", scales=values, method=method,
                               guidance=guidance, steps=steps, seed=seed,
                               progress=progress_fn(progress))
+    notes = _notes(edits)
+    if runs is not None and len({e.scale for e in edits}) == len(edits):
+        run_id = save_edits(runs, studio.preset.name, edits, source or "", target, method, True,
+                            guidance, steps, seed, sweep=True)
+        notes += f"\n- Saved as run `{run_id}`" + (": rate it blind in the Review tab."
+                                                     if len(edits) > 1 else ".")
     gallery = [(e.output, f"scale {e.scale:g}") for e in edits]
-    return gallery, sweep_plot(edits, target), _table(edits), _notes(edits)
+    return gallery, sweep_plot(edits, target), _table(edits), notes
 
 
 def _parse_scales(text) -> list[float]:
@@ -71,7 +83,7 @@ def _parse_scales(text) -> list[float]:
     return values
 
 
-def build(studio):
+def build(studio, runs=None):
     gr.Markdown(ABOUT)
     with gr.Row():
         with gr.Column(scale=1):
@@ -109,11 +121,11 @@ def build(studio):
 
     @user_errors
     def on_edit(*args, progress=gr.Progress()):
-        return edit(studio, *args, progress=progress)
+        return edit(studio, *args, progress=progress, runs=runs)
 
     @user_errors
     def on_sweep(*args, progress=gr.Progress()):
-        return edit_sweep(studio, *args, progress=progress)
+        return edit_sweep(studio, *args, progress=progress, runs=runs)
 
     run.click(on_edit, [photo, source, target, method, tight, scale, guidance, steps, seed],
               [rec, out, table, notes], api_name="edit")

@@ -7,6 +7,7 @@ import pandas as pd
 
 from ..inversion import METHODS
 from ..progress import segment
+from ..runs import save_reconstructions
 from .common import asset, fmt, photo_input, progress_fn, user_errors
 
 VARIANTS = {"plain": False, "tight": True}
@@ -33,9 +34,10 @@ the reconstruction with the original."""
 
 
 def reconstruct(studio, photo, prompt, methods, variants, image_scale, steps, seed,
-                progress=gr.Progress()):
+                progress=gr.Progress(), runs=None):
     """Run every chosen method × variant; return one slider value per slot, the metrics
-    table and notes. A plain function: tests call it without a browser."""
+    table and notes. Saved as a run in `runs` when given. A plain function: tests call it
+    without a browser."""
     methods = [m for m in METHODS if m in (methods or [])]
     variants = [v for v in VARIANTS if v in (variants or [])]
     if not methods:
@@ -45,12 +47,12 @@ def reconstruct(studio, photo, prompt, methods, variants, image_scale, steps, se
     if photo is None:
         raise ValueError("upload a photo or pick an example below")
     update = progress_fn(progress)
-    runs = [(m, v) for m in methods for v in variants]
+    jobs = [(m, v) for m in methods for v in variants]
     results, rows, notes = {}, [], []
-    for i, (m, v) in enumerate(runs):
+    for i, (m, v) in enumerate(jobs):
         r = studio.reconstruct(
             photo, prompt=prompt or "", method=m, tight=VARIANTS[v], image_scale=image_scale,
-            steps=steps, seed=seed, progress=segment(update, i, len(runs)))
+            steps=steps, seed=seed, progress=segment(update, i, len(jobs)))
         results[(m, v)] = r
         rows.append([m, "yes" if r.tight else "no"]
                     + [fmt(r.metrics[k]) for k in KEYS]
@@ -63,6 +65,11 @@ def reconstruct(studio, photo, prompt, methods, variants, image_scale, steps, se
     if first.metrics["lpips"] is None:
         text.append("LPIPS: unavailable (install the optional `lpips` package).")
     text += notes
+    if runs is not None:
+        run_id = save_reconstructions(runs, studio.preset.name, list(results.values()), prompt or "",
+                                      steps, seed, image_scale)
+        text.append(f"Saved as run `{run_id}`" + (": rate it blind in the Review tab."
+                                                   if len(results) > 1 else "."))
     sliders = []
     for slot in SLOTS:
         r = results.get(slot)
@@ -77,7 +84,7 @@ def reconstruct(studio, photo, prompt, methods, variants, image_scale, steps, se
     return (*sliders, table, "\n".join(f"- {t}" for t in text))
 
 
-def build(studio):
+def build(studio, runs=None):
     gr.Markdown(ABOUT)
     with gr.Row():
         with gr.Column(scale=1):
@@ -109,7 +116,8 @@ def build(studio):
 
     @user_errors
     def handler(photo, prompt, methods, variants, image_scale, steps, seed, progress=gr.Progress()):
-        return reconstruct(studio, photo, prompt, methods, variants, image_scale, steps, seed, progress)
+        return reconstruct(studio, photo, prompt, methods, variants, image_scale, steps, seed, progress,
+                           runs)
 
     run.click(handler, [photo, prompt, methods, variants, scale, steps, seed],
               [*sliders, table, notes], api_name="reconstruct")

@@ -1,0 +1,153 @@
+"""Runs: every generation saved with what made it, so it can be looked at and rated later.
+
+A run is a folder `runs/<run_id>/` under the data folder (`RECONTEXT_DATA_DIR`, default
+`./data`) holding `run.json` (task, preset, prompts, params, seed, one entry per output
+with its method, metrics and seconds, timings, created time, app version), `source.png`
+and `output-<i>.png`. A run is written to a temporary folder and renamed into place, so a
+reader never sees half of one. Runs with two or more outputs are review items.
+Imports neither torch nor gradio.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import shutil
+import tempfile
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+from PIL import Image
+
+
+def data_dir() -> str:
+    return os.environ.get("RECONTEXT_DATA_DIR") or os.path.join(os.getcwd(), "data")
+
+
+@dataclass
+class Output:
+    method: str
+    image: Image.Image
+    metrics: dict = field(default_factory=dict)
+    seconds: float | None = None
+
+
+def _plain(value):
+    """JSON-safe: infinities and NaN become strings, tuples lists."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+class RunStore:
+    """`RunStore(root)`: the runs folder. `lock` is held while a run is moved into place
+    (a Hub CommitScheduler's lock on Spaces, so a push never sees half a run)."""
+
+    def __init__(self, root: str | None = None, lock=None):
+        self.root = os.fspath(root or os.path.join(data_dir(), "runs"))
+        self.lock = lock or contextlib.nullcontext()
+        self._cache: dict[str, dict] = {}
+
+    def save(self, task: str, preset: str, outputs: list[Output], source: Image.Image | None = None,
+             prompts: dict | None = None, params: dict | None = None, seed: int | None = None,
+             timings: dict | None = None) -> str:
+        from . import __version__
+
+        if not outputs:
+            raise ValueError("a run needs at least one output")
+        created = datetime.now(timezone.utc)
+        run_id = f"{created:%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:8]}"
+        record = {
+            "run_id": run_id, "task": task, "preset": preset,
+            "created": created.isoformat(timespec="seconds"), "app_version": __version__,
+            "prompts": prompts or {}, "params": params or {}, "seed": seed,
+            "source": "source.png" if source is not None else None,
+            "outputs": [{"method": o.method, "image": f"output-{i}.png", "metrics": o.metrics,
+                         "seconds": o.seconds} for i, o in enumerate(outputs)],
+            "timings": timings or {"total_seconds": sum(o.seconds or 0 for o in outputs)},
+        }
+        methods = [o.method for o in outputs]
+        if len(set(methods)) != len(methods):
+            raise ValueError(f"each output of a run needs its own method name, got {methods}")
+        os.makedirs(self.root, exist_ok=True)
+        tmp = tempfile.mkdtemp(prefix=".tmp-", dir=self.root)
+        try:
+            if source is not None:
+                source.save(os.path.join(tmp, "source.png"))
+            for i, o in enumerate(outputs):
+                o.image.save(os.path.join(tmp, f"output-{i}.png"))
+            with open(os.path.join(tmp, "run.json"), "w") as f:
+                json.dump(_plain(record), f, indent=1)
+            with self.lock:
+                os.rename(tmp, os.path.join(self.root, run_id))
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return run_id
+
+    def get(self, run_id: str) -> dict:
+        """A run's record, with `dir` added (where its PNGs are)."""
+        if not isinstance(run_id, str) or not run_id or os.sep in run_id or run_id.startswith("."):
+            raise ValueError(f"item_id {run_id!r} is not a run")
+        if run_id not in self._cache:
+            path = os.path.join(self.root, run_id, "run.json")
+            try:
+                with open(path) as f:
+                    record = json.load(f)
+            except FileNotFoundError:
+                raise ValueError(f"item_id {run_id!r} is not a run") from None
+            record["dir"] = os.path.dirname(path)
+            self._cache[run_id] = record
+        return self._cache[run_id]
+
+    def ids(self) -> list[str]:
+        if not os.path.isdir(self.root):
+            return []
+        return sorted(d for d in os.listdir(self.root)
+                      if not d.startswith(".") and os.path.exists(os.path.join(self.root, d, "run.json")))
+
+    def items(self) -> list[dict]:
+        """Review items: runs with two or more outputs, oldest first."""
+        return [r for r in map(self.get, self.ids()) if len(r["outputs"]) >= 2]
+
+    def known(self, item_id: str, method: str) -> bool:
+        """Whether `item_id` is a review item with an output by `method` (for RatingStore)."""
+        try:
+            record = self.get(item_id)
+        except ValueError:
+            return False
+        return len(record["outputs"]) >= 2 and any(o["method"] == method for o in record["outputs"])
+
+
+# -- what each task saves ------------------------------------------------------------------
+def method_name(method: str, tight: bool, scale: float | None = None) -> str:
+    return method + ("+tight" if tight else "") + (f"@{scale:g}" if scale is not None else "")
+
+
+def save_reconstructions(runs: RunStore, preset: str, results, prompt: str, steps: int,
+                         seed: int, image_scale: float) -> str:
+    """One inversion-tab run: every method × variant reconstruction of one photo."""
+    return runs.save(
+        "inversion", preset, [Output(method_name(r.method, r.tight), r.output, r.metrics, r.seconds)
+                              for r in results],
+        source=results[0].source, prompts={"caption": prompt},
+        params={"steps": steps, "image_scale": image_scale}, seed=seed)
+
+
+def save_edits(runs: RunStore, preset: str, edits, source_prompt: str, target_prompt: str,
+               method: str, tight: bool, guidance: float, steps: int, seed: int,
+               sweep: bool) -> str:
+    """One editing-tab run: an edit, or a sweep's edits (one output per image scale)."""
+    outputs = [Output(method_name(method, tight, e.scale if sweep else None), e.output, e.metrics,
+                      e.seconds) for e in edits]
+    return runs.save("edit", preset, outputs, source=edits[0].source,
+                     prompts={"source": source_prompt, "target": target_prompt},
+                     params={"method": method, "tight": tight, "guidance": guidance, "steps": steps,
+                             "image_scales": [e.scale for e in edits], "sweep": sweep}, seed=seed)
