@@ -75,6 +75,45 @@ def cmd_edit(args) -> int:
     return 0
 
 
+def cmd_dress(args) -> int:
+    studio = _studio(args)
+    g = studio.dress(args.garment, args.prompt, method=args.method, scale=args.scale,
+                     steps=args.steps, seed=args.seed, guidance=args.guidance,
+                     finetune_steps=args.finetune_steps, checkpoint=args.checkpoint)
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    g.image.save(args.out, format="PNG")
+    print(dump_json({"garment": args.garment, "prompt": args.prompt, "out": args.out,
+                     "preset": studio.preset.name, "method": g.method, "scale": args.scale,
+                     "steps": args.steps or studio.preset.steps, "seed": args.seed,
+                     "adapt_seconds": g.adapt_seconds, "generate_seconds": g.generate_seconds,
+                     "notes": g.notes}))
+    return 0
+
+
+def cmd_train_hyperlora(args) -> int:
+    from accelerate import Accelerator
+
+    from . import presets
+    from .garment.train import read_manifest, synthetic_pairs, train_hyperlora
+    from .models import ModelOwner
+
+    if bool(args.data) == bool(args.synthetic):
+        raise ValueError("give --data MANIFEST.csv or --synthetic N (one of them)")
+    preset = presets.get(args.preset)
+    acc = Accelerator(cpu=not __import__("torch").cuda.is_available())
+    models = ModelOwner(preset, device=acc.device)
+    pairs = (read_manifest(args.data) if args.data
+             else synthetic_pairs(args.synthetic, preset.resolution))
+    losses = train_hyperlora(models, pairs, args.out, steps=args.steps, lr=args.lr, seed=args.seed,
+                             save_every=args.save_every, rank=args.rank, accelerator=acc,
+                             note=f"data: {args.data or f'{args.synthetic} synthetic pairs'}")
+    if acc.is_main_process:
+        k = max(1, min(50, len(losses) // 5))
+        print(dump_json({"out": args.out, "preset": preset.name, "steps": len(losses),
+                         "loss_first": sum(losses[:k]) / k, "loss_last": sum(losses[-k:]) / k}))
+    return 0
+
+
 def cmd_ratings_summarize(args) -> int:
     from .review import RatingStore, report, summarize
 
@@ -127,6 +166,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="edits", help="folder for the PNGs and metrics.json")
     _add_preset(p)
     p.set_defaults(func=cmd_edit)
+
+    p = sub.add_parser("dress", help="put a garment onto a generated person or scene")
+    p.add_argument("garment", help="garment photo")
+    p.add_argument("--prompt", required=True, help="the scene, e.g. 'a woman walking in a park'")
+    p.add_argument("--method", default="hyperlora", help="hyperlora, ip-adapter or finetune-lora")
+    p.add_argument("--scale", type=float, default=1.0, help="LoRA scale, or IP-Adapter scale")
+    p.add_argument("--finetune-steps", type=int, default=200, help="training steps for finetune-lora")
+    p.add_argument("--checkpoint", default=None, help="HyperLoRA folder (default: $RECONTEXT_HYPERLORA "
+                   "or the preset's)")
+    p.add_argument("--guidance", type=float, default=7.5)
+    p.add_argument("--steps", type=int, default=None, help="default: the preset's")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default="dressed.png")
+    _add_preset(p)
+    p.set_defaults(func=cmd_dress)
+
+    p = sub.add_parser("train-hyperlora", help="train the HyperLoRA hypernetwork (accelerate launch "
+                       "for several GPUs); resumes from --out")
+    p.add_argument("--data", default=None, help="CSV with columns garment,image,prompt")
+    p.add_argument("--synthetic", type=int, default=0, help="train on N procedural pairs instead")
+    p.add_argument("--steps", type=int, default=500, help="total steps (a resumed run continues)")
+    p.add_argument("--out", required=True, help="checkpoint folder")
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--rank", type=int, default=4)
+    p.add_argument("--save-every", type=int, default=100)
+    p.add_argument("--seed", type=int, default=0)
+    _add_preset(p)
+    p.set_defaults(func=cmd_train_hyperlora)
     return parser
 
 

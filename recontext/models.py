@@ -9,6 +9,7 @@ a model itself. Calls that touch shared state (adapter scales, LoRA switches) ru
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -71,9 +72,9 @@ def image_key(image: Image.Image) -> str:
 
 
 class ModelOwner:
-    def __init__(self, preset: Preset):
+    def __init__(self, preset: Preset, device: torch.device | str | None = None):
         self.preset = preset
-        self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.dtype = preset.torch_dtype if self.device.type == "cuda" else torch.float32
         self.base_loads = 0
         self._unet_evaluations = 0  # latents passed through the UNet (a guided call counts 2)
@@ -198,14 +199,55 @@ class ModelOwner:
     def set_image_scale(self, scale: float) -> None:
         self.pipe.set_ip_adapter_scale(float(scale))
 
+    def vision_tokens(self, image: Image.Image) -> torch.Tensor:
+        """The image encoder's penultimate hidden states (1, tokens, hidden), as IP-Adapter
+        *plus* reads them: what HyperLoRA sees of a garment. The same encoder instance."""
+        pipe = self.pipe
+        pixels = pipe.feature_extractor(image.convert("RGB"), return_tensors="pt").pixel_values
+        with torch.no_grad():
+            out = pipe.image_encoder(pixels.to(self.device, pipe.image_encoder.dtype),
+                                     output_hidden_states=True)
+        return out.hidden_states[-2].float()
+
+    # -- LoRA adapters on the shared UNet ----------------------------------------------
+    @contextlib.contextmanager
+    def lora(self, name: str, modules: list[str], rank: int, state: dict | None = None):
+        """Run the block with LoRA adapter `name` (on `modules`, created the first time) on
+        the UNet, loaded with `state` (keys as `peft.get_peft_model_state_dict` gives them).
+        On leaving, every adapter is disabled again: the UNet is back to the base model."""
+        from peft import LoraConfig, set_peft_model_state_dict
+
+        unet = self.pipe.unet
+        with self.lock:
+            if name not in getattr(unet, "peft_config", {}):
+                unet.add_adapter(LoraConfig(r=rank, lora_alpha=rank, target_modules=list(modules)),
+                                 adapter_name=name)
+                for pname, p in unet.named_parameters():
+                    if f".{name}." in pname:
+                        p.requires_grad_(False)
+            if state is not None:
+                set_peft_model_state_dict(unet, state, adapter_name=name)
+            unet.set_adapter(name)
+            unet.enable_adapters()
+            try:
+                yield unet
+            finally:
+                unet.disable_adapters()
+
     # -- the three calls every method is made of ---------------------------------------
-    def unet_call(self, x: torch.Tensor, t, cond: Cond) -> torch.Tensor:
-        """Predicted noise for latents `x` at timestep `t` (float32 in, float32 out)."""
+    def unet_call(self, x: torch.Tensor, t, cond: Cond, params: dict | None = None) -> torch.Tensor:
+        """Predicted noise for latents `x` at timestep `t` (float32 in, float32 out).
+        `params` replaces some of the UNet's parameters for this call, differentiably
+        (`torch.func.functional_call`): how predicted LoRA weights are trained."""
         unet = self.pipe.unet
         xin = torch.cat([x, x]) if cond.guided else x
         self._unet_evaluations += xin.shape[0]
-        eps = unet(xin.to(self.dtype), t, encoder_hidden_states=cond.text,
-                   added_cond_kwargs=cond.added, return_dict=False)[0].float()
+        kwargs = dict(encoder_hidden_states=cond.text, added_cond_kwargs=cond.added, return_dict=False)
+        if params:
+            out = torch.func.functional_call(unet, params, (xin.to(self.dtype), t), kwargs, strict=False)
+        else:
+            out = unet(xin.to(self.dtype), t, **kwargs)
+        eps = out[0].float()
         if cond.guided:
             uncond, text = eps.chunk(2)
             eps = uncond + cond.guidance * (text - uncond)

@@ -31,6 +31,7 @@ class Preset:
     scheduler_kwargs: dict = field(default_factory=dict)
     clip: str | None = None        # CLIPModel for edit alignment scores
     local: bool = False            # weights come from a folder built on this machine
+    hyperlora: str | None = None   # HyperLoRA checkpoint (folder or Hub repo); None: not configured
 
     @property
     def torch_dtype(self) -> torch.dtype:
@@ -64,6 +65,7 @@ def _tiny() -> Preset:
         steps=50,
         clip=os.path.join(root, "clip"),
         local=True,
+        hyperlora=os.path.join(root, "hyperlora"),  # trained on first use (tiny.build_hyperlora)
     )
 
 

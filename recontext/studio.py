@@ -14,12 +14,13 @@ import torch
 from PIL import Image
 
 from . import editing, images, inversion, metrics, presets
+from . import garment as garments
 from .cache import LRU
 from .models import ModelOwner, image_key
 from .progress import Progress, segment, ticker
 
 LIMITS = {"steps": (1, 200), "image_scale": (0.0, 1.5), "guidance": (1.0, 20.0),
-          "seed": (0, 2**32 - 1)}
+          "seed": (0, 2**32 - 1), "scale": (0.0, 2.0), "finetune_steps": (1, 2000)}
 
 
 def check_range(name: str, value, integer: bool = False):
@@ -70,6 +71,7 @@ class Studio:
         self._encoded = LRU(8)  # image key -> (latents, VAE round trip)
         self.inversion_cache = LRU(8)  # what determines an inversion -> editing.Inverted
         self.inversions = 0  # inversions run by edit() / edit_sweep(); cache hits don't count
+        self.garment_cache = LRU(16)  # HyperLoRA models, predicted and fine-tuned LoRA weights
 
     @property
     def base_loads(self) -> int:
@@ -176,9 +178,27 @@ class Studio:
                                      progress=segment(progress, i, len(scales), f"scale {s:g}: ")))
         return results
 
+    # -- garment tab -------------------------------------------------------------------------
+    def dress(self, garment_image, prompt: str, method: str = "hyperlora", scale: float = 1.0,
+              steps: int | None = None, seed: int = 0, guidance: float = 7.5,
+              finetune_steps: int = garments.FINETUNE_STEPS, checkpoint: str | None = None,
+              progress: Progress | None = None) -> garments.Dressed:
+        """Generate `prompt` wearing `garment` with `method`: "hyperlora" (predicted LoRA at
+        `scale`), "ip-adapter" (the garment as image prompt at `scale`) or "finetune-lora"
+        (a LoRA fitted for `finetune_steps`, at `scale`)."""
+        garments.get(method)
+        _require_text(prompt, "prompt")
+        scale = check_range("scale", scale)
+        if method == "ip-adapter":
+            scale = check_range("image_scale", scale)
+        _, guidance, steps, seed = self._checked(0.0, guidance, steps, seed)
+        finetune_steps = check_range("finetune_steps", finetune_steps, integer=True)
+        return garments.dress(self, garment_image, prompt, method, scale, steps, seed, guidance,
+                             finetune_steps, checkpoint, progress)
+
 
 def _require_text(value, what: str, allow_empty: bool = False) -> None:
     if not isinstance(value, str):
         raise ValueError(f"{what} must be text")
     if not allow_empty and not value.strip():
-        raise ValueError(f"{what} is empty: say what the edited photo should show")
+        raise ValueError(f"{what} is empty: say what the image should show")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import gradio as gr
 
-from . import edit_tab, inversion_tab, review_tab
+from . import edit_tab, garment_tab, inversion_tab, review_tab
 from ..data import open_data
 from .common import header
 
@@ -17,6 +17,8 @@ def build_demo(studio, data=None) -> gr.Blocks:
         gr.Markdown(header(studio))
         rater = review_tab.remembered_rater()
         with gr.Tabs():
+            with gr.Tab("Garment → model", id="garment"):
+                garment_tab.build(studio, data.runs)
             with gr.Tab("Inversion", id="inversion"):
                 inversion_tab.build(studio, data.runs)
             with gr.Tab("Text editing", id="edit"):

@@ -1,0 +1,200 @@
+"""Training: HyperLoRA through the frozen UNet, and the per-garment LoRA baseline.
+
+Both minimise the usual diffusion loss (predict the added noise at a random timestep).
+HyperLoRA's predicted weights enter the UNet through `torch.func.functional_call`, so the
+loss reaches the hypernetwork; the UNet, VAE and encoders stay frozen. `train_hyperlora`
+uses accelerate: the same command runs data-parallel under `accelerate launch`.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import time
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from .. import images
+from ..cache import LRU
+from . import synthetic
+from .hyperlora import TARGETS, HyperLoRA, HyperLoRAConfig, functional_params, target_modules
+
+ADAPTER = "hyperlora"
+STATE = "training_state.pt"
+
+
+def diffusion_loss(models, latents, cond, generator, params=None) -> torch.Tensor:
+    sched = models.pipe.scheduler
+    t = torch.randint(0, sched.config.num_train_timesteps, (latents.shape[0],), generator=generator)
+    noise = torch.randn(latents.shape, generator=generator)
+    noisy = sched.add_noise(latents.cpu(), noise, t).to(models.device)
+    pred = models.unet_call(noisy, t.to(models.device), cond, params=params)
+    return F.mse_loss(pred, noise.to(models.device))
+
+
+# -- data ------------------------------------------------------------------------------
+@dataclass
+class Pair:
+    garment: object   # path or PIL image
+    image: object     # the garment worn, in a scene
+    prompt: str
+
+
+def read_manifest(path: str) -> list[Pair]:
+    """Rows `garment,image,prompt`, paths relative to the manifest."""
+    root = os.path.dirname(os.path.abspath(path))
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            rows = list(csv.DictReader(f))
+    except FileNotFoundError:
+        raise ValueError(f"manifest {path!r} not found") from None
+    if not rows or not {"garment", "image", "prompt"} <= set(rows[0]):
+        raise ValueError(f"manifest {path!r}: needs the columns garment,image,prompt")
+    pairs = []
+    for n, row in enumerate(rows, start=2):
+        for col in ("garment", "image"):
+            if not os.path.exists(os.path.join(root, row[col] or "")):
+                raise ValueError(f"manifest {path!r} line {n}: {col} file {row[col]!r} not found")
+        pairs.append(Pair(os.path.join(root, row["garment"]), os.path.join(root, row["image"]),
+                          row["prompt"] or ""))
+    return pairs
+
+
+def synthetic_pairs(n: int, size: int, offset: int = 0) -> list[Pair]:
+    return [Pair(*synthetic.pair(offset + i, size)) for i in range(n)]
+
+
+class Examples:
+    """Pairs turned into model inputs on first use and kept: garment tokens, latents of
+    the worn image, text conditioning."""
+
+    def __init__(self, models, pairs: list[Pair]):
+        self.models, self.pairs, self._done = models, pairs, LRU(max(len(pairs), 1))
+
+    def __len__(self):
+        return len(self.pairs)
+
+    def __getitem__(self, i: int):
+        if i not in self._done:
+            m, p = self.models, self.pairs[i]
+            garment, _ = images.load_image(p.garment)
+            img, _ = images.load_image(p.image)
+            img, _ = images.fit(img, m.preset.resolution, m.size_multiple)
+            m.set_image_scale(0.0)
+            cond = m.with_image(m.text_cond(p.prompt, img.size), None)
+            self._done.put(i, (m.vision_tokens(garment), m.encode(img), cond))
+        return self._done.get(i)
+
+
+# -- HyperLoRA -------------------------------------------------------------------------
+def train_hyperlora(models, pairs: list[Pair], out: str, steps: int, lr: float = 1e-3,
+                    seed: int = 0, save_every: int = 100, rank: int = 4, bases: int = 8,
+                    targets=TARGETS, accelerator=None, progress: bool = True, note: str = "") -> list[float]:
+    """Train (or resume, when `out` holds a training state) for `steps` steps in total.
+    Returns the loss of every step run so far (resumed runs include the earlier ones)."""
+    from accelerate import Accelerator
+    from tqdm.auto import tqdm
+
+    acc = accelerator or Accelerator(cpu=models.device.type == "cpu")
+    unet = models.pipe.unet
+    vision_dim = models.pipe.image_encoder.config.hidden_size
+    start, losses = 0, []
+    if os.path.exists(os.path.join(out, STATE)):
+        hyper = HyperLoRA.load(out, unet, vision_dim).train()
+        state = torch.load(os.path.join(out, STATE), weights_only=False)
+        start, losses = state["step"], state["losses"]
+    else:
+        torch.manual_seed(seed)
+        hyper = HyperLoRA(HyperLoRAConfig([list(m) for m in target_modules(unet, targets)], vision_dim,
+                                          models.preset.name, rank, bases, targets=list(targets),
+                                          note=note))
+    opt = torch.optim.AdamW(hyper.parameters(), lr=lr)
+    if start:
+        opt.load_state_dict(state["optimizer"])
+    hyper.to(acc.device)
+    hyper, opt = acc.prepare(hyper, opt)
+    data = Examples(models, pairs)
+    gen = torch.Generator().manual_seed(seed * 100003 + start * 31 + acc.process_index)
+    names = [m[0] for m in unet_modules(hyper)]
+
+    def save(step):
+        acc.wait_for_everyone()
+        if acc.is_main_process:
+            model = acc.unwrap_model(hyper)
+            model.config.trained_steps = step
+            model.save(out)
+            torch.save({"step": step, "losses": losses, "optimizer": opt.state_dict(), "lr": lr,
+                        "seed": seed}, os.path.join(out, STATE))
+
+    bar = tqdm(range(start, steps), initial=start, total=steps, desc="train-hyperlora",
+               disable=not (progress and acc.is_main_process))
+    with models.lora(ADAPTER, names, rank), torch.enable_grad():
+        for step in bar:
+            tokens, latents, cond = data[(step * acc.num_processes + acc.process_index) % len(data)]
+            params = functional_params(hyper(tokens), ADAPTER)
+            loss = diffusion_loss(models, latents, cond, gen, params)
+            acc.backward(loss)
+            opt.step()
+            opt.zero_grad()
+            losses.append(float(acc.reduce(loss.detach(), "mean")))
+            bar.set_postfix(loss=f"{sum(losses[-20:]) / len(losses[-20:]):.4f}")
+            if (step + 1) % save_every == 0 or step + 1 == steps:
+                save(step + 1)
+    return losses
+
+
+def unet_modules(hyper) -> list:
+    return getattr(hyper, "module", hyper).config.modules
+
+
+# -- the per-garment LoRA baseline -----------------------------------------------------
+FINETUNE_PROMPT = "a photo of sks garment"   # the identifier the fine-tuned LoRA learns
+FINETUNE_ADAPTER = "finetune"
+
+
+def finetune_lora(models, garment: Image.Image, steps: int, seed: int = 0, lr: float = 1e-3,
+                  rank: int = 4, tick=None) -> dict[str, torch.Tensor]:
+    """Fit a fresh LoRA on the UNet's attention to one garment photo for `steps` steps
+    (DreamBooth-style, with an identifier prompt). Returns its state dict (peft keys)."""
+    from peft import get_peft_model_state_dict
+
+    img, _ = images.fit(garment, models.preset.resolution, models.size_multiple)
+    latents = models.encode(img)
+    names = [m[0] for m in target_modules(models.pipe.unet)]
+    gen = torch.Generator().manual_seed(seed)
+    with models.lora(FINETUNE_ADAPTER, names, rank) as unet:
+        models.set_image_scale(0.0)
+        cond = models.with_image(models.text_cond(FINETUNE_PROMPT, img.size), None)
+        params = [p for n, p in unet.named_parameters() if f".{FINETUNE_ADAPTER}." in n]
+        with torch.no_grad():  # a fresh LoRA for every garment: A random, B zero
+            for n, p in unet.named_parameters():
+                if f".lora_A.{FINETUNE_ADAPTER}." in n:
+                    p.copy_(torch.randn(p.shape, generator=gen) / p.shape[1] ** 0.5)
+                elif f".lora_B.{FINETUNE_ADAPTER}." in n:
+                    p.zero_()
+        opt = torch.optim.AdamW(params, lr=lr)
+        for p in params:
+            p.requires_grad_(True)
+        try:
+            with torch.enable_grad():
+                for i in range(steps):
+                    loss = diffusion_loss(models, latents, cond, gen)
+                    loss.backward()
+                    opt.step()
+                    opt.zero_grad()
+                    if tick:
+                        tick(i)
+        finally:
+            for p in params:
+                p.requires_grad_(False)
+        return {k: v.detach().clone() for k, v in
+                get_peft_model_state_dict(unet, adapter_name=FINETUNE_ADAPTER).items()}
+
+
+def timed(fn, *args, **kwargs):
+    start = time.perf_counter()
+    out = fn(*args, **kwargs)
+    return out, time.perf_counter() - start

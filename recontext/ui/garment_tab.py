@@ -1,0 +1,133 @@
+"""Garment tab: a garment photo onto a generated person or scene, three methods side by side."""
+
+from __future__ import annotations
+
+import os
+
+import gradio as gr
+import pandas as pd
+
+from ..garment import FINETUNE_STEPS, METHODS
+from ..runs import Output
+from ..progress import segment
+from .common import asset, photo_input, progress_fn, user_errors
+
+ABOUT = """Upload a garment and describe a scene. **HyperLoRA** reads the garment once and
+predicts LoRA weights for the UNet, so a new garment needs no training
+(HyperLoRA for garments, Tooploox & eBay, NeurIPS 2024). Beside it:
+**IP-Adapter** shows the garment as an image prompt ([Ye et al. 2023](https://arxiv.org/abs/2308.06721)),
+and **fine-tuned LoRA** fits a LoRA to the garment photo first (the slow way HyperLoRA
+replaces). Each result says how long adapting to the garment took, apart from generating."""
+
+PROMPTS = ["a person standing on a beach", "a model walking down a city street",
+           "a person in a park on a sunny day"]
+
+
+def examples() -> list[list]:
+    folder = asset("garments")
+    files = sorted(f for f in os.listdir(folder) if f.endswith(".png"))
+    return [[os.path.join(folder, f), PROMPTS[i % len(PROMPTS)]] for i, f in enumerate(files)]
+
+
+def hyperlora_note(studio) -> str:
+    """What the page says about the HyperLoRA checkpoint this preset uses."""
+    from ..garment import GET_ONE
+
+    if os.environ.get("RECONTEXT_HYPERLORA"):
+        return f"HyperLoRA checkpoint: `{os.environ['RECONTEXT_HYPERLORA']}`."
+    if studio.preset.local:
+        return ("HyperLoRA checkpoint: the tiny preset's, trained for a few seconds on synthetic "
+                "garment pairs the first time it is used (so it predicts real, if weak, weights).")
+    if studio.preset.hyperlora:
+        return f"HyperLoRA checkpoint: `{studio.preset.hyperlora}`."
+    return "**HyperLoRA is unavailable for this preset**: " + GET_ONE.format(preset=studio.preset.name)
+
+
+def dress(studio, garment, prompt, methods, lora_scale, ip_scale, finetune_steps, checkpoint,
+          steps, seed, progress=gr.Progress(), runs=None):
+    """Run each chosen method; one image per method (hidden when not run), a timing table
+    and notes. Saved as a run when given `runs`."""
+    methods = [m for m in METHODS if m in (methods or [])]
+    if not methods:
+        raise ValueError("choose at least one method")
+    if garment is None:
+        raise ValueError("upload a garment photo or pick an example below")
+    update = progress_fn(progress)
+    results, rows, notes = {}, [], []
+    for i, m in enumerate(methods):
+        try:
+            g = studio.dress(garment, prompt or "", method=m,
+                             scale=ip_scale if m == "ip-adapter" else lora_scale, steps=steps,
+                             seed=seed, finetune_steps=finetune_steps,
+                             checkpoint=(checkpoint or None) if m == "hyperlora" else None,
+                             progress=segment(update, i, len(methods)))
+        except ValueError as e:
+            if "unavailable" in str(e) and len(methods) > 1:
+                notes.append(str(e))  # the other methods still run
+                continue
+            raise
+        results[m] = g
+        rows.append([m, round(g.adapt_seconds, 3), "yes" if g.cached else "no",
+                     round(g.generate_seconds, 3)])
+        notes += [n for n in g.notes if n not in notes]
+    if runs is not None and results:
+        first = next(iter(results.values()))
+        run_id = runs.save("dress", studio.preset.name,
+                           [Output(m, g.image, {}, g.adapt_seconds + g.generate_seconds)
+                            for m, g in results.items()],
+                           source=first.garment.convert("RGB"), prompts={"prompt": prompt},
+                           params={"lora_scale": lora_scale, "ip_scale": ip_scale, "steps": steps,
+                                   "finetune_steps": finetune_steps}, seed=seed,
+                           timings={m: {"adapt_seconds": g.adapt_seconds,
+                                        "generate_seconds": g.generate_seconds}
+                                    for m, g in results.items()})
+        notes.append(f"Saved as run `{run_id}`" + (": rate it blind in the Review tab."
+                                                   if len(results) > 1 else "."))
+    outputs = [gr.Image(value=results[m].image if m in results else None, visible=m in results,
+                        label=f"{m}: adapt {results[m].adapt_seconds:.2f} s, generate "
+                              f"{results[m].generate_seconds:.2f} s" if m in results else m)
+               for m in METHODS]
+    table = pd.DataFrame(rows, columns=["method", "adapt seconds", "cached", "generate seconds"])
+    return (*outputs, table, "\n".join(f"- {n}" for n in notes))
+
+
+def build(studio, runs=None):
+    gr.Markdown(ABOUT)
+    with gr.Row():
+        with gr.Column(scale=1):
+            garment = photo_input(label="Garment", sources=["upload", "clipboard"], height=240)
+            prompt = gr.Textbox(label="Scene prompt", placeholder="a person standing on a beach",
+                                max_lines=2)
+            methods = gr.CheckboxGroup(
+                [("HyperLoRA", "hyperlora"), ("IP-Adapter", "ip-adapter"),
+                 ("fine-tuned LoRA (slow)", "finetune-lora")],
+                value=["hyperlora", "ip-adapter"], label="Methods")
+            with gr.Accordion("Method options", open=False):
+                checkpoint = gr.Textbox(label="HyperLoRA checkpoint (folder or Hub repo)",
+                                        placeholder="default: $RECONTEXT_HYPERLORA or the preset's",
+                                        max_lines=1)
+                lora_scale = gr.Slider(0.0, 2.0, value=1.0, step=0.05,
+                                       label="LoRA scale (HyperLoRA, fine-tuned LoRA)")
+                ip_scale = gr.Slider(0.0, 1.5, value=0.6, step=0.05, label="IP-Adapter scale")
+                finetune_steps = gr.Slider(10, 1000, value=FINETUNE_STEPS, step=10,
+                                           label="Fine-tune steps (fine-tuned LoRA)")
+            with gr.Row():
+                steps = gr.Slider(1, 100, value=min(studio.preset.steps, 100), step=1, label="Steps")
+                seed = gr.Number(value=0, precision=0, label="Seed", minimum=0)
+            run = gr.Button("Dress", variant="primary")
+            gr.Markdown(hyperlora_note(studio))
+        with gr.Column(scale=2):
+            with gr.Row():
+                images = [gr.Image(label=m, type="pil", format="png", interactive=False,
+                                   visible=False, height=280) for m in METHODS]
+            table = gr.Dataframe(label="Timings (seconds)", interactive=False)
+            notes = gr.Markdown()
+    gr.Examples(examples(), inputs=[garment, prompt],
+                label="Example garments (procedural drawings, see assets/garments/SOURCES.md)")
+
+    @user_errors
+    def handler(*args, progress=gr.Progress()):
+        return dress(studio, *args, progress=progress, runs=runs)
+
+    run.click(handler, [garment, prompt, methods, lora_scale, ip_scale, finetune_steps, checkpoint,
+                        steps, seed], [*images, table, notes], api_name="dress")

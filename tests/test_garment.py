@@ -1,0 +1,121 @@
+"""Garment → model: HyperLoRA prediction, serving, training; the baselines; bad input."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from recontext.garment import hyperlora_checkpoint, predict
+from recontext.garment.hyperlora import HyperLoRA
+from recontext.garment.synthetic import garment, pair
+from recontext.garment.train import (ADAPTER, Examples, diffusion_loss, synthetic_pairs,
+                                     train_hyperlora)
+from recontext.garment.hyperlora import functional_params
+
+PROMPT = "a person standing on a beach"
+
+
+def px(img):
+    return np.asarray(img, dtype=np.int16)
+
+
+def test_garments_give_their_own_weights_and_images(studio):
+    a1, _ = predict(studio, garment(1))
+    a2, cached = predict(studio, garment(1))
+    b, _ = predict(studio, garment(2))
+    assert cached and a1.keys() == b.keys()
+    assert all(torch.equal(a1[k], a2[k]) for k in a1)
+    assert any(not torch.equal(a1[k], b[k]) for k in a1)
+    img_a = studio.dress(garment(1), PROMPT, method="hyperlora", steps=8, seed=3).image
+    img_a2 = studio.dress(garment(1), PROMPT, method="hyperlora", steps=8, seed=3).image
+    img_b = studio.dress(garment(2), PROMPT, method="hyperlora", steps=8, seed=3).image
+    assert np.array_equal(px(img_a), px(img_a2))
+    assert not np.array_equal(px(img_a), px(img_b))
+
+
+def test_garment_calls_leave_the_other_tabs_unchanged(studio, photo):
+    before = studio.reconstruct(photo, "a cat", method="ddim", tight=True, steps=6)
+    for method in ("hyperlora", "ip-adapter", "finetune-lora"):
+        g = studio.dress(garment(5), PROMPT, method=method, steps=4, finetune_steps=5)
+        assert g.adapt_seconds >= 0 and g.generate_seconds > 0 and g.image.size == (64, 64)
+    after = studio.reconstruct(photo, "a cat", method="ddim", tight=True, steps=6)
+    assert np.array_equal(px(before.image), px(after.image))
+    assert studio.base_loads == 1
+
+
+def test_checkpoint_reloads_to_identical_predictions(studio, tmp_path):
+    folder = hyperlora_checkpoint(studio)
+    unet = studio.models.pipe.unet
+    vision = studio.models.pipe.image_encoder.config.hidden_size
+    tokens = studio.models.vision_tokens(garment(7))
+    one, two = HyperLoRA.load(folder, unet, vision), HyperLoRA.load(folder, unet, vision)
+    with torch.no_grad():
+        w1, w2 = one(tokens), two(tokens)
+    assert all(torch.equal(w1[k][0], w2[k][0]) and torch.equal(w1[k][1], w2[k][1]) for k in w1)
+    one.save(tmp_path / "copy")
+    with torch.no_grad():
+        w3 = HyperLoRA.load(tmp_path / "copy", unet, vision)(tokens)
+    assert all(torch.equal(w1[k][1], w3[k][1]) for k in w1)
+
+
+def test_training_reaches_the_hypernetwork_and_resumes(studio, tmp_path):
+    """Gradients of the diffusion loss flow through the predicted weights into every part
+    of the hypernetwork, and a run stopped early resumes where it stopped."""
+    models = studio.models
+    pairs = synthetic_pairs(4, 64)
+    torch.manual_seed(0)
+    out = tmp_path / "ckpt"
+    losses = train_hyperlora(models, pairs, str(out), steps=6, save_every=3, progress=False)
+    assert len(losses) == 6 and all(np.isfinite(losses))
+    config = json.loads((out / "config.json").read_text())
+    assert config["trained_steps"] == 6 and config["rank"] == 4
+    losses = train_hyperlora(models, pairs, str(out), steps=9, progress=False)
+    assert len(losses) == 9 and json.loads((out / "config.json").read_text())["trained_steps"] == 9
+    hyper = HyperLoRA.load(str(out), models.pipe.unet).train()
+    tokens, latents, cond = Examples(models, pairs)[0]
+    with models.lora(ADAPTER, [m[0] for m in hyper.config.modules], 4), torch.enable_grad():
+        loss = diffusion_loss(models, latents, cond, torch.Generator().manual_seed(0),
+                              functional_params(hyper(tokens), ADAPTER))
+        loss.backward()
+    for name in ("proj_in.weight", "queries", "to_coeffs.weight", "bases_a.0", "bases_b.0"):
+        grad = dict(hyper.named_parameters())[name].grad
+        assert grad is not None and grad.abs().sum() > 0, name
+
+
+def test_training_lowers_the_loss(studio, tmp_path):
+    """A few hundred steps on synthetic pairs: the mean loss of the last steps is below
+    the first's (on tiny, random UNet, see the README for how much)."""
+    losses = train_hyperlora(studio.models, synthetic_pairs(16, 64), str(tmp_path / "c"), steps=300,
+                             lr=3e-3, progress=False)
+    first, last = np.mean(losses[:50]), np.mean(losses[-50:])
+    assert last < first, (first, last)
+
+
+def test_bad_garment_inputs_say_what_is_wrong(studio, tmp_path):
+    text = tmp_path / "shirt.png"
+    text.write_text("not an image")
+    with pytest.raises(ValueError, match="not an image|cannot"):
+        studio.dress(str(text), PROMPT)
+    with pytest.raises(ValueError, match="prompt is empty"):
+        studio.dress(garment(1), "  ")
+    with pytest.raises(ValueError, match="method must be one of"):
+        studio.dress(garment(1), PROMPT, method="magic")
+    with pytest.raises(ValueError, match="missing"):
+        studio.dress(garment(1), PROMPT, checkpoint=str(tmp_path))
+    other = HyperLoRA.load(hyperlora_checkpoint(studio))
+    other.config.modules = other.config.modules[:3]
+    other.config.preset = "sdxl"
+    HyperLoRA(other.config).save(tmp_path / "sdxl-ckpt")
+    with pytest.raises(ValueError, match="trained for preset 'sdxl'"):
+        studio.dress(garment(1), PROMPT, checkpoint=str(tmp_path / "sdxl-ckpt"))
+    with pytest.raises(ValueError, match="scale"):
+        studio.dress(garment(1), PROMPT, scale=9)
+
+
+def test_synthetic_pairs_match_their_prompts():
+    g, scene, prompt = pair(3)
+    assert g.size == (128, 128) and scene.size == (64, 64) and "wearing" in prompt
+    assert Image.Image.getpixel(g, (0, 0)) == (255, 255, 255)
