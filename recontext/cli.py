@@ -114,6 +114,22 @@ def cmd_train_hyperlora(args) -> int:
     return 0
 
 
+def cmd_batch(args) -> int:
+    from .batch import run_batch
+    from .data import open_data
+
+    studio = _studio(args)
+    report = run_batch(studio, args.manifest, args.out, runs=open_data().runs)
+    print(f"{report['done']} done, {report['skipped']} already done, {report['failed']} failed; "
+          f"results in {report['results']}")
+    if report["failures"]:
+        print("failed rows:", file=sys.stderr)
+        for row, reason in report["failures"]:
+            print(f"  row {row}: {reason}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def cmd_ratings_summarize(args) -> int:
     from .review import RatingStore, report, summarize
 
@@ -181,6 +197,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="dressed.png")
     _add_preset(p)
     p.set_defaults(func=cmd_dress)
+
+    p = sub.add_parser("batch", help="run a manifest of invert / edit / dress rows (resumable; "
+                       "split across processes under accelerate launch)")
+    p.add_argument("manifest", help="CSV: task,input,prompt,target,method,tight,scale,steps,seed,guidance")
+    p.add_argument("--out", required=True, help="folder for the PNGs and results.csv")
+    _add_preset(p)
+    p.set_defaults(func=cmd_batch)
 
     p = sub.add_parser("train-hyperlora", help="train the HyperLoRA hypernetwork (accelerate launch "
                        "for several GPUs); resumes from --out")

@@ -1,0 +1,226 @@
+"""Batch work from a manifest: `python -m recontext batch MANIFEST.csv --out DIR`.
+
+One row per job. Columns (paths relative to the manifest; empty cells take the tab
+defaults): `task` (invert, edit or dress), `input` (photo or garment), `prompt` (caption,
+source prompt or scene), `target` (edit only), `method`, `tight`, `scale`, `steps`, `seed`,
+`guidance`. Each finished row is saved as a run and appended to `DIR/results.csv`; rows
+already done with the same parameters and the same input file are skipped, so a crashed
+batch resumes. A bad row is recorded as failed with its reason and the batch goes on.
+Under `accelerate launch` the rows are split across processes.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+import time
+import traceback
+
+from filelock import FileLock
+
+from .runs import Output, RunStore, method_name
+
+TASKS = ("invert", "edit", "dress")
+COLUMNS = ("task", "input", "prompt", "target", "method", "tight", "scale", "steps", "seed", "guidance")
+RESULTS = ["row", "key", "status", "task", "input", "method", "prompt", "target", "output",
+           "run_id", "seconds", "metrics", "error"]
+DEFAULT_METHOD = {"invert": "ddim", "edit": "ddim", "dress": "hyperlora"}
+
+
+def read_manifest(path: str) -> list[dict]:
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            rows = list(csv.DictReader(f))
+    except FileNotFoundError:
+        raise ValueError(f"manifest {path!r} not found") from None
+    if not rows:
+        raise ValueError(f"manifest {path!r} has no rows")
+    missing = {"task", "input"} - set(rows[0])
+    if missing:
+        raise ValueError(f"manifest {path!r}: missing column(s) {', '.join(sorted(missing))}")
+    root = os.path.dirname(os.path.abspath(path))
+    out = []
+    for n, row in enumerate(rows, start=1):
+        job = {c: (row.get(c) or "").strip() for c in COLUMNS}
+        job["row"] = n
+        job["path"] = os.path.join(root, job["input"]) if job["input"] else ""
+        out.append(job)
+    return out
+
+
+def _file_hash(path: str) -> str:
+    h = hashlib.sha1()
+    try:
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+    except OSError:
+        return "missing"
+    return h.hexdigest()
+
+
+def row_key(job: dict, preset: str) -> str:
+    """What determines a row's result: its parameters, the input file's bytes, the preset."""
+    spec = {c: job[c] for c in COLUMNS if c != "input"}
+    spec.update(preset=preset, input=_file_hash(job["path"]))
+    return hashlib.sha1(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _num(job, name, cast, default):
+    value = job[name]
+    if value == "":
+        return default
+    try:
+        return cast(value)
+    except ValueError:
+        raise ValueError(f"{name} must be a number, got {value!r}") from None
+
+
+def run_row(studio, job: dict, out: str, runs: RunStore) -> dict:
+    """One row: run it, save its PNG and its run; returns the results line (status ok)."""
+    task = job["task"]
+    if task not in TASKS:
+        raise ValueError(f"task must be one of {', '.join(TASKS)}, got {task!r}")
+    if not job["input"]:
+        raise ValueError("input is empty")
+    if not os.path.exists(job["path"]):
+        raise ValueError(f"input file {job['input']!r} not found")
+    method = job["method"] or DEFAULT_METHOD[task]
+    tight = job["tight"].lower() in ("1", "true", "yes") if job["tight"] else task == "edit"
+    steps = _num(job, "steps", int, None)
+    seed = _num(job, "seed", int, 0)
+    preset = studio.preset.name
+    if task == "invert":
+        r = studio.reconstruct(job["path"], job["prompt"], method=method, tight=tight,
+                               image_scale=_num(job, "scale", float, 0.4), steps=steps, seed=seed)
+        image, metrics, seconds, source = r.image, r.metrics, r.seconds, r.source
+        name = method_name(method, tight)
+        prompts = {"caption": job["prompt"]}
+        saved_output = r.output
+    elif task == "edit":
+        e = studio.edit(job["path"], job["prompt"], job["target"], method=method, tight=tight,
+                        image_scale=_num(job, "scale", float, 0.4),
+                        guidance=_num(job, "guidance", float, 7.5), steps=steps, seed=seed)
+        image, metrics, seconds, source = e.image, e.metrics, e.seconds, e.source
+        name = method_name(method, tight)
+        prompts = {"source": job["prompt"], "target": job["target"]}
+        saved_output = e.output
+    else:
+        g = studio.dress(job["path"], job["prompt"], method=method,
+                         scale=_num(job, "scale", float, 1.0), steps=steps, seed=seed,
+                         guidance=_num(job, "guidance", float, 7.5))
+        image, seconds, source = g.image, g.adapt_seconds + g.generate_seconds, g.garment.convert("RGB")
+        metrics = {"adapt_seconds": g.adapt_seconds, "generate_seconds": g.generate_seconds}
+        name, prompts, saved_output = method, {"prompt": job["prompt"]}, g.image
+    png = os.path.join(out, f"row{job['row']:04d}-{task}-{name.replace('+', '_')}.png")
+    image.save(png, format="PNG")
+    run_id = runs.save(task if task != "invert" else "inversion", preset,
+                       [Output(name, saved_output, metrics, seconds)], source=source, prompts=prompts,
+                       params={k: job[k] for k in ("scale", "steps", "guidance", "tight") if job[k]},
+                       seed=seed)
+    return {"task": task, "input": job["input"], "method": name, "prompt": job["prompt"],
+            "target": job["target"], "output": os.path.basename(png), "run_id": run_id,
+            "seconds": round(seconds, 4), "metrics": json.dumps(metrics, default=str)}
+
+
+class Results:
+    """`DIR/results.csv`: one line per finished or failed row, appended under a file lock."""
+
+    def __init__(self, out: str):
+        self.path = os.path.join(out, "results.csv")
+        self.lock = FileLock(self.path + ".lock")
+
+    def done_keys(self) -> set[str]:
+        if not os.path.exists(self.path):
+            return set()
+        with self.lock, open(self.path, newline="", encoding="utf-8") as f:
+            return {r["key"] for r in csv.DictReader(f) if r.get("status") == "ok"}
+
+    def append(self, line: dict) -> None:
+        with self.lock:
+            new = not os.path.exists(self.path)
+            with open(self.path, "a", newline="", encoding="utf-8") as f:
+                w = csv.DictWriter(f, RESULTS, extrasaction="ignore")
+                if new:
+                    w.writeheader()
+                w.writerow(line)
+                f.flush()
+                os.fsync(f.fileno())
+
+
+def run_batch(studio, manifest: str, out: str, runs: RunStore | None = None,
+              progress: bool = True) -> dict:
+    """Run every row not done yet (this process's share under accelerate). Returns counts
+    and the failures [(row, reason)]."""
+    from accelerate import PartialState
+    from tqdm.auto import tqdm
+
+    jobs = read_manifest(manifest)
+    os.makedirs(out, exist_ok=True)
+    runs = runs or RunStore()
+    results = Results(out)
+    done = results.done_keys()
+    state = PartialState()
+    counts = {"done": 0, "skipped": 0, "failed": 0}
+    failures = []
+    with state.split_between_processes(jobs) as mine:
+        for job in tqdm(mine, desc="batch", unit="row", disable=not progress):
+            key = row_key(job, studio.preset.name)
+            if key in done:
+                counts["skipped"] += 1
+                continue
+            start = time.perf_counter()
+            try:
+                line = {**run_row(studio, job, out, runs), "status": "ok"}
+                counts["done"] += 1
+            except Exception as e:  # a bad row is recorded and the batch goes on
+                reason = str(e) if isinstance(e, ValueError) else f"{type(e).__name__}: {e}"
+                if not isinstance(e, ValueError):
+                    traceback.print_exc()
+                line = {"task": job["task"], "input": job["input"], "method": job["method"],
+                        "prompt": job["prompt"], "target": job["target"], "status": "failed",
+                        "error": reason, "seconds": round(time.perf_counter() - start, 4)}
+                failures.append((job["row"], reason))
+                counts["failed"] += 1
+            results.append({**line, "row": job["row"], "key": key})
+    state.wait_for_everyone()
+    if state.is_main_process:
+        counts["review_items"] = compare(results, out, runs, studio.preset.name)
+    return {**counts, "failures": failures, "results": results.path}
+
+
+def compare(results: Results, out: str, runs: RunStore, preset: str) -> int:
+    """Rows with the same task, input, prompts, steps, guidance and seed but different
+    methods (or variants and scales) become one review item, once. Returns how many are new."""
+    from PIL import Image
+
+    with results.lock, open(results.path, newline="", encoding="utf-8") as f:
+        rows = [r for r in csv.DictReader(f) if r["status"] == "ok"]
+    made_path = os.path.join(out, "review_items.json")
+    made = json.load(open(made_path)) if os.path.exists(made_path) else {}
+    groups: dict[tuple, dict] = {}
+    for r in rows:
+        record = runs.get(r["run_id"])
+        group = (r["task"], r["input"], r["prompt"], r["target"], record["params"].get("steps"),
+                 record["params"].get("guidance"), record["seed"])
+        groups.setdefault(group, {})[r["method"]] = (r, record)
+    new = 0
+    for group, by_method in groups.items():
+        gkey = hashlib.sha1(json.dumps([group, sorted(by_method)]).encode()).hexdigest()[:16]
+        if len(by_method) < 2 or gkey in made:
+            continue
+        first = next(iter(by_method.values()))[1]
+        outputs = [Output(m, Image.open(os.path.join(rec["dir"], rec["outputs"][0]["image"])).copy(),
+                          rec["outputs"][0]["metrics"], rec["outputs"][0]["seconds"])
+                   for m, (_, rec) in sorted(by_method.items())]
+        source = Image.open(os.path.join(first["dir"], first["source"])).copy()
+        made[gkey] = runs.save(first["task"], preset, outputs, source=source, prompts=first["prompts"],
+                               params={"steps": group[4], "guidance": group[5],
+                                       "from_batch": os.path.basename(out)},
+                               seed=first["seed"])
+        new += 1
+    with open(made_path, "w") as f:
+        json.dump(made, f, indent=1)
+    return new
