@@ -83,3 +83,27 @@ def photo_input(**kwargs) -> PhotoInput:
     """A photo upload passed to the core as a file path, untouched (16-bit, RGBA and
     grayscale are converted by the core, which says so)."""
     return PhotoInput(type="filepath", image_mode=None, format="png", **kwargs)
+
+
+SECONDS_PER_UNET_CALL = 0.12  # SDXL at 1024 px, fp16, guided, on a ZeroGPU slice (generous)
+
+
+def on_gpu(fn, unet_calls):
+    """On a ZeroGPU Space (`spaces` importable, SPACES_ZERO_GPU set), run `fn` under
+    `spaces.GPU` for a duration estimated from `unet_calls(*args)`, the UNet calls the
+    request will make. Anywhere else `fn` is returned unchanged."""
+    if not os.environ.get("SPACES_ZERO_GPU"):
+        return fn
+    try:
+        import spaces
+    except ImportError:
+        return fn
+
+    def duration(*args, **kwargs):
+        try:
+            calls = float(unet_calls(*args))
+        except Exception:  # a bad value: the handler will say so; ask for the default
+            return 60
+        return int(min(600, max(30, 15 + SECONDS_PER_UNET_CALL * calls)))
+
+    return spaces.GPU(duration=duration)(fn)

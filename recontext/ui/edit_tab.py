@@ -8,9 +8,9 @@ import gradio as gr
 import pandas as pd
 
 from ..editing import SWEEP_SCALES, sweep_plot
-from ..inversion import METHODS
+from ..inversion import COST, METHODS
 from ..runs import save_edits
-from .common import asset, fmt, photo_input, progress_fn, user_errors
+from .common import asset, fmt, on_gpu, photo_input, progress_fn, user_errors
 
 ABOUT = """Invert the photo under its **source prompt**, then regenerate it from that noise
 under the **target prompt**. With **Tight** on, the photo also conditions both passes through
@@ -127,7 +127,13 @@ def build(studio, runs=None):
     def on_sweep(*args, progress=gr.Progress()):
         return edit_sweep(studio, *args, progress=progress, runs=runs)
 
-    run.click(on_edit, [photo, source, target, method, tight, scale, guidance, steps, seed],
+    def edit_calls(photo, source, target, method, tight, scale, guidance, steps, *_):
+        return (COST[method] + 2) * int(steps)  # invert + rebuild, then a guided regeneration
+
+    def sweep_calls(photo, source, target, method, scales, guidance, steps, *_):
+        return (COST[method] + 2) * int(steps) * len(_parse_scales(scales))
+
+    run.click(on_gpu(on_edit, edit_calls), [photo, source, target, method, tight, scale, guidance, steps, seed],
               [rec, out, table, notes], api_name="edit")
-    sweep.click(on_sweep, [photo, source, target, method, scales, guidance, steps, seed],
+    sweep.click(on_gpu(on_sweep, sweep_calls), [photo, source, target, method, scales, guidance, steps, seed],
                 [gallery, plot, table, notes], api_name="edit_sweep")

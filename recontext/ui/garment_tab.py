@@ -10,7 +10,7 @@ import pandas as pd
 from ..garment import FINETUNE_STEPS, METHODS
 from ..runs import Output
 from ..progress import segment
-from .common import asset, photo_input, progress_fn, user_errors
+from .common import asset, on_gpu, photo_input, progress_fn, user_errors
 
 ABOUT = """Upload a garment and describe a scene. **HyperLoRA** reads the garment once and
 predicts LoRA weights for the UNet, so a new garment needs no training
@@ -129,5 +129,10 @@ def build(studio, runs=None):
     def handler(*args, progress=gr.Progress()):
         return dress(studio, *args, progress=progress, runs=runs)
 
-    run.click(handler, [garment, prompt, methods, lora_scale, ip_scale, finetune_steps, checkpoint,
+    def unet_calls(garment, prompt, methods, lora_scale, ip_scale, finetune_steps, checkpoint,
+                   steps, *_):
+        methods = methods or []
+        return 2 * int(steps) * len(methods) + 3 * int(finetune_steps) * ("finetune-lora" in methods)
+
+    run.click(on_gpu(handler, unet_calls), [garment, prompt, methods, lora_scale, ip_scale, finetune_steps, checkpoint,
                         steps, seed], [*images, table, notes], api_name="dress")

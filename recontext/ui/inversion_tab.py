@@ -5,10 +5,10 @@ from __future__ import annotations
 import gradio as gr
 import pandas as pd
 
-from ..inversion import METHODS
+from ..inversion import COST, METHODS
 from ..progress import segment
 from ..runs import save_reconstructions
-from .common import asset, fmt, photo_input, progress_fn, user_errors
+from .common import asset, fmt, on_gpu, photo_input, progress_fn, user_errors
 
 VARIANTS = {"plain": False, "tight": True}
 SLOTS = [(m, v) for m in METHODS for v in VARIANTS]  # one slider per method × variant
@@ -119,5 +119,8 @@ def build(studio, runs=None):
         return reconstruct(studio, photo, prompt, methods, variants, image_scale, steps, seed, progress,
                            runs)
 
-    run.click(handler, [photo, prompt, methods, variants, scale, steps, seed],
+    def unet_calls(photo, prompt, methods, variants, image_scale, steps, seed, *_):
+        return sum(COST[m] for m in methods or []) * len(variants or []) * int(steps)
+
+    run.click(on_gpu(handler, unet_calls), [photo, prompt, methods, variants, scale, steps, seed],
               [*sliders, table, notes], api_name="reconstruct")
