@@ -21,7 +21,7 @@ def load_image(src) -> tuple[Image.Image, list[str]]:
     saying what was converted."""
     notes: list[str] = []
     if src is None:
-        raise ValueError("no image given: upload a photo or pick an example")
+        raise ValueError("no image given: upload a photo or pick an example (a file the browser could not show as an image is not uploaded)")
     if isinstance(src, np.ndarray):
         img = Image.fromarray(src)
     elif isinstance(src, Image.Image):

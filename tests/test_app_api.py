@@ -74,3 +74,55 @@ def test_review_endpoints(client):
         client.predict("rater-api", item_id, 4, *[None] * 7, *scores, "", True, api_name="/rate")
     with pytest.raises(Exception, match="rater"):
         client.predict("", item_id, *scores, *scores, "", True, api_name="/rate")
+
+
+def _bad_files(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    cat = Image.open(CAT).convert("RGB")
+    cut = tmp_path / "cut.jpg"
+    cat.save(cut, "JPEG")
+    cut.write_bytes(cut.read_bytes()[:1500])
+    huge = tmp_path / "huge.png"
+    ramp = np.linspace(0, 255, 6000, dtype=np.uint8)
+    Image.fromarray(np.stack([np.tile(ramp, (6000, 1))] * 3, axis=-1)).save(huge)
+    deep = tmp_path / "deep.png"
+    Image.fromarray((np.arange(64 * 64, dtype=np.uint16).reshape(64, 64) * 16)).save(deep)
+    rgba = tmp_path / "rgba.png"
+    cat.convert("RGBA").save(rgba)
+    return cut, huge, deep, rgba
+
+
+def test_bad_inputs_end_to_end(client, tmp_path):
+    """Each bad input gives a clear error or a clear note; the server answers the next
+    normal request every time."""
+    cut, huge, deep, rgba = _bad_files(tmp_path)
+    with pytest.raises(Exception, match="corrupt or truncated"):
+        reconstruct(client, str(cut), steps=2, methods=("ddim",))
+    for path, note in ((huge, "6000×6000"), (deep, "16-bit"), (rgba, "transparen")):
+        notes = reconstruct(client, str(path), steps=2, methods=("ddim",))[-1]
+        assert note.lower() in notes.lower(), notes
+    long = "a cat " * 340  # 2,040 characters
+    notes = reconstruct(client, CAT, steps=2, methods=("ddim",))[-1]
+    out = client.predict(handle_file(CAT), long, ["ddim"], ["plain"], 0.4, 2, 0, api_name="/reconstruct")
+    assert "cut off" in out[-1]
+    with pytest.raises(Exception, match="target prompt is empty"):
+        client.predict(handle_file(CAT), "a cat", "   ", "ddim", True, 0.4, 7.5, 2, 0, api_name="/edit")
+    with pytest.raises(Exception, match="prompt is empty"):
+        client.predict(handle_file(CAT), "", ["hyperlora"], 1.0, 0.6, 10, "", 2, 0, api_name="/dress")
+    for args, field in (((9.0, 2, 0), "image_scale"), ((0.4, 2, -1), "seed"), ((0.4, 0, 0), "steps")):
+        with pytest.raises(Exception, match=f"{field}|minimum value|maximum value"):
+            client.predict(handle_file(CAT), "a cat", ["ddim"], ["tight"], *args, api_name="/reconstruct")
+    assert len(reconstruct(client, CAT, steps=2)[-2]["data"]) == 4
+    assert "Saved as run" in notes
+
+
+def test_dress_endpoint(client):
+    shirt = os.path.join(ROOT, "assets", "garments", "green-plain-t-shirt.png")
+    out = client.predict(handle_file(shirt), "a person on a beach", ["hyperlora", "ip-adapter"],
+                         1.0, 0.6, 10, "", 3, 0, api_name="/dress")
+    images, table, notes = out[:3], out[3], out[4]
+    assert [r[0] for r in table["data"]] == ["hyperlora", "ip-adapter"]
+    assert sum(1 for im in images if im.get("visible", True) and im.get("value")) == 2
+    assert "Saved as run" in notes

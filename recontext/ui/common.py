@@ -55,9 +55,17 @@ def header(studio) -> str:
             if p.name == "tiny" else "")
     return (
         "# recontext — diffusion image recontextualization studio\n"
-        "Invert real photos into a diffusion model and rebuild them, edit them with text, put "
-        "garments onto models, and rate the results blind.  \n"
-        f"Running preset **`{p.name}`**: {p.description}{tiny}"
+        "Try, compare and rate diffusion methods that put real images in new contexts. "
+        f"Running preset **`{p.name}`**: {p.description}{tiny}\n\n"
+        "- **Garment → model**: a garment onto a generated person, no per-garment training "
+        "(HyperLoRA, NeurIPS 2024), against [IP-Adapter](https://arxiv.org/abs/2308.06721) and a "
+        "fine-tuned LoRA.\n"
+        "- **Inversion**: rebuild a photo with [DDIM](https://arxiv.org/abs/2010.02502), "
+        "[ReNoise](https://arxiv.org/abs/2403.14602) and [edit-friendly DDPM]"
+        "(https://arxiv.org/abs/2304.06140), each with and without "
+        "[Tight Inversion](https://arxiv.org/abs/2502.20376).\n"
+        "- **Text editing**: invert, then regenerate with an edited prompt; sweep the image scale.\n"
+        "- **Review**: rate the outputs of every run above, blind; see the summary."
     )
 
 

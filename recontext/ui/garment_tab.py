@@ -51,7 +51,7 @@ def dress(studio, garment, prompt, methods, lora_scale, ip_scale, finetune_steps
     if not methods:
         raise ValueError("choose at least one method")
     if garment is None:
-        raise ValueError("upload a garment photo or pick an example below")
+        raise ValueError("no image given: upload a garment photo or pick an example below (a file the browser could not show as an image is not uploaded)")
     update = progress_fn(progress)
     results, rows, notes = {}, [], []
     for i, m in enumerate(methods):

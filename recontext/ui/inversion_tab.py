@@ -45,7 +45,7 @@ def reconstruct(studio, photo, prompt, methods, variants, image_scale, steps, se
     if not variants:
         raise ValueError("choose plain, tight or both")
     if photo is None:
-        raise ValueError("upload a photo or pick an example below")
+        raise ValueError("no image given: upload a photo or pick an example below (a file the browser could not show as an image is not uploaded)")
     update = progress_fn(progress)
     jobs = [(m, v) for m in methods for v in variants]
     results, rows, notes = {}, [], []

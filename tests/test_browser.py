@@ -1,0 +1,160 @@
+"""Every tab driven in headless Chromium, as a visitor would: pick an example, run it, see
+the output; rate an item and watch the summary change; bad uploads give a message and the
+next run works. Screenshots go to test-artifacts/. No request may leave 127.0.0.1."""
+
+import os
+import shutil
+from urllib.parse import urlparse
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ARTIFACTS = os.path.join(ROOT, "test-artifacts")
+CHROMIUM = "/usr/bin/chromium"
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+RUN_TIMEOUT = 120_000  # ms
+
+pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM),
+                                reason="Debian chromium is not installed (.ci/run installs it)")
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    os.makedirs(ARTIFACTS, exist_ok=True)
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser, app_url):
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = context.new_page()
+    page.outside, page.errors = [], []
+    page.on("request", lambda r: urlparse(r.url).hostname not in ("127.0.0.1", None)
+            and not r.url.startswith(("data:", "blob:")) and page.outside.append(r.url))
+    page.on("pageerror", lambda e: page.errors.append(str(e)))
+    page.goto(app_url)
+    page.get_by_role("tab", name="Inversion").wait_for()
+    yield page
+    assert not page.outside, f"requests left 127.0.0.1: {page.outside[:5]}"
+    assert not page.errors, page.errors
+    context.close()
+
+
+def shot(page, name):
+    path = os.path.join(ARTIFACTS, f"{name}.png")
+    page.screenshot(path=path, full_page=True)
+    assert os.path.getsize(path) > 10_000
+
+
+def open_tab(page, name):
+    page.get_by_role("tab", name=name).click()
+    page.wait_for_timeout(300)
+
+
+def steps(page, value):
+    page.locator("input[aria-label='number input for Steps']:visible").first.fill(str(value))
+
+
+def no_error_toast(page):
+    assert page.locator(".toast-body.error").count() == 0
+
+
+def test_garment_tab_runs_its_example(page):
+    open_tab(page, "Garment → model")
+    page.get_by_text("a person standing on a beach").first.click()
+    page.get_by_role("button", name="Dress").click()
+    page.get_by_label("hyperlora: adapt").or_(page.get_by_text("hyperlora: adapt")).first.wait_for(
+        timeout=RUN_TIMEOUT)
+    page.get_by_text("Saved as run").wait_for(timeout=RUN_TIMEOUT)
+    no_error_toast(page)
+    shot(page, "garment")
+
+
+def test_inversion_tab_runs_its_example(page):
+    open_tab(page, "Inversion")
+    page.get_by_text("a photo of a cat").first.click()
+    steps(page, 4)
+    page.get_by_role("button", name="Invert and reconstruct").click()
+    page.get_by_text("inversion PSNR").first.wait_for(timeout=RUN_TIMEOUT)
+    page.get_by_text("Saved as run").wait_for(timeout=RUN_TIMEOUT)
+    no_error_toast(page)
+    shot(page, "inversion")
+
+
+def test_edit_tab_runs_its_example_and_sweep(page):
+    open_tab(page, "Text editing")
+    page.get_by_text("a photo of a tiger").first.click()
+    steps(page, 4)
+    page.get_by_role("button", name="Sweep scales").click()
+    page.get_by_text("rate it blind in the Review tab").wait_for(timeout=RUN_TIMEOUT)
+    assert page.get_by_text("scale 0.4").count() >= 1  # the gallery's captions
+    page.get_by_role("button", name="Edit", exact=True).click()
+    page.get_by_text("rate it blind in the Review tab").wait_for(state="hidden", timeout=RUN_TIMEOUT)
+    page.get_by_text("Saved as run").first.wait_for(timeout=RUN_TIMEOUT)
+    no_error_toast(page)
+    shot(page, "edit")
+
+
+def test_review_tab_rates_and_the_summary_changes(page, app_url):
+    from gradio_client import Client, handle_file
+
+    Client(app_url, verbose=False).predict(  # make sure there is an item to rate
+        handle_file(os.path.join(ROOT, "assets", "photos", "rocket.png")), "a rocket", ["ddim"],
+        ["plain", "tight"], 0.4, 2, 0, api_name="/reconstruct")
+    open_tab(page, "Review")
+    page.get_by_label("Your name").fill("browser-rater")
+    page.get_by_role("button", name="Next item").click()
+    page.get_by_text("left for you").first.wait_for(timeout=RUN_TIMEOUT)
+    labels = page.locator("[data-testid='block-label']:visible").all_inner_texts()
+    assert sum(t.startswith("Output ") for t in labels) >= 2, labels
+    for method in ("ddim", "renoise", "edit-friendly", "tight", "hyperlora", "ip-adapter", "finetune"):
+        assert not any(method in t.lower() for t in labels), labels
+        assert method not in page.get_by_text("left for you").first.inner_text().lower()
+    stats = page.get_by_text("ratings from").or_(page.get_by_text("No ratings yet")).first
+    before = stats.inner_text()
+    for label in "ABCDEFGH":
+        for criterion in ("fidelity", "realism"):
+            group = page.locator("fieldset", has_text=f"{label}: {criterion}")
+            if group.count() and group.first.is_visible():
+                group.first.get_by_test_id("4-radio-label").click()
+    page.get_by_role("button", name="Submit ratings").click()
+    page.get_by_text("ratings for item").first.wait_for(timeout=RUN_TIMEOUT)
+    assert " was " in page.get_by_text("ratings for item").first.inner_text()  # methods revealed
+    page.wait_for_function("b => !document.body.innerText.includes(b)", arg=before, timeout=RUN_TIMEOUT)
+    assert "ratings from" in page.get_by_text("ratings from").first.inner_text()
+    no_error_toast(page)
+    shot(page, "review")
+
+
+@pytest.mark.parametrize("kind", ["text-as-png", "truncated-jpeg"])
+def test_bad_upload_shows_a_message_and_the_next_run_works(page, tmp_path, kind):
+    bad = tmp_path / ("notes.png" if kind == "text-as-png" else "cut.jpg")
+    if kind == "text-as-png":
+        bad.write_text("this is not an image")
+    else:
+        from PIL import Image
+
+        Image.open(os.path.join(ROOT, "assets", "photos", "coffee.png")).convert("RGB").save(bad, "JPEG")
+        bad.write_bytes(bad.read_bytes()[:2000])
+    open_tab(page, "Inversion")
+    page.locator("input[type=file]").first.set_input_files(str(bad))
+    page.wait_for_timeout(1000)
+    steps(page, 2)
+    page.get_by_role("button", name="Invert and reconstruct").click()
+    page.locator(".toast-body").first.wait_for(timeout=RUN_TIMEOUT)
+    text = page.locator(".toast-body").first.inner_text()
+    assert "image" in text.lower(), text
+    shot(page, f"bad-{kind}")
+    page.locator(".toast-body").first.get_by_role("button").first.click() if page.locator(
+        ".toast-body button").count() else None
+    page.get_by_text("a photo of a cat").first.click()
+    page.wait_for_timeout(500)
+    page.get_by_role("button", name="Invert and reconstruct").click()
+    page.get_by_text("Saved as run").wait_for(timeout=RUN_TIMEOUT)
+    shutil.rmtree(tmp_path, ignore_errors=True)
