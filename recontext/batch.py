@@ -20,7 +20,8 @@ import traceback
 
 from filelock import FileLock
 
-from .runs import Output, RunStore, method_name
+from .runs import (Output, RunStore, method_name, save_dressed, save_edits,
+                   save_reconstructions)
 
 TASKS = ("invert", "edit", "dress")
 COLUMNS = ("task", "input", "prompt", "target", "method", "tight", "scale", "steps", "seed", "guidance")
@@ -92,34 +93,28 @@ def run_row(studio, job: dict, out: str, runs: RunStore) -> dict:
     steps = _num(job, "steps", int, None)
     seed = _num(job, "seed", int, 0)
     preset = studio.preset.name
+    scale = _num(job, "scale", float, 1.0 if task == "dress" else 0.4)
+    guidance = _num(job, "guidance", float, 7.5)
     if task == "invert":
         r = studio.reconstruct(job["path"], job["prompt"], method=method, tight=tight,
-                               image_scale=_num(job, "scale", float, 0.4), steps=steps, seed=seed)
-        image, metrics, seconds, source = r.image, r.metrics, r.seconds, r.source
-        name = method_name(method, tight)
-        prompts = {"caption": job["prompt"]}
-        saved_output = r.output
+                               image_scale=scale, steps=steps, seed=seed)
+        image, metrics, seconds, name = r.image, r.metrics, r.seconds, method_name(method, tight)
+        run_id = save_reconstructions(runs, preset, [r], job["prompt"], steps, seed, scale)
     elif task == "edit":
         e = studio.edit(job["path"], job["prompt"], job["target"], method=method, tight=tight,
-                        image_scale=_num(job, "scale", float, 0.4),
-                        guidance=_num(job, "guidance", float, 7.5), steps=steps, seed=seed)
-        image, metrics, seconds, source = e.image, e.metrics, e.seconds, e.source
-        name = method_name(method, tight)
-        prompts = {"source": job["prompt"], "target": job["target"]}
-        saved_output = e.output
+                        image_scale=scale, guidance=guidance, steps=steps, seed=seed)
+        image, metrics, seconds, name = e.image, e.metrics, e.seconds, method_name(method, tight)
+        run_id = save_edits(runs, preset, [e], job["prompt"], job["target"], method, tight,
+                            guidance, steps, seed, sweep=False)
     else:
-        g = studio.dress(job["path"], job["prompt"], method=method,
-                         scale=_num(job, "scale", float, 1.0), steps=steps, seed=seed,
-                         guidance=_num(job, "guidance", float, 7.5))
-        image, seconds, source = g.image, g.adapt_seconds + g.generate_seconds, g.garment.convert("RGB")
+        g = studio.dress(job["path"], job["prompt"], method=method, scale=scale, steps=steps,
+                         seed=seed, guidance=guidance)
+        image, seconds, name = g.image, g.adapt_seconds + g.generate_seconds, method
         metrics = {"adapt_seconds": g.adapt_seconds, "generate_seconds": g.generate_seconds}
-        name, prompts, saved_output = method, {"prompt": job["prompt"]}, g.image
+        run_id = save_dressed(runs, preset, {method: g}, job["prompt"],
+                              {"scale": scale, "steps": steps, "guidance": guidance}, seed)
     png = os.path.join(out, f"row{job['row']:04d}-{task}-{name.replace('+', '_')}.png")
     image.save(png, format="PNG")
-    run_id = runs.save(task if task != "invert" else "inversion", preset,
-                       [Output(name, saved_output, metrics, seconds)], source=source, prompts=prompts,
-                       params={k: job[k] for k in ("scale", "steps", "guidance", "tight") if job[k]},
-                       seed=seed)
     return {"task": task, "input": job["input"], "method": name, "prompt": job["prompt"],
             "target": job["target"], "output": os.path.basename(png), "run_id": run_id,
             "seconds": round(seconds, 4), "metrics": json.dumps(metrics, default=str)}

@@ -14,6 +14,7 @@ import hashlib
 import logging
 import os
 import threading
+import warnings
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -220,8 +221,10 @@ class ModelOwner:
         unet = self.pipe.unet
         with self.lock:
             if name not in getattr(unet, "peft_config", {}):
-                unet.add_adapter(LoraConfig(r=rank, lora_alpha=rank, target_modules=list(modules)),
-                                 adapter_name=name)
+                with warnings.catch_warnings():  # several adapters on one UNet is the plan
+                    warnings.filterwarnings("ignore", "Already found a `peft_config`")
+                    unet.add_adapter(LoraConfig(r=rank, lora_alpha=rank, target_modules=list(modules)),
+                                     adapter_name=name)
                 for pname, p in unet.named_parameters():
                     if f".{name}." in pname:
                         p.requires_grad_(False)

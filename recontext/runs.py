@@ -151,3 +151,15 @@ def save_edits(runs: RunStore, preset: str, edits, source_prompt: str, target_pr
                      prompts={"source": source_prompt, "target": target_prompt},
                      params={"method": method, "tight": tight, "guidance": guidance, "steps": steps,
                              "image_scales": [e.scale for e in edits], "sweep": sweep}, seed=seed)
+
+
+def save_dressed(runs: RunStore, preset: str, results: dict, prompt: str, params: dict,
+                 seed: int) -> str:
+    """One garment-tab run: the garment and one output per method ({method: Dressed})."""
+    first = next(iter(results.values()))
+    return runs.save(
+        "dress", preset, [Output(m, g.image, {}, g.adapt_seconds + g.generate_seconds)
+                          for m, g in results.items()],
+        source=first.garment.convert("RGB"), prompts={"prompt": prompt}, params=params, seed=seed,
+        timings={m: {"adapt_seconds": g.adapt_seconds, "generate_seconds": g.generate_seconds}
+                 for m, g in results.items()})

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import csv
 import os
-import time
 from dataclasses import dataclass
 
 import torch
@@ -192,9 +191,3 @@ def finetune_lora(models, garment: Image.Image, steps: int, seed: int = 0, lr: f
                 p.requires_grad_(False)
         return {k: v.detach().clone() for k, v in
                 get_peft_model_state_dict(unet, adapter_name=FINETUNE_ADAPTER).items()}
-
-
-def timed(fn, *args, **kwargs):
-    start = time.perf_counter()
-    out = fn(*args, **kwargs)
-    return out, time.perf_counter() - start

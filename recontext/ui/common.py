@@ -49,6 +49,10 @@ def fmt(value, digits: int = 4):
     return value
 
 
+def saved_note(run_id: str, outputs: int) -> str:
+    return f"Saved as run `{run_id}`" + (": rate it blind in the Review tab." if outputs > 1 else ".")
+
+
 def header(studio) -> str:
     p = studio.preset
     tiny = (" Expect noisy images and low PSNR; compare the methods by their metrics."

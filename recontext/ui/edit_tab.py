@@ -10,7 +10,7 @@ import pandas as pd
 from ..editing import SWEEP_SCALES, sweep_plot
 from ..inversion import COST, METHODS
 from ..runs import save_edits
-from .common import asset, fmt, on_gpu, photo_input, progress_fn, user_errors
+from .common import asset, fmt, on_gpu, photo_input, progress_fn, saved_note, user_errors
 
 ABOUT = """Invert the photo under its **source prompt**, then regenerate it from that noise
 under the **target prompt**. With **Tight** on, the photo also conditions both passes through
@@ -51,7 +51,7 @@ def edit(studio, photo, source, target, method, tight, image_scale, guidance, st
     if runs is not None:
         run_id = save_edits(runs, studio.preset.name, [e], source or "", target, method, tight,
                             guidance, steps, seed, sweep=False)
-        notes += f"\n- Saved as run `{run_id}`."
+        notes += f"\n- {saved_note(run_id, 1)}"
     return (e.source, e.reconstruction_working), (e.source, e.output), _table([e]), notes
 
 
@@ -65,8 +65,7 @@ def edit_sweep(studio, photo, source, target, method, scales, guidance, steps, s
     if runs is not None and len({e.scale for e in edits}) == len(edits):
         run_id = save_edits(runs, studio.preset.name, edits, source or "", target, method, True,
                             guidance, steps, seed, sweep=True)
-        notes += f"\n- Saved as run `{run_id}`" + (": rate it blind in the Review tab."
-                                                     if len(edits) > 1 else ".")
+        notes += f"\n- {saved_note(run_id, len(edits))}"
     gallery = [(e.output, f"scale {e.scale:g}") for e in edits]
     return gallery, sweep_plot(edits, target), _table(edits), notes
 

@@ -8,9 +8,9 @@ import gradio as gr
 import pandas as pd
 
 from ..garment import FINETUNE_STEPS, METHODS
-from ..runs import Output
+from ..runs import save_dressed
 from ..progress import segment
-from .common import asset, on_gpu, photo_input, progress_fn, user_errors
+from .common import asset, on_gpu, photo_input, progress_fn, saved_note, user_errors
 
 ABOUT = """Upload a garment and describe a scene. **HyperLoRA** reads the garment once and
 predicts LoRA weights for the UNet, so a new garment needs no training
@@ -71,18 +71,10 @@ def dress(studio, garment, prompt, methods, lora_scale, ip_scale, finetune_steps
                      round(g.generate_seconds, 3)])
         notes += [n for n in g.notes if n not in notes]
     if runs is not None and results:
-        first = next(iter(results.values()))
-        run_id = runs.save("dress", studio.preset.name,
-                           [Output(m, g.image, {}, g.adapt_seconds + g.generate_seconds)
-                            for m, g in results.items()],
-                           source=first.garment.convert("RGB"), prompts={"prompt": prompt},
-                           params={"lora_scale": lora_scale, "ip_scale": ip_scale, "steps": steps,
-                                   "finetune_steps": finetune_steps}, seed=seed,
-                           timings={m: {"adapt_seconds": g.adapt_seconds,
-                                        "generate_seconds": g.generate_seconds}
-                                    for m, g in results.items()})
-        notes.append(f"Saved as run `{run_id}`" + (": rate it blind in the Review tab."
-                                                   if len(results) > 1 else "."))
+        run_id = save_dressed(runs, studio.preset.name, results, prompt,
+                              {"lora_scale": lora_scale, "ip_scale": ip_scale, "steps": steps,
+                               "finetune_steps": finetune_steps}, seed)
+        notes.append(saved_note(run_id, len(results)))
     outputs = [gr.Image(value=results[m].image if m in results else None, visible=m in results,
                         label=f"{m}: adapt {results[m].adapt_seconds:.2f} s, generate "
                               f"{results[m].generate_seconds:.2f} s" if m in results else m)

@@ -8,7 +8,7 @@ import pandas as pd
 from ..inversion import COST, METHODS
 from ..progress import segment
 from ..runs import save_reconstructions
-from .common import asset, fmt, on_gpu, photo_input, progress_fn, user_errors
+from .common import asset, fmt, on_gpu, photo_input, progress_fn, saved_note, user_errors
 
 VARIANTS = {"plain": False, "tight": True}
 SLOTS = [(m, v) for m in METHODS for v in VARIANTS]  # one slider per method × variant
@@ -68,8 +68,7 @@ def reconstruct(studio, photo, prompt, methods, variants, image_scale, steps, se
     if runs is not None:
         run_id = save_reconstructions(runs, studio.preset.name, list(results.values()), prompt or "",
                                       steps, seed, image_scale)
-        text.append(f"Saved as run `{run_id}`" + (": rate it blind in the Review tab."
-                                                   if len(results) > 1 else "."))
+        text.append(saved_note(run_id, len(results)))
     sliders = []
     for slot in SLOTS:
         r = results.get(slot)
