@@ -86,12 +86,12 @@ def test_training_reaches_the_hypernetwork_and_resumes(studio, tmp_path):
 
 
 def test_training_lowers_the_loss(studio, tmp_path):
-    """A few hundred steps on synthetic pairs: the mean loss of the last steps is below
-    the first's (on tiny, random UNet, see the README for how much)."""
+    """A few hundred steps on synthetic pairs: the mean loss of the last 50 steps is clearly
+    (at least 10%) below that of the first 50."""
     losses = train_hyperlora(studio.models, synthetic_pairs(16, 64), str(tmp_path / "c"), steps=300,
-                             lr=3e-3, progress=False)
+                             progress=False)
     first, last = np.mean(losses[:50]), np.mean(losses[-50:])
-    assert last < first, (first, last)
+    assert last < 0.9 * first, (first, last)
 
 
 def test_bad_garment_inputs_say_what_is_wrong(studio, tmp_path):
