@@ -51,9 +51,10 @@ def _tiny() -> Preset:
     return Preset(
         name="tiny",
         description=(
-            "Tiny random SDXL-shaped models built on this machine (seeded). They run on a CPU "
-            "in seconds and exercise every real code path; the outputs show the pipeline "
-            "working, not image quality."
+            "Tiny SDXL-shaped models built on this machine (seeded random weights, the UNet "
+            "trained for seconds on procedural scenes). They run on a CPU in seconds and "
+            "exercise every real code path; the outputs show the pipeline working, not image "
+            "quality."
         ),
         pipeline="sdxl",
         base=os.path.join(root, "pipeline"),
