@@ -119,3 +119,34 @@ def test_synthetic_pairs_match_their_prompts():
     g, scene, prompt = pair(3)
     assert g.size == (128, 128) and scene.size == (64, 64) and "wearing" in prompt
     assert Image.Image.getpixel(g, (0, 0)) == (255, 255, 255)
+
+
+def test_real_preset_without_checkpoint_says_how_to_get_one(monkeypatch):
+    from types import SimpleNamespace
+
+    from recontext import presets
+
+    monkeypatch.delenv("RECONTEXT_HYPERLORA", raising=False)
+    with pytest.raises(ValueError, match="unavailable.*train-hyperlora --preset sdxl"):
+        hyperlora_checkpoint(SimpleNamespace(preset=presets.get("sdxl")))
+
+
+def test_train_and_dress_from_the_command_line(tmp_path):
+    import subprocess
+    import sys
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    run = lambda *a: subprocess.run([sys.executable, "-m", "recontext", *a], cwd=root,  # noqa: E731
+                                    capture_output=True, text=True, timeout=300)
+    ckpt = tmp_path / "ckpt"
+    p = run("train-hyperlora", "--preset", "tiny", "--synthetic", "4", "--steps", "4", "--out", str(ckpt))
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert json.loads(p.stdout)["steps"] == 4 and (ckpt / "hyperlora.safetensors").exists()
+    out = tmp_path / "dressed.png"
+    p = run("dress", os.path.join(root, "assets", "garments", "green-dotted-dress.png"), "--prompt",
+            "a person in a park", "--checkpoint", str(ckpt), "--steps", "3", "--preset", "tiny",
+            "--out", str(out))
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert Image.open(out).format == "PNG" and json.loads(p.stdout)["method"] == "hyperlora"
+    p = run("train-hyperlora", "--preset", "tiny", "--steps", "4", "--out", str(ckpt))
+    assert p.returncode == 2 and "--data MANIFEST.csv or --synthetic N" in p.stderr
