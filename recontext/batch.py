@@ -157,7 +157,9 @@ def run_batch(studio, manifest: str, out: str, runs: RunStore | None = None,
     runs = runs or RunStore()
     results = Results(out)
     done = results.done_keys()
-    state = PartialState()
+    import torch
+
+    state = PartialState(cpu=not torch.cuda.is_available())  # cpu=True: several CPU processes split too
     counts = {"done": 0, "skipped": 0, "failed": 0}
     failures = []
     with state.split_between_processes(jobs) as mine:

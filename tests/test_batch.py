@@ -3,6 +3,7 @@
 import csv
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -55,3 +56,22 @@ def test_ten_rows_two_bad_then_resume(tmp_path):
     p = batch(manifest, out, data)
     assert p.returncode == 1 and "0 done, 8 already done, 2 failed" in p.stdout
     assert len(os.listdir(data / "runs")) == len(runs)  # no work, no new runs
+
+
+def test_rows_split_between_processes(tmp_path):
+    """Two processes (torchrun, as `accelerate launch` starts them): every row done once."""
+    shutil.copy(os.path.join(ROOT, "assets", "photos", "coffee.png"), tmp_path / "cup.png")
+    with open(tmp_path / "jobs.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["task", "input", "prompt", "method", "steps", "seed"])
+        w.writerows([["invert", "cup.png", "a cup", m, 1, s] for s in (0, 1) for m in ("ddim", "renoise")])
+    env = {**os.environ, "RECONTEXT_DATA_DIR": str(tmp_path / "data")}
+    p = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m",
+                        "recontext", "batch", str(tmp_path / "jobs.csv"), "--out", str(tmp_path / "out"),
+                        "--preset", "tiny"], cwd=ROOT, capture_output=True, text=True, timeout=600,
+                       env=env)
+    assert p.returncode == 0, p.stderr[-2000:]
+    with open(tmp_path / "out" / "results.csv") as f:
+        rows = sorted(int(r["row"]) for r in csv.DictReader(f))
+    assert rows == [1, 2, 3, 4]
+    assert len(re.findall(r"^2 done, 0 already done", p.stdout, re.M)) == 2  # each did its half
