@@ -4,23 +4,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import sys
 
 
-def _jsonable(value):
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)  # PSNR of an exact reconstruction is inf; JSON has no inf
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    return value
-
-
 def dump_json(obj) -> str:
-    return json.dumps(_jsonable(obj), indent=2)
+    from .runs import plain  # PSNR of an exact reconstruction is inf; JSON has no inf
+
+    return json.dumps(plain(obj), indent=2)
 
 
 def _add_preset(p):

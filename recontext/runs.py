@@ -35,14 +35,14 @@ class Output:
     seconds: float | None = None
 
 
-def _plain(value):
+def plain(value):
     """JSON-safe: infinities and NaN become strings, tuples lists."""
     if isinstance(value, float) and not math.isfinite(value):
         return str(value)
     if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
+        return {str(k): plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
+        return [plain(v) for v in value]
     return value
 
 
@@ -84,7 +84,7 @@ class RunStore:
             for i, o in enumerate(outputs):
                 o.image.save(os.path.join(tmp, f"output-{i}.png"))
             with open(os.path.join(tmp, "run.json"), "w") as f:
-                json.dump(_plain(record), f, indent=1)
+                json.dump(plain(record), f, indent=1)
             with self.lock:
                 os.rename(tmp, os.path.join(self.root, run_id))
         except BaseException:

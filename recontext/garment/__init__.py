@@ -10,6 +10,7 @@ is disabled again before the call returns, so the other tabs see the base model.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from dataclasses import dataclass, field
@@ -128,32 +129,29 @@ def dress(studio, garment, prompt: str, method: str, scale: float, steps: int, s
     img, notes = images.load_image(garment)
     with models.lock:
         start = time.perf_counter()
-        if method == "ip-adapter":
+        if method == "ip-adapter":  # adapting = the garment's image embeddings
             cached = image_key(img) in models._embeds
             models.image_embeds(img)
-            adapt = time.perf_counter() - start
-            cond = studio.condition(prompt, img, True, scale, guidance)
+            adapter, text, tight = contextlib.nullcontext(), prompt, True
             tick = ticker(progress, steps, "ip-adapter: generating")
-            gen_start = time.perf_counter()
-            image = generate(studio, cond, steps, seed, tick)
-            return Dressed(image, method, adapt, time.perf_counter() - gen_start, cached, img, notes)
-
-        if method == "hyperlora":
+        elif method == "hyperlora":
             hyper = hyperlora_model(studio, checkpoint)
             state, cached = predict(studio, img, checkpoint)
-            adapter, text, rank = train.ADAPTER, prompt, hyper.config.rank
-            modules = [m[0] for m in hyper.config.modules]
+            adapter = models.lora(train.ADAPTER, [m[0] for m in hyper.config.modules],
+                                  hyper.config.rank, _scaled(state, scale))
+            text, tight = prompt, False
             tick = ticker(progress, steps, "hyperlora: generating")
         else:
             todo = 0 if finetune_key(img, finetune_steps, seed) in studio.garment_cache else finetune_steps
             tick = ticker(progress, todo + steps, "finetune-lora: fitting the LoRA, then generating")
             state, cached = finetuned(studio, img, finetune_steps, seed, tick)
-            adapter, text = train.FINETUNE_ADAPTER, f"{prompt}, {IDENTIFIER}"
             modules = [k.rsplit(".lora_", 1)[0] for k in state if ".lora_A." in k]
             rank = next(v for k, v in state.items() if ".lora_A." in k).shape[0]
-        with models.lora(adapter, modules, rank, _scaled(state, scale)):
+            adapter = models.lora(train.FINETUNE_ADAPTER, modules, rank, _scaled(state, scale))
+            text, tight = f"{prompt}, {IDENTIFIER}", False
+        with adapter:
             adapt = time.perf_counter() - start
-            cond = studio.condition(text, img, False, 0.0, guidance)
+            cond = studio.condition(text, img, tight, scale if tight else 0.0, guidance)
             gen_start = time.perf_counter()
             image = generate(studio, cond, steps, seed, tick)
         return Dressed(image, method, adapt, time.perf_counter() - gen_start, cached, img, notes)
