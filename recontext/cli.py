@@ -105,6 +105,16 @@ def cmd_train_hyperlora(args) -> int:
     return 0
 
 
+def cmd_train_tiny(args) -> int:
+    from .tiny import train
+
+    steps = {k: int(v) for k, v in (kv.split("=") for kv in args.steps.split(",") if kv)}
+    results = train.main(args.out, args.work, seed=args.seed, stages=args.stages.split(","),
+                         steps=steps, command=" ".join(["python -m recontext", *sys.argv[1:]]))
+    print(dump_json(results))
+    return 0
+
+
 def cmd_batch(args) -> int:
     from .batch import run_batch
     from .data import open_data
@@ -188,6 +198,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="dressed.png")
     _add_preset(p)
     p.set_defaults(func=cmd_dress)
+
+    p = sub.add_parser("train-tiny", help="train the tiny world (VAE, CLIP, UNet, IP-Adapter, "
+                       "HyperLoRA) from a seed; stages resume, finished ones are skipped")
+    p.add_argument("--out", default=os.path.join("recontext", "tiny", "weights"),
+                   help="where the weights and MODEL_CARD.md go")
+    p.add_argument("--work", default=os.path.join(".cache", "tiny-train"),
+                   help="checkpoints and the latent bank (resumable)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--stages", default="vae,clip,unet,ip_adapter,hyperlora")
+    p.add_argument("--steps", default="", help="override steps per stage: unet=500,clip=100")
+    p.set_defaults(func=cmd_train_tiny)
 
     p = sub.add_parser("batch", help="run a manifest of invert / edit / dress rows (resumable; "
                        "split across processes under accelerate launch)")

@@ -1,8 +1,9 @@
 """Named presets: which weights, at what resolution, steps and dtype.
 
 A preset only says *where* weights come from and how to run them; every preset is
-loaded by the same code in `models.py`. `tiny` points at a folder that `tiny.py`
-builds on first use (random, seeded weights); the others name Hub repositories.
+loaded by the same code in `models.py`. `tiny` points at a folder that `tiny/`
+assembles on first use from the committed weights of the tiny world; the others name Hub
+repositories.
 """
 
 from __future__ import annotations
@@ -51,10 +52,11 @@ def _tiny() -> Preset:
     return Preset(
         name="tiny",
         description=(
-            "Tiny SDXL-shaped models built on this machine (seeded random weights, the UNet "
-            "trained for seconds on procedural scenes). They run on a CPU in seconds and "
-            "exercise every real code path; the outputs show the pipeline working, not image "
-            "quality."
+            "The tiny world: small SDXL-shaped models (VAE, CLIP, UNet, IP-Adapter plus, "
+            "HyperLoRA) trained by this project on procedural scenes captioned "
+            "\"a {colour} {shape} on a {colour} background\", procedural garments and a few "
+            "dozen sample photos, at 128 px. Expect toy images; the methods behave as in "
+            "their papers."
         ),
         pipeline="sdxl",
         base=os.path.join(root, "pipeline"),
@@ -62,11 +64,11 @@ def _tiny() -> Preset:
         ip_adapter_subfolder="sdxl_models",
         ip_adapter_weight="ip-adapter-plus_sdxl_vit-h.safetensors",
         image_encoder_folder="models/image_encoder",
-        resolution=64,
+        resolution=128,
         steps=50,
         clip=os.path.join(root, "clip"),
         local=True,
-        hyperlora=os.path.join(root, "hyperlora"),  # trained on first use (tiny.build_hyperlora)
+        hyperlora=os.path.join(root, "hyperlora"),  # trained with the world (tiny/train.py)
     )
 
 

@@ -18,6 +18,7 @@ from . import garment as garments
 from .cache import LRU
 from .models import ModelOwner, image_key
 from .progress import Progress, segment, ticker
+from .sampling import sample
 
 LIMITS = {"steps": (1, 200), "image_scale": (0.0, 1.5), "guidance": (1.0, 20.0),
           "seed": (0, 2**32 - 1), "scale": (0.0, 2.0), "finetune_steps": (1, 2000)}
@@ -178,6 +179,17 @@ class Studio:
                                      progress=segment(progress, i, len(scales), f"scale {s:g}: ")))
         return results
 
+    # -- text to image ---------------------------------------------------------------------------
+    def generate(self, prompt: str, steps: int | None = None, guidance: float = 7.5, seed: int = 0,
+                 progress: Progress | None = None) -> Image.Image:
+        """Plain text-to-image on the shared pipeline (no image conditioning)."""
+        _require_text(prompt, "prompt")
+        _, guidance, steps, seed = self._checked(0.0, guidance, steps, seed)
+        side = self.preset.resolution
+        with self.models.lock:
+            cond = self.condition(prompt, Image.new("RGB", (side, side)), False, 0.0, guidance)
+            return sample(self.models, cond, side, steps, seed, ticker(progress, steps, "generating"))
+
     # -- garment tab -------------------------------------------------------------------------
     def dress(self, garment_image, prompt: str, method: str = "hyperlora", scale: float = 1.0,
               steps: int | None = None, seed: int = 0, guidance: float = 7.5,
@@ -185,7 +197,7 @@ class Studio:
               progress: Progress | None = None) -> garments.Dressed:
         """Generate `prompt` wearing `garment` with `method`: "hyperlora" (predicted LoRA at
         `scale`), "ip-adapter" (the garment as image prompt at `scale`) or "finetune-lora"
-        (a LoRA fitted for `finetune_steps`, at `scale`)."""
+        (a LoRA fitted for `finetune_steps`, at `scale`) or "prompt-only" (no garment)."""
         garments.get(method)
         _require_text(prompt, "prompt")
         scale = check_range("scale", scale)

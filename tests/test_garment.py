@@ -10,12 +10,12 @@ from PIL import Image
 
 from recontext.garment import hyperlora_checkpoint, predict
 from recontext.garment.hyperlora import HyperLoRA
-from recontext.garment.synthetic import garment, pair
+from recontext.garment.synthetic import COLOURS, describe, garment, pair, worn
 from recontext.garment.train import (ADAPTER, Examples, diffusion_loss, synthetic_pairs,
                                      train_hyperlora)
 from recontext.garment.hyperlora import functional_params
 
-PROMPT = "a person standing on a beach"
+PROMPT = "a person wearing a t-shirt at the beach"
 
 
 def px(img):
@@ -38,9 +38,10 @@ def test_garments_give_their_own_weights_and_images(studio):
 
 def test_garment_calls_leave_the_other_tabs_unchanged(studio, photo):
     before = studio.reconstruct(photo, "a cat", method="ddim", tight=True, steps=6)
-    for method in ("hyperlora", "ip-adapter", "finetune-lora"):
+    side = studio.preset.resolution
+    for method in ("hyperlora", "ip-adapter", "finetune-lora", "prompt-only"):
         g = studio.dress(garment(5), PROMPT, method=method, steps=4, finetune_steps=5)
-        assert g.adapt_seconds >= 0 and g.generate_seconds > 0 and g.image.size == (64, 64)
+        assert g.adapt_seconds >= 0 and g.generate_seconds > 0 and g.image.size == (side, side)
     after = studio.reconstruct(photo, "a cat", method="ddim", tight=True, steps=6)
     assert np.array_equal(px(before.image), px(after.image))
     assert studio.base_loads == 1
@@ -65,7 +66,7 @@ def test_training_reaches_the_hypernetwork_and_resumes(studio, tmp_path):
     """Gradients of the diffusion loss flow through the predicted weights into every part
     of the hypernetwork, and a run stopped early resumes where it stopped."""
     models = studio.models
-    pairs = synthetic_pairs(4, 64)
+    pairs = synthetic_pairs(4, studio.preset.resolution)
     torch.manual_seed(0)
     out = tmp_path / "ckpt"
     losses = train_hyperlora(models, pairs, str(out), steps=6, save_every=3, progress=False)
@@ -88,8 +89,8 @@ def test_training_reaches_the_hypernetwork_and_resumes(studio, tmp_path):
 def test_training_lowers_the_loss(studio, tmp_path):
     """A few hundred steps on synthetic pairs: the mean loss of the last 50 steps is clearly
     (at least 10%) below that of the first 50."""
-    losses = train_hyperlora(studio.models, synthetic_pairs(16, 64), str(tmp_path / "c"), steps=300,
-                             progress=False)
+    losses = train_hyperlora(studio.models, synthetic_pairs(16, studio.preset.resolution),
+                             str(tmp_path / "c"), steps=300, progress=False)
     first, last = np.mean(losses[:50]), np.mean(losses[-50:])
     assert last < 0.9 * first, (first, last)
 
@@ -117,8 +118,19 @@ def test_bad_garment_inputs_say_what_is_wrong(studio, tmp_path):
 
 def test_synthetic_pairs_match_their_prompts():
     g, scene, prompt = pair(3)
-    assert g.size == (128, 128) and scene.size == (64, 64) and "wearing" in prompt
+    assert g.size == (128, 128) and scene.size == (128, 128) and "wearing" in prompt
     assert Image.Image.getpixel(g, (0, 0)) == (255, 255, 255)
+    look = describe(3)
+    assert look["kind"] in prompt and look["colour"] not in prompt  # the photo carries the look
+
+
+def test_the_garment_mask_covers_the_garment_in_the_scene():
+    for seed in range(8):
+        img, mask = worn(seed)
+        colour = np.array(COLOURS[describe(seed)["colour"]], np.float32)
+        inside = np.asarray(img, np.float32)[mask]
+        # the fabric's base colour (patterns lighten part of it) fills the mask
+        assert mask.sum() > 200 and np.mean(np.abs(inside - colour).sum(1) < 30) > 0.4, seed
 
 
 def test_real_preset_without_checkpoint_says_how_to_get_one(monkeypatch):

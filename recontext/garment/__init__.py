@@ -3,7 +3,8 @@
 Three methods, each a short function over the shared models:
 - `hyperlora`: the hypernetwork reads the garment and predicts LoRA weights (one pass);
 - `ip-adapter`: the garment as IP-Adapter's image prompt;
-- `finetune-lora`: a LoRA fitted to the garment photo for N steps (the slow baseline).
+- `finetune-lora`: a LoRA fitted to the garment photo for N steps (the slow baseline);
+- `prompt-only`: the prompt alone, no garment information (the floor of every comparison).
 Each result times adapting to the garment apart from generating the image. Every adapter
 is disabled again before the call returns, so the other tabs see the base model.
 """
@@ -19,13 +20,13 @@ import torch
 from PIL import Image
 
 from .. import images
-from ..inversion import ddim, levels
 from ..models import image_key
 from ..progress import Progress, ticker
+from ..sampling import sample
 from . import train
 from .hyperlora import HyperLoRA, peft_state
 
-METHODS = ("hyperlora", "ip-adapter", "finetune-lora")
+METHODS = ("hyperlora", "ip-adapter", "finetune-lora", "prompt-only")
 FINETUNE_STEPS = 200
 IDENTIFIER = "sks garment"  # what the fine-tuned LoRA learned to call the garment
 GET_ONE = ("set RECONTEXT_HYPERLORA to a checkpoint folder or Hub repo, or train one: "
@@ -50,28 +51,19 @@ def get(method: str) -> str:
 
 
 def generate(studio, cond, steps: int, seed: int, tick=None) -> Image.Image:
-    """Sample from seeded noise with DDIM under `cond` and decode."""
-    models, side = studio.models, studio.preset.resolution
-    factor = models.pipe.vae_scale_factor
-    noise = torch.randn((1, 4, side // factor, side // factor), generator=torch.Generator().manual_seed(seed))
-    timesteps, alphas = levels(models.pipe.scheduler, steps)
-    with torch.no_grad():
-        z = ddim.reconstruct(models.unet_call, noise.to(models.device), timesteps, alphas, cond, callback=tick)
-    return models.decode(z)
+    return sample(studio.models, cond, studio.preset.resolution, steps, seed, tick)
 
 
 # -- adapting to a garment ----------------------------------------------------------------
 def hyperlora_checkpoint(studio) -> str:
     """Where the HyperLoRA checkpoint lives: `RECONTEXT_HYPERLORA`, else the preset's (the
-    tiny preset's is trained on first use). ValueError saying how to get one otherwise."""
+    tiny preset's is trained with the tiny world). ValueError saying how to get one otherwise."""
     source = os.environ.get("RECONTEXT_HYPERLORA") or studio.preset.hyperlora
     if not source:
         raise ValueError("HyperLoRA is unavailable for this preset: "
                          + GET_ONE.format(preset=studio.preset.name))
     if studio.preset.local and source == studio.preset.hyperlora:
-        from ..tiny import build_hyperlora
-
-        build_hyperlora(source, studio.models)
+        studio.models.pipe  # the tiny preset's checkpoint is assembled with the preset
     if not os.path.isdir(source):
         from huggingface_hub import snapshot_download
 
@@ -129,7 +121,10 @@ def dress(studio, garment, prompt: str, method: str, scale: float, steps: int, s
     img, notes = images.load_image(garment)
     with models.lock:
         start = time.perf_counter()
-        if method == "ip-adapter":  # adapting = the garment's image embeddings
+        if method == "prompt-only":  # nothing to adapt: the floor
+            adapter, text, tight, cached = contextlib.nullcontext(), prompt, False, True
+            tick = ticker(progress, steps, "prompt-only: generating")
+        elif method == "ip-adapter":  # adapting = the garment's image embeddings
             cached = image_key(img) in models._embeds
             models.image_embeds(img)
             adapter, text, tight = contextlib.nullcontext(), prompt, True

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import random
 
+import numpy as np
 from PIL import Image, ImageDraw
 
 KINDS = ("t-shirt", "dress", "trousers", "skirt")
@@ -55,10 +56,12 @@ def _fabric(size: tuple[int, int], colour, pattern: str, period: int) -> Image.I
     return img
 
 
-def _paint(img: Image.Image, outline, colour, pattern: str, period: int) -> None:
+def _paint(img: Image.Image, outline, colour, pattern: str, period: int) -> Image.Image:
+    """Paint the garment's `outline` with its fabric; return the garment's mask ("L")."""
     mask = Image.new("L", img.size, 0)
     ImageDraw.Draw(mask).polygon(outline, fill=255)
     img.paste(_fabric(img.size, colour, pattern, period), (0, 0), mask)
+    return mask
 
 
 def describe(seed: int) -> dict:
@@ -76,8 +79,13 @@ def garment(seed: int, size: int = 128) -> Image.Image:
     return img
 
 
-def scene(seed: int, size: int = 64) -> Image.Image:
+def scene(seed: int, size: int = 128) -> Image.Image:
     """A figure wearing the garment in a plain scene."""
+    return worn(seed, size)[0]
+
+
+def worn(seed: int, size: int = 128) -> tuple[Image.Image, np.ndarray]:
+    """(a figure wearing the garment in a plain scene, the garment's boolean mask there)."""
     g = describe(seed)
     sky, ground = SCENES[g["scene"]]
     img = Image.new("RGB", (size, size), sky)
@@ -92,13 +100,16 @@ def scene(seed: int, size: int = 64) -> Image.Image:
            (cx - .2 * size, .22 * size, .4 * size, .6 * size) if g["kind"] == "dress" else
            (cx - .15 * size, .5 * size, .3 * size, .45 * size) if g["kind"] == "trousers" else
            (cx - .17 * size, .5 * size, .34 * size, .25 * size))
-    _paint(img, _shape(g["kind"], *box), COLOURS[g["colour"]], g["pattern"], max(3, size // 12))
+    mask = _paint(img, _shape(g["kind"], *box), COLOURS[g["colour"]], g["pattern"], max(3, size // 12))
     if top:
         d.rectangle([cx - .11 * size, box[1] + box[3], cx + .11 * size, .94 * size], fill=(60, 60, 80))
-    return img
+        ImageDraw.Draw(mask).rectangle([cx - .11 * size, box[1] + box[3], cx + .11 * size, .94 * size],
+                                       fill=0)
+    return img, np.asarray(mask) >= 128
 
 
 def prompt(seed: int) -> str:
+    """The full description: `a person wearing a red striped t-shirt at the beach`."""
     g = describe(seed)
     words = " ".join(w for w in (g["colour"], g["pattern"] if g["pattern"] != "plain" else "",
                                  g["kind"]) if w)
@@ -106,6 +117,23 @@ def prompt(seed: int) -> str:
     return f"a person wearing {article}{words} at the {g['scene']}"
 
 
-def pair(seed: int, size: int = 64) -> tuple[Image.Image, Image.Image, str]:
-    """(garment on white, a figure wearing it in a scene, the matching prompt)."""
-    return garment(seed), scene(seed, size), prompt(seed)
+def scene_prompt(seed: int) -> str:
+    """The prompt without the garment's look (`a person wearing a t-shirt at the beach`):
+    what a user types in the garment tab, where the garment photo carries the look."""
+    g = describe(seed)
+    article = "" if g["kind"] == "trousers" else "a "
+    return f"a person wearing {article}{g['kind']} at the {g['scene']}"
+
+
+def garment_caption(seed: int) -> str:
+    """What the garment photo shows: `a red striped t-shirt`."""
+    g = describe(seed)
+    words = " ".join(w for w in (g["colour"], g["pattern"] if g["pattern"] != "plain" else "",
+                                 g["kind"]) if w)
+    return words if g["kind"] == "trousers" else ("an " if words[0] in "aeiou" else "a ") + words
+
+
+def pair(seed: int, size: int = 128) -> tuple[Image.Image, Image.Image, str]:
+    """(garment on white, a figure wearing it in a scene, the scene's prompt without the
+    garment's look): HyperLoRA must take the look from the garment photo."""
+    return garment(seed), scene(seed, size), scene_prompt(seed)

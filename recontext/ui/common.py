@@ -55,7 +55,7 @@ def saved_note(run_id: str, outputs: int) -> str:
 
 def header(studio) -> str:
     p = studio.preset
-    tiny = (" Expect noisy images and low PSNR; compare the methods by their metrics."
+    tiny = (" Try the scene examples: prompts of that grammar are what this world understands."
             if p.name == "tiny" else "")
     return (
         "# recontext — diffusion image recontextualization studio\n"
@@ -63,7 +63,7 @@ def header(studio) -> str:
         f"Running preset **`{p.name}`**: {p.description}{tiny}\n\n"
         "- **Garment → model**: a garment onto a generated person, no per-garment training "
         "(HyperLoRA, NeurIPS 2024), against [IP-Adapter](https://arxiv.org/abs/2308.06721) and a "
-        "fine-tuned LoRA.\n"
+        "fine-tuned LoRA and the prompt alone.\n"
         "- **Inversion**: rebuild a photo with [DDIM](https://arxiv.org/abs/2010.02502), "
         "[ReNoise](https://arxiv.org/abs/2403.14602) and [edit-friendly DDPM]"
         "(https://arxiv.org/abs/2304.06140), each with and without "

@@ -116,7 +116,7 @@ def build(studio, runs=None):
                                      height=300)
                 plot = gr.Plot(label="Fidelity–editability trade-off", show_label=False)
     gr.Examples(examples(), inputs=[photo, source, target],
-                label="Examples (scikit-image photos with source and target prompts)")
+                label="Examples (tiny-world scenes: a colour word edited; scikit-image photos)")
 
     @user_errors
     def on_edit(*args, progress=gr.Progress()):

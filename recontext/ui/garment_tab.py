@@ -19,14 +19,21 @@ predicts LoRA weights for the UNet, so a new garment needs no training
 and **fine-tuned LoRA** fits a LoRA to the garment photo first (the slow way HyperLoRA
 replaces). Each result says how long adapting to the garment took, apart from generating."""
 
-PROMPTS = ["a person standing on a beach", "a model walking down a city street",
-           "a person in a park on a sunny day"]
+SCENES = ["at the beach", "at the park", "at the street", "at the studio"]
+KINDS = ("t-shirt", "dress", "trousers", "skirt")
 
 
 def examples() -> list[list]:
+    """Each example garment with a scene prompt that names its kind, not its look (the
+    garment photo carries the look): the tiny world's prompt grammar."""
     folder = asset("garments")
     files = sorted(f for f in os.listdir(folder) if f.endswith(".png"))
-    return [[os.path.join(folder, f), PROMPTS[i % len(PROMPTS)]] for i, f in enumerate(files)]
+    out = []
+    for i, f in enumerate(files):
+        kind = next(k for k in KINDS if k in f)
+        worn = kind if kind == "trousers" else f"a {kind}"
+        out.append([os.path.join(folder, f), f"a person wearing {worn} {SCENES[i % len(SCENES)]}"])
+    return out
 
 
 def hyperlora_note(studio) -> str:
@@ -36,8 +43,9 @@ def hyperlora_note(studio) -> str:
     if os.environ.get("RECONTEXT_HYPERLORA"):
         return f"HyperLoRA checkpoint: `{os.environ['RECONTEXT_HYPERLORA']}`."
     if studio.preset.local:
-        return ("HyperLoRA checkpoint: the tiny preset's, trained for a few seconds on synthetic "
-                "garment pairs the first time it is used (so it predicts real, if weak, weights).")
+        return ("HyperLoRA checkpoint: the tiny world's, trained on 256 procedural garment → "
+                "worn-figure pairs (see `recontext/tiny/weights/MODEL_CARD.md`). **Prompt only** "
+                "is the floor: the same prompt with no garment information.")
     if studio.preset.hyperlora:
         return f"HyperLoRA checkpoint: `{studio.preset.hyperlora}`."
     return "**HyperLoRA is unavailable for this preset**: " + GET_ONE.format(preset=studio.preset.name)
@@ -88,12 +96,12 @@ def build(studio, runs=None):
     with gr.Row():
         with gr.Column(scale=1):
             garment = photo_input(label="Garment", sources=["upload", "clipboard"], height=240)
-            prompt = gr.Textbox(label="Scene prompt", placeholder="a person standing on a beach",
+            prompt = gr.Textbox(label="Scene prompt", placeholder="a person wearing a t-shirt at the beach",
                                 max_lines=2)
             methods = gr.CheckboxGroup(
                 [("HyperLoRA", "hyperlora"), ("IP-Adapter", "ip-adapter"),
-                 ("fine-tuned LoRA (slow)", "finetune-lora")],
-                value=["hyperlora", "ip-adapter"], label="Methods")
+                 ("fine-tuned LoRA (slow)", "finetune-lora"), ("prompt only (no garment)", "prompt-only")],
+                value=["hyperlora", "ip-adapter", "prompt-only"], label="Methods")
             with gr.Accordion("Method options", open=False):
                 checkpoint = gr.Textbox(label="HyperLoRA checkpoint (folder or Hub repo)",
                                         placeholder="default: $RECONTEXT_HYPERLORA or the preset's",

@@ -17,6 +17,8 @@ COLUMNS = ["method", "tight", "PSNR ↑", "SSIM ↑", "L2 ↓", "LPIPS ↓", "la
 KEYS = ("psnr", "ssim", "l2", "lpips", "latent_error", "inversion_psnr")
 
 EXAMPLES = [
+    [asset("scenes", "red-circle-on-blue.png"), "a red circle on a blue background"],
+    [asset("scenes", "white-triangle-on-green.png"), "a white triangle on a green background"],
     [asset("photos", "chelsea.png"), "a photo of a cat"],
     [asset("photos", "astronaut.png"), "a portrait of an astronaut"],
     [asset("photos", "coffee.png"), "a cup of coffee on a table"],
@@ -111,7 +113,7 @@ def build(studio, runs=None):
                         sliders.append(gr.ImageSlider(
                             label=f"{m}{' + tight' if v == 'tight' else ''}", type="pil",
                             format="png", visible=False, interactive=False, height=260))
-    gr.Examples(EXAMPLES, inputs=[photo, prompt], label="Example photos (scikit-image samples)")
+    gr.Examples(EXAMPLES, inputs=[photo, prompt], label="Examples (tiny-world scenes with their captions; scikit-image photos)")
 
     @user_errors
     def handler(photo, prompt, methods, variants, image_scale, steps, seed, progress=gr.Progress()):

@@ -1,0 +1,159 @@
+"""The tiny world's architectures: the same diffusers / transformers classes as SDXL and
+its IP-Adapter, at sizes that train on 2 CPU cores.
+
+- tokenizer: byte-level CLIP BPE whose merges spell the world's words as single tokens
+  (other text still tokenizes, byte by byte);
+- one CLIP (text 64 wide, vision 64 px in 8 px patches), trained contrastively; its text
+  tower is both SDXL text encoders, its vision tower the IP-Adapter image encoder;
+- VAE: 4x downsampling to 16 latent channels (128 px -> 16x32x32);
+- UNet: SDXL-shaped (text_time embedding; like SDXL, no attention at the finest level);
+- IP-Adapter *plus*: resampler width 64, 8 image tokens, in the h94 key layout.
+"""
+
+from __future__ import annotations
+
+import torch
+
+RESOLUTION = 128
+TEXT_HIDDEN = 64
+LATENT_CHANNELS = 16
+IP_DIM, IP_QUERIES, IP_FF_MULT = 64, 8, 4
+
+WORDS = ("a an on the at of background photo person wearing red green blue yellow white black "
+         "circle square triangle purple orange teal plain striped dotted checked t-shirt dress "
+         "trousers skirt beach street park studio garment sks cat dog tiger with and in").split()
+
+
+def tokenizer():
+    from tokenizers.pre_tokenizers import ByteLevel
+    from transformers import CLIPTokenizer
+
+    symbols = sorted(ByteLevel.alphabet())  # the 256 byte-level symbols
+    vocab = {s: i for i, s in enumerate(symbols)}
+    vocab.update({s + "</w>": i + len(symbols) for i, s in enumerate(symbols)})
+    merges = []
+    for word in sorted(WORDS, key=len, reverse=True):  # long words' merges rank first  # merge left to right until the word is one token
+        parts = list(word[:-1]) + [word[-1] + "</w>"]
+        while len(parts) > 1:
+            pair = (parts[0], parts[1])
+            if pair not in merges:
+                merges.append(pair)
+                vocab.setdefault(pair[0] + pair[1], len(vocab))
+            parts = [pair[0] + pair[1]] + parts[2:]
+    vocab["<|startoftext|>"] = len(vocab)
+    vocab["<|endoftext|>"] = len(vocab)
+    return CLIPTokenizer(vocab=vocab, merges=merges, model_max_length=77)
+
+
+def text_config(tok):
+    from transformers import CLIPTextConfig
+
+    return CLIPTextConfig(
+        vocab_size=len(tok), hidden_size=TEXT_HIDDEN, intermediate_size=128, num_hidden_layers=3,
+        num_attention_heads=4, max_position_embeddings=77, projection_dim=TEXT_HIDDEN,
+        bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
+    )
+
+
+def vision_config():
+    from transformers import CLIPVisionConfig
+
+    return CLIPVisionConfig(image_size=64, patch_size=8, hidden_size=64, intermediate_size=128,
+                            num_hidden_layers=3, num_attention_heads=4, projection_dim=TEXT_HIDDEN)
+
+
+def clip(tok):
+    from transformers import CLIPConfig, CLIPModel
+
+    return CLIPModel(CLIPConfig(text_config=text_config(tok).to_dict(),
+                                vision_config=vision_config().to_dict(), projection_dim=TEXT_HIDDEN))
+
+
+def image_processor():
+    from transformers import CLIPImageProcessor
+
+    return CLIPImageProcessor(size={"shortest_edge": 64}, crop_size={"height": 64, "width": 64})
+
+
+def vae():
+    from diffusers import AutoencoderKL
+
+    return AutoencoderKL(
+        in_channels=3, out_channels=3, latent_channels=LATENT_CHANNELS,
+        block_out_channels=(16, 32, 64), down_block_types=("DownEncoderBlock2D",) * 3,
+        up_block_types=("UpDecoderBlock2D",) * 3, layers_per_block=1, norm_num_groups=8,
+        sample_size=RESOLUTION,
+    )
+
+
+def unet():
+    from diffusers import UNet2DConditionModel
+
+    return UNet2DConditionModel(
+        sample_size=RESOLUTION // 4, in_channels=LATENT_CHANNELS, out_channels=LATENT_CHANNELS,
+        layers_per_block=1, block_out_channels=(32, 64),
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"), attention_head_dim=(2, 4),
+        use_linear_projection=True, cross_attention_dim=2 * TEXT_HIDDEN,
+        addition_embed_type="text_time", addition_time_embed_dim=8,
+        projection_class_embeddings_input_dim=6 * 8 + TEXT_HIDDEN, norm_num_groups=8,
+    )
+
+
+def scheduler():
+    from diffusers import DDIMScheduler
+
+    # SDXL's training schedule (scaled_linear 0.00085-0.012), as the DDIM of its pipelines
+    return DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
+                         clip_sample=False, set_alpha_to_one=False, steps_offset=1,
+                         num_train_timesteps=1000)
+
+
+def ip_adapter_plus(unet_model, vision_hidden: int, generator) -> dict[str, torch.Tensor]:
+    """A freshly initialised IP-Adapter *plus* file in the original (Hub) key layout: the
+    Perceiver resampler (`image_proj.*`) and, per cross-attention processor in
+    `unet.attn_processors` order, `ip_adapter.{1,3,5,...}.to_{k,v}_ip.weight`."""
+    cross, dim, inner = unet_model.config.cross_attention_dim, IP_DIM, 64  # heads = rows // 64
+
+    def rand(*shape, scale=0.02):
+        return torch.randn(*shape, generator=generator) * scale
+
+    sd = {
+        "image_proj.latents": rand(1, IP_QUERIES, dim, scale=dim**-0.5),
+        "image_proj.proj_in.weight": rand(dim, vision_hidden), "image_proj.proj_in.bias": torch.zeros(dim),
+        "image_proj.proj_out.weight": rand(cross, dim), "image_proj.proj_out.bias": torch.zeros(cross),
+        "image_proj.norm_out.weight": torch.ones(cross), "image_proj.norm_out.bias": torch.zeros(cross),
+    }
+    for i in range(4):
+        p = f"image_proj.layers.{i}."
+        sd.update({
+            p + "0.norm1.weight": torch.ones(dim), p + "0.norm1.bias": torch.zeros(dim),
+            p + "0.norm2.weight": torch.ones(dim), p + "0.norm2.bias": torch.zeros(dim),
+            p + "0.to_q.weight": rand(inner, dim), p + "0.to_kv.weight": rand(2 * inner, dim),
+            p + "0.to_out.weight": rand(dim, inner),
+            p + "1.0.weight": torch.ones(dim), p + "1.0.bias": torch.zeros(dim),
+            p + "1.1.weight": rand(dim * IP_FF_MULT, dim), p + "1.3.weight": rand(dim, dim * IP_FF_MULT),
+        })
+    key_id = 1
+    for name, hidden in cross_attention_widths(unet_model):
+        sd[f"ip_adapter.{key_id}.to_k_ip.weight"] = rand(hidden, cross, scale=cross**-0.5)
+        sd[f"ip_adapter.{key_id}.to_v_ip.weight"] = torch.zeros(hidden, cross)  # starts as no-op
+        key_id += 2
+    return {k: v.contiguous() for k, v in sd.items()}
+
+
+def cross_attention_widths(unet_model) -> list[tuple[str, int]]:
+    """(processor name, hidden width) of every cross-attention processor, in order."""
+    channels = unet_model.config.block_out_channels
+    out = []
+    for name in unet_model.attn_processors:
+        if name.endswith("attn1.processor"):
+            continue
+        if name.startswith("mid_block"):
+            hidden = channels[-1]
+        elif name.startswith("up_blocks"):
+            hidden = list(reversed(channels))[int(name[len("up_blocks.")])]
+        else:
+            hidden = channels[int(name[len("down_blocks.")])]
+        out.append((name, hidden))
+    return out

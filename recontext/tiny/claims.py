@@ -1,0 +1,196 @@
+"""The papers' claims, measured in the tiny world: one function per claim, used by the
+tests (which assert thresholds) and by `bench/tiny_world.py` / `bench/garment_fidelity.py`
+(which print the numbers). Every input here is held out of training: scene seeds from
+`train.HELD_OUT_SEED` on, garments from 10 000 on, and the photos named by the caller.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .. import metrics
+from ..garment import synthetic
+from . import world
+from .train import HELD_OUT_SEED
+
+NAMES = list(world.COLOURS)
+PALETTE = np.array([world.COLOURS[n] for n in NAMES], np.float32) / 255
+GARMENT_SEED = 10_000  # HyperLoRA trains on pairs 0..255
+SCALES = {"ip-adapter": 0.6}  # the garment tab's default scales (LoRA scales: 1.0)
+
+
+def as_float(img: Image.Image) -> np.ndarray:
+    return np.asarray(img.convert("RGB"), np.float32) / 255
+
+
+def colour_names(pixels: np.ndarray) -> np.ndarray:
+    """Index into NAMES of the nearest named colour, per pixel (pixels: (..., 3) in 0-1)."""
+    d = ((pixels[..., None, :] - PALETTE) ** 2).sum(-1)
+    return d.argmin(-1)
+
+
+def held_out_scenes(n: int, offset: int = 0) -> list[tuple[Image.Image, str, np.ndarray]]:
+    return [world.scene(HELD_OUT_SEED + offset + i) for i in range(n)]
+
+
+# -- the autoencoder ------------------------------------------------------------------------
+def vae_psnr(studio, paths: list[str]) -> list[float]:
+    """Round-trip PSNR of each photo at the preset's working size, as the studio encodes."""
+    out = []
+    for p in paths:
+        photo = studio.prepare(world.load_photo(p))
+        out.append(metrics.psnr(photo.image, photo.vae_roundtrip))
+    return out
+
+
+# -- generation follows the prompt -----------------------------------------------------------
+COMBOS = [("red", "circle", "blue"), ("green", "square", "yellow"), ("blue", "triangle", "white"),
+          ("yellow", "circle", "black"), ("white", "square", "red"), ("black", "triangle", "green"),
+          ("red", "square", "white"), ("blue", "circle", "yellow")]
+
+
+def follows_prompt(image: Image.Image, colour: str, background: str) -> bool:
+    """The border is mostly the named background colour, and the commonest other named
+    colour in the image is the shape's."""
+    names = colour_names(as_float(image))
+    border = Counter(names[world.border(names.shape[0])].tolist()).most_common(1)[0][0]
+    rest = Counter(names[names != NAMES.index(background)].tolist()).most_common(1)
+    return NAMES[border] == background and bool(rest) and NAMES[rest[0][0]] == colour
+
+
+def prompt_following(studio, combos=COMBOS, seeds=(0, 1), steps=None) -> tuple[float, list]:
+    results = []
+    for colour, shape, background in combos:
+        for seed in seeds:
+            img = studio.generate(world.caption(colour, shape, background), steps=steps, seed=seed)
+            results.append(((colour, shape, background, seed), follows_prompt(img, colour, background)))
+    return float(np.mean([ok for _, ok in results])), results
+
+
+# -- Tight Inversion improves reconstruction ---------------------------------------------
+def inversion_inputs(n_scenes: int = 6) -> list[tuple[Image.Image, str]]:
+    """The example photos (no caption) and held-out scenes (their caption)."""
+    photos = [(world.load_photo(p), "") for p in world.example_photos()]
+    return photos + [(img, cap) for img, cap, _ in held_out_scenes(n_scenes)]
+
+
+def tight_gain(studio, method: str, inputs=None, steps=None, scale: float = 0.4) -> dict:
+    """Mean PSNR against the input, tight at `scale` and plain, and their difference."""
+    inputs = inputs or inversion_inputs()
+    psnr = {"plain": [], "tight": []}
+    for img, prompt in inputs:
+        for variant in psnr:
+            r = studio.reconstruct(img, prompt, method=method, tight=variant == "tight",
+                                   image_scale=scale, steps=steps)
+            psnr[variant].append(r.metrics["psnr"])
+    plain, tight = float(np.mean(psnr["plain"])), float(np.mean(psnr["tight"]))
+    return {"plain": plain, "tight": tight, "gain": tight - plain}
+
+
+# -- editing a colour word -----------------------------------------------------------------
+def recolour(caption: str, background: str, avoid: str) -> str:
+    """The caption with the shape's colour swapped for another (not the background's)."""
+    words = caption.split()
+    options = [c for c in NAMES if c not in (words[1], background, avoid)]
+    words[1] = options[len(caption) % len(options)]
+    return " ".join(words)
+
+
+def colour_edit(studio, n: int = 6, steps=None, method: str = "ddim", tight: bool = False) -> list[dict]:
+    """Swap the shape's colour word of held-out scenes; per scene, the shape region's mean
+    colour distance to the target colour before and after, and the border's mean colour."""
+    out = []
+    for img, cap, mask in held_out_scenes(n, offset=1000):
+        background = cap.split()[-2]
+        target = recolour(cap, background, "")
+        e = studio.edit(img, cap, target, method=method, tight=tight, steps=steps)
+        before, after = as_float(img), as_float(e.output)
+        goal = np.array(world.COLOURS[target.split()[1]], np.float32) / 255
+        edge = world.border(mask.shape[0])
+        out.append({
+            "caption": cap, "target": target,
+            "shape_distance_before": float(np.linalg.norm(before[mask].mean(0) - goal)),
+            "shape_distance_after": float(np.linalg.norm(after[mask].mean(0) - goal)),
+            "border_before": before[edge].mean(0), "border_after": after[edge].mean(0),
+            "border_kept": NAMES[int(colour_names(after[edge].mean(0)))] == background,
+        })
+    return out
+
+
+def sweep_correlations(studio, n: int = 3, steps=None) -> dict:
+    """Spearman correlation with the image scale of edit alignment (CLIP to the target)
+    and of preservation (SSIM to the photo), averaged over held-out scene edits."""
+    from scipy.stats import spearmanr
+
+    from ..editing import SWEEP_SCALES
+
+    align, keep = [], []
+    for img, cap, _ in held_out_scenes(n, offset=2000):
+        target = recolour(cap, cap.split()[-2], "")
+        edits = studio.edit_sweep(img, cap, target, scales=SWEEP_SCALES, steps=steps)
+        align.append(spearmanr(SWEEP_SCALES, [e.metrics["clip_target"] for e in edits])[0])
+        keep.append(spearmanr(SWEEP_SCALES, [e.metrics["preservation_ssim"] for e in edits])[0])
+    return {"alignment": float(np.mean(align)), "preservation": float(np.mean(keep))}
+
+
+# -- CLIP ----------------------------------------------------------------------------------------
+def clip_top1(studio, n: int = 200) -> float:
+    """Held-out scenes whose own caption is CLIP's first choice among all 90 captions."""
+    model, tok, proc = studio.models.clip
+    caps = world.captions()
+    scenes = held_out_scenes(n, offset=3000)
+    with torch.no_grad():
+        ids = tok(caps, padding=True, return_tensors="pt")
+        text = torch.nn.functional.normalize(model.get_text_features(**ids).pooler_output, dim=-1)
+        pixels = proc([s[0] for s in scenes], return_tensors="pt").pixel_values
+        image = torch.nn.functional.normalize(model.get_image_features(pixel_values=pixels).pooler_output, dim=-1)
+    best = (image @ text.T).argmax(1)
+    return float(np.mean([caps[int(b)] == s[1] for b, s in zip(best, scenes)]))
+
+
+# -- garments ----------------------------------------------------------------------------------
+def garment_colour_error(studio, methods=("hyperlora", "ip-adapter", "prompt-only"), n: int = 8,
+                         steps=None) -> dict:
+    """Mean RGB distance (0-1 scale) between the garment region of the dressed figure and
+    the garment as worn, over `n` held-out garments; the prompt names no colour."""
+    errors = {m: [] for m in methods}
+    for i in range(n):
+        seed = GARMENT_SEED + i
+        worn, mask = synthetic.worn(seed, studio.preset.resolution)
+        goal = as_float(worn)[mask].mean(0)
+        for m in methods:
+            d = studio.dress(synthetic.garment(seed), synthetic.scene_prompt(seed), method=m,
+                             scale=SCALES.get(m, 1.0), steps=steps, seed=i)
+            errors[m].append(float(np.linalg.norm(as_float(d.image)[mask].mean(0) - goal)))
+    return {m: float(np.mean(v)) for m, v in errors.items()}
+
+
+def hyperlora_matched_ratio(studio, n: int = 16, draws: int = 8, hyper=None) -> dict:
+    """Held-out diffusion loss with each garment's own predicted LoRA against the loss with
+    the next garment's, on the same noise and timesteps (below 1: the garment conditions
+    the output). `hyper`: a HyperLoRA model; default the preset's checkpoint."""
+    from ..garment import hyperlora_model
+    from ..garment.hyperlora import functional_params
+    from ..garment.train import ADAPTER, Examples, diffusion_loss, synthetic_pairs
+
+    models = studio.models
+    hyper = hyper or hyperlora_model(studio)
+    held = Examples(models, synthetic_pairs(n, studio.preset.resolution, offset=GARMENT_SEED))
+    totals = {"matched": 0.0, "mismatched": 0.0}
+    with models.lock, models.lora(ADAPTER, [m[0] for m in hyper.config.modules], hyper.config.rank), \
+            torch.no_grad():
+        for i in range(len(held)):
+            _, latents, cond = held[i]
+            own = functional_params(hyper(held[i][0]), ADAPTER)
+            other = functional_params(hyper(held[(i + 1) % len(held)][0]), ADAPTER)
+            for name, params in (("matched", own), ("mismatched", other)):
+                gen = torch.Generator().manual_seed(i)  # the same noise and timesteps for both
+                for _ in range(draws):
+                    totals[name] += float(diffusion_loss(models, latents, cond, gen, params))
+    out = {k: v / (len(held) * draws) for k, v in totals.items()}
+    out["ratio"] = out["matched"] / out["mismatched"]
+    return out

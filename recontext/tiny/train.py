@@ -1,0 +1,611 @@
+"""Train the tiny world, stage by stage, reproducibly from a seed.
+
+    python -m recontext train-tiny [--out recontext/tiny/weights] [--seed 0] [--stages all]
+
+Stages, each a plain loop over the world's data (`world.py`), each writing one
+safetensors file into `--out` when done (a stage whose file exists is skipped; an
+interrupted stage resumes from its checkpoint in `--work`):
+
+1. `vae`        AutoencoderKL on photo crops, scenes, garments and figures (MSE + L1 on
+                the mode's decoding, a small L2 term keeping latents bounded)
+2. `clip`       CLIPModel, contrastive on captioned scenes, garments and figures
+3. `unet`       SDXL-shaped UNet, diffusion loss, text-conditioned with caption dropout
+4. `ip_adapter` IP-Adapter *plus* on the frozen UNet: the image itself as condition
+5. `hyperlora`  the HyperLoRA hypernetwork on garment → worn-figure pairs
+
+Every batch is drawn from a generator seeded by (seed, stage, step), so a resumed stage
+sees the same data as an uninterrupted one. `MODEL_CARD.md` records the command, seed,
+losses and wall time of each stage.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import sys
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from safetensors.torch import load_file, save_file
+
+from ..garment import synthetic
+from . import arch, world
+
+log = logging.getLogger(__name__)
+STAGES = ("vae", "clip", "unet", "ip_adapter", "hyperlora")
+STEPS = {"vae": 3000, "clip": 1000, "unet": 2000, "ip_adapter": 800, "hyperlora": 1500}
+CARD = "MODEL_CARD.md"
+DONE = {"hyperlora": os.path.join("hyperlora", "hyperlora.safetensors")}  # else {stage}.safetensors
+PX = arch.RESOLUTION
+
+
+def rng_for(seed: int, stage: str, step: int) -> np.random.Generator:
+    return np.random.default_rng([seed, STAGES.index(stage), step])
+
+
+def to_tensor(images: list[Image.Image]) -> torch.Tensor:
+    """PIL RGB images -> (n, 3, h, w) in [-1, 1]."""
+    a = np.stack([np.asarray(i.convert("RGB"), np.float32) for i in images]) / 127.5 - 1
+    return torch.from_numpy(a).permute(0, 3, 1, 2).contiguous()
+
+
+class Photos:
+    """The training photos, loaded once (grey ones as RGB)."""
+
+    def __init__(self):
+        self.images = [world.load_photo(p) for p in world.photo_paths()]
+        self.faces = world.faces()
+
+    def crop(self, rng, px: int) -> Image.Image:
+        if rng.random() < 0.1:  # a small grey face, scaled up
+            f = Image.fromarray(self.faces[rng.integers(len(self.faces))]).convert("RGB")
+            return world.random_crop(f.resize((px, px), Image.BICUBIC), rng, px)
+        return world.random_crop(self.images[rng.integers(len(self.images))], rng, px)
+
+
+def random_scene(rng) -> tuple[Image.Image, str, np.ndarray]:
+    return world.scene(int(rng.integers(1 << 30)))
+
+
+def garment_sample(rng) -> tuple[Image.Image, str]:
+    """A garment on white or a figure wearing one, with its caption."""
+    seed = int(rng.integers(1 << 30))
+    if rng.random() < 0.5:
+        return synthetic.garment(seed, PX), synthetic.garment_caption(seed)
+    return synthetic.scene(seed, PX), (synthetic.prompt(seed) if rng.random() < 0.5
+                                       else synthetic.scene_prompt(seed))
+
+
+# -- checkpointing ---------------------------------------------------------------------
+class Stage:
+    """Resumable training state of one stage: module(s), optimiser, step, losses."""
+
+    def __init__(self, name: str, work: str, modules: dict, params, lr: float, steps: int):
+        self.name, self.steps, self.modules = name, steps, modules
+        self.path = os.path.join(work, f"{name}.pt")
+        self.opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
+        self.sched = torch.optim.lr_scheduler.OneCycleLR(self.opt, max_lr=lr, total_steps=steps,
+                                                         pct_start=max(0.05, 3 / steps), anneal_strategy="cos")
+        self.step, self.losses, self.seconds = 0, [], 0.0
+        if os.path.exists(self.path):
+            state = torch.load(self.path, weights_only=False)
+            for k, m in modules.items():
+                m.load_state_dict(state["modules"][k])
+            self.opt.load_state_dict(state["opt"])
+            self.sched.load_state_dict(state["sched"])
+            self.step, self.losses, self.seconds = state["step"], state["losses"], state["seconds"]
+            log.info("%s: resumed at step %d", name, self.step)
+
+    def save(self):
+        tmp = self.path + ".tmp"
+        torch.save({"modules": {k: m.state_dict() for k, m in self.modules.items()},
+                    "opt": self.opt.state_dict(), "sched": self.sched.state_dict(), "step": self.step,
+                    "losses": self.losses, "seconds": self.seconds}, tmp)
+        os.replace(tmp, self.path)
+
+    def run(self, loss_fn, save_every: int = 200, report=None):
+        start = time.perf_counter() - self.seconds
+        while self.step < self.steps:
+            loss = loss_fn(self.step)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_([p for g in self.opt.param_groups for p in g["params"]], 1.0)
+            self.opt.step()
+            self.sched.step()
+            self.opt.zero_grad(set_to_none=True)
+            self.losses.append(loss.item())
+            self.step += 1
+            self.seconds = time.perf_counter() - start
+            if self.step % 50 == 0 or self.step == self.steps:
+                recent = self.losses[-50:]
+                log.info("%s step %d/%d loss %.5f (%.0f s)", self.name, self.step, self.steps,
+                         sum(recent) / len(recent), self.seconds)
+            if report and self.step % save_every == 0:
+                report(self.step)
+            if self.step % save_every == 0 or self.step == self.steps:
+                self.save()
+        return self.summary()
+
+    def summary(self) -> dict:
+        k = max(1, min(100, len(self.losses) // 10))
+        return {"steps": self.steps, "loss_first": sum(self.losses[:k]) / k,
+                "loss_last": sum(self.losses[-k:]) / k, "seconds": round(self.seconds, 1)}
+
+
+def save_weights(module_or_sd, path: str, half: bool = True) -> None:
+    sd = module_or_sd if isinstance(module_or_sd, dict) else module_or_sd.state_dict()
+    sd = {k: (v.half() if half and v.is_floating_point() else v).contiguous() for k, v in sd.items()}
+    save_file(sd, path)
+
+
+def load_weights(module, path: str):
+    sd = load_file(path)
+    module.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in sd.items()})
+    return module
+
+
+# -- 1. the autoencoder ----------------------------------------------------------------
+def train_vae(out: str, work: str, seed: int, steps: int, batch: int = 16, crop: int = 32) -> dict:
+    torch.manual_seed(seed)
+    vae = arch.vae().train()
+    photos = Photos()
+    stage = Stage("vae", work, {"vae": vae}, vae.parameters(), lr=3e-4, steps=steps)
+
+    def batch_images(step):
+        rng = rng_for(seed, "vae", step)
+        out_ = []
+        for _ in range(batch):
+            r = rng.random()
+            if r < 0.6:
+                out_.append(photos.crop(rng, crop))
+            else:
+                img = random_scene(rng)[0] if r < 0.8 else garment_sample(rng)[0]
+                out_.append(world.random_crop(img, rng, crop))
+        return to_tensor(out_)
+
+    def loss_fn(step):
+        x = batch_images(step)
+        z = vae.encode(x).latent_dist.mode()  # the studio encodes with the mode: train with it
+        y = vae.decode(z).sample
+        return F.mse_loss(y, x) + 0.1 * F.l1_loss(y, x) + 1e-4 * z.square().mean()
+
+    summary = stage.run(loss_fn, report=lambda s: log.info("vae psnr %s", vae_psnr(vae.eval())) or vae.train())
+    vae.eval()
+    summary["psnr"] = vae_psnr(vae)
+    save_weights(vae, os.path.join(out, "vae.safetensors"))
+    return summary
+
+
+@torch.no_grad()
+def vae_psnr(vae) -> dict:
+    """Round-trip PSNR (dB, on float pixels) of the whole photo at 128 px: the example
+    photos, and the held-out ones."""
+    def psnr(paths):
+        imgs = [world.center_square(world.load_photo(p)) for p in paths]
+        x = to_tensor(imgs)
+        y = vae.decode(vae.encode(x).latent_dist.mode()).sample.clamp(-1, 1)
+        mse = ((y - x) / 2).square().flatten(1).mean(1)
+        return round(float((10 * torch.log10(1 / mse)).mean()), 2)
+
+    examples = world.example_photos()
+    return {"examples": psnr(examples), "held_out": psnr(world.photo_paths(held_out=True))}
+
+
+
+# -- 2. CLIP -------------------------------------------------------------------------------
+HELD_OUT_SEED = 1 << 31  # scene seeds from here on are never trained on
+
+
+def clip_bank(seed: int, proc, scenes_per_caption: int = 24, garments: int = 1500):
+    """Pixels and captions for contrastive training, rendered once: every caption of the
+    grammar in `scenes_per_caption` random geometries, garments on white and figures."""
+    rng = np.random.default_rng([seed, 98])
+    images, caps = [], []
+    for cap in world.captions():
+        colour, shape, background = _parse(cap)
+        for _ in range(scenes_per_caption):
+            g = world.describe(int(rng.integers(1 << 30)))
+            images.append(world.draw(colour, shape, background, g["size"], g["cx"], g["cy"])[0])
+            caps.append(cap)
+    for _ in range(garments):
+        img, cap = garment_sample(rng)
+        images.append(img)
+        caps.append(cap)
+    pixels = torch.cat([proc(images[i:i + 500], return_tensors="pt").pixel_values
+                        for i in range(0, len(images), 500)])
+    return pixels, caps
+
+
+def clip_batch(rng, caps: list[str], scenes: int = 48, others: int = 16) -> list[int]:
+    """Indices of bank items whose captions are all different: `scenes` of the grammar
+    and `others` garments or figures."""
+    by_caption: dict[str, list[int]] = {}
+    for i, c in enumerate(caps):
+        by_caption.setdefault(c, []).append(i)
+    grammar = set(world.captions())
+    picked = []
+    for names, n in ((sorted(grammar), scenes), (sorted(set(by_caption) - grammar), others)):
+        for c in rng.choice(len(names), n, replace=False):
+            items = by_caption[names[c]]
+            picked.append(items[rng.integers(len(items))])
+    return picked
+
+
+def _parse(cap: str) -> tuple[str, str, str]:
+    w = cap.split()
+    return w[1], w[2], w[5]
+
+
+def train_clip(out: str, work: str, seed: int, steps: int) -> dict:
+    torch.manual_seed(seed)
+    tok, proc = arch.tokenizer(), arch.image_processor()
+    clip = arch.clip(tok).train()
+    stage = Stage("clip", work, {"clip": clip}, clip.parameters(), lr=2e-3, steps=steps)
+    pixels_all, caps_all = clip_bank(seed, proc)
+
+    def loss_fn(step):
+        idx = clip_batch(rng_for(seed, "clip", step), caps_all)
+        pixels = pixels_all[idx]
+        ids = tok([caps_all[i] for i in idx], padding=True, return_tensors="pt")
+        out_ = clip(input_ids=ids.input_ids, attention_mask=ids.attention_mask, pixel_values=pixels,
+                    return_loss=True)
+        return out_.loss
+
+    summary = stage.run(loss_fn, save_every=250)
+    clip.eval()
+    summary["retrieval_top1_held_out"] = clip_retrieval(clip, tok, proc)
+    save_weights(clip, os.path.join(out, "clip.safetensors"))
+    return summary
+
+
+@torch.no_grad()
+def clip_retrieval(clip, tok, proc, n: int = 200) -> float:
+    """Fraction of held-out scenes whose own caption ranks first among all 90."""
+    caps = world.captions()
+    ids = tok(caps, padding=True, return_tensors="pt")
+    text = F.normalize(clip.get_text_features(**ids).pooler_output, dim=-1)
+    scenes = [world.scene(HELD_OUT_SEED + i) for i in range(n)]
+    pixels = proc([s[0] for s in scenes], return_tensors="pt").pixel_values
+    image = F.normalize(clip.get_image_features(pixel_values=pixels).pooler_output, dim=-1)
+    best = (image @ text.T).argmax(1)
+    return float(np.mean([caps[int(b)] == s[1] for b, s in zip(best, scenes)]))
+
+
+# -- the latent bank: images encoded once for the UNet, IP-Adapter stages ----------------
+BANK = 12000
+
+
+def bank(out: str, work: str, seed: int, n: int | None = None) -> dict:
+    """`n` training images (scenes 55%, garments and figures 20%, photo crops 25%) with
+    captions, VAE latents (mode) and the VAE scaling factor giving unit variance.
+    Kept in `work`; each image is drawn from its own seeded generator."""
+    n = n or BANK
+    path = os.path.join(work, f"bank-{n}.pt")
+    if os.path.exists(path):
+        return torch.load(path, weights_only=False)
+    vae = load_weights(arch.vae(), os.path.join(out, "vae.safetensors")).eval()
+    photos = Photos()
+    images, caps = [], []
+    for i in range(n):
+        rng = np.random.default_rng([seed, 99, i])
+        r = rng.random()
+        if r < 0.55:
+            img, cap, _ = random_scene(rng)
+        elif r < 0.75:
+            img, cap = garment_sample(rng)
+        else:
+            img, cap = photos.crop(rng, PX), ""
+        images.append(np.asarray(img, np.uint8))
+        caps.append(cap)
+    latents = []
+    with torch.no_grad():
+        for i in range(0, n, 64):
+            x = to_tensor([Image.fromarray(a) for a in images[i:i + 64]])
+            latents.append(vae.encode(x).latent_dist.mode())
+    latents = torch.cat(latents)
+    data = {"images": np.stack(images), "captions": caps, "latents": latents,
+            "scaling_factor": float(1.0 / latents.std())}
+    torch.save(data, path)
+    with open(os.path.join(out, "world.json"), "w") as f:
+        json.dump({"vae_scaling_factor": data["scaling_factor"], "resolution": PX}, f, indent=2)
+    return data
+
+
+def pipeline_parts(out: str):
+    """The frozen parts the UNet stages condition with: tokenizer, both text encoders (the
+    trained CLIP's text tower), assembled as the SDXL pipeline will use them."""
+    from diffusers import StableDiffusionXLPipeline
+
+    from . import text_encoders
+
+    tok = arch.tokenizer()
+    clip = load_weights(arch.clip(tok), os.path.join(out, "clip.safetensors")).eval()
+    one, two = text_encoders(clip)
+    pipe = StableDiffusionXLPipeline(vae=arch.vae(), text_encoder=one, text_encoder_2=two, tokenizer=tok,
+                                     tokenizer_2=tok, unet=arch.unet(), scheduler=arch.scheduler())
+    return pipe, clip
+
+
+def text_batch(pipe, prompts: list[str]):
+    """(encoder hidden states, added cond kwargs) for a batch of prompts at 128 px, exactly
+    as `ModelOwner.text_cond` computes them."""
+    with torch.no_grad():
+        text, _, pooled, _ = pipe.encode_prompt(prompts, device="cpu", do_classifier_free_guidance=False)
+        time_ids = pipe._get_add_time_ids((PX, PX), (0, 0), (PX, PX), dtype=text.dtype,
+                                          text_encoder_projection_dim=pipe.text_encoder_2.config.projection_dim)
+    return text, {"text_embeds": pooled, "time_ids": time_ids.repeat(len(prompts), 1)}
+
+
+def noised(sched, z0, rng):
+    t = torch.from_numpy(rng.integers(0, sched.config.num_train_timesteps, len(z0)))
+    noise = torch.from_numpy(rng.standard_normal(z0.shape).astype(np.float32))
+    return sched.add_noise(z0, noise, t), t, noise
+
+
+# -- 3. the UNet -------------------------------------------------------------------------
+def train_unet(out: str, work: str, seed: int, steps: int, batch: int = 16, drop: float = 0.15) -> dict:
+    data = bank(out, work, seed)
+    pipe, _ = pipeline_parts(out)
+    torch.manual_seed(seed)
+    unet = arch.unet().train()
+    sched = arch.scheduler()
+    z_all = data["latents"] * data["scaling_factor"]
+    stage = Stage("unet", work, {"unet": unet}, unet.parameters(), lr=1e-3, steps=steps)
+
+    def loss_fn(step):
+        rng = rng_for(seed, "unet", step)
+        idx = rng.integers(0, len(z_all), batch)
+        prompts = [data["captions"][i] if rng.random() >= drop else "" for i in idx]
+        text, added = text_batch(pipe, prompts)
+        x, t, noise = noised(sched, z_all[idx], rng)
+        return F.mse_loss(unet(x, t, encoder_hidden_states=text, added_cond_kwargs=added).sample, noise)
+
+    summary = stage.run(loss_fn, save_every=250)
+    save_weights(unet.eval(), os.path.join(out, "unet.safetensors"))
+    return summary
+
+
+# -- 4. IP-Adapter plus ----------------------------------------------------------------------
+def train_ip_adapter(out: str, work: str, seed: int, steps: int, batch: int = 16) -> dict:
+    """IP-Adapter *plus* on the frozen UNet, loaded the way the studio loads it
+    (`load_ip_adapter` on the assembled preset): each image conditions its own denoising,
+    which is what Tight Inversion asks of it. Saved back in the Hub key layout."""
+    from diffusers import StableDiffusionXLPipeline
+
+    from . import assemble
+
+    data = bank(out, work, seed)
+    root = os.path.join(work, "assembled-ip")
+    shutil.rmtree(root, ignore_errors=True)
+    torch.manual_seed(seed)
+    unet = load_weights(arch.unet(), os.path.join(out, "unet.safetensors"))
+    clip_hidden = arch.vision_config().hidden_size
+    initial = arch.ip_adapter_plus(unet, clip_hidden, torch.Generator().manual_seed(seed + 1))
+    assemble(root, out, unet=unet, ip_adapter=initial)
+    pipe = StableDiffusionXLPipeline.from_pretrained(os.path.join(root, "pipeline"), local_files_only=True)
+    pipe.load_ip_adapter(os.path.join(root, "ip_adapter"), subfolder="sdxl_models",
+                         weight_name="ip-adapter-plus_sdxl_vit-h.safetensors",
+                         image_encoder_folder="models/image_encoder", local_files_only=True)
+    unet = pipe.unet
+    unet.requires_grad_(False)
+    params = ip_parameters(unet)
+    for p in params.values():
+        p.requires_grad_(True)
+    mapping = hub_key_map(unet, initial)
+    sched = arch.scheduler()
+    z_all = data["latents"] * data["scaling_factor"]
+    tokens = vision_bank(pipe, data["images"])
+    blank = vision_tokens(pipe, [Image.new("RGB", (PX, PX))])[0]
+    stage = Stage("ip_adapter", work, {"ip": torch.nn.ParameterDict(
+        {k.replace(".", "__"): p for k, p in params.items()})}, list(params.values()), lr=5e-4, steps=steps)
+
+    def loss_fn(step):
+        rng = rng_for(seed, "ip_adapter", step)
+        idx = rng.integers(0, len(z_all), batch)
+        prompts = [data["captions"][i] if rng.random() < 0.5 else "" for i in idx]
+        text, added = text_batch(pipe, prompts)
+        cond = torch.stack([tokens[i] if rng.random() >= 0.1 else blank for i in idx])[:, None]
+        pipe.set_ip_adapter_scale(float(rng.uniform(0.3, 1.0)))
+        x, t, noise = noised(sched, z_all[idx], rng)
+        pred = unet(x, t, encoder_hidden_states=text,
+                    added_cond_kwargs={**added, "image_embeds": [cond]}).sample
+        return F.mse_loss(pred, noise)
+
+    with torch.enable_grad():
+        summary = stage.run(loss_fn, save_every=200)
+    save_weights({k: fetch(unet, src).detach() for k, src in mapping.items()},
+                 os.path.join(out, "ip_adapter.safetensors"), half=False)
+    return summary
+
+
+def ip_parameters(unet) -> dict[str, torch.nn.Parameter]:
+    """The IP-Adapter's own parameters inside the UNet: the image projection and each
+    cross-attention processor's to_k_ip / to_v_ip."""
+    out = {f"encoder_hid_proj.{n}": p for n, p in unet.encoder_hid_proj.named_parameters()}
+    for name, proc in unet.attn_processors.items():
+        if hasattr(proc, "to_k_ip"):
+            for n, p in proc.named_parameters():
+                out[f"{name}.{n}"] = p
+    return out
+
+
+def fetch(unet, src):
+    """The tensor a Hub key maps to: one parameter, or several concatenated (to_kv)."""
+    params = ip_parameters(unet)
+    return torch.cat([params[n] for n in src]) if isinstance(src, list) else params[src]
+
+
+def hub_key_map(unet, hub: dict) -> dict:
+    """Where each key of the Hub-layout file went when diffusers loaded it: found by value
+    (every tensor of a probe file is distinct), so saving writes the same layout back."""
+    probe_vals = {}
+    g = torch.Generator().manual_seed(12345)
+    for k, v in hub.items():
+        probe_vals[k] = torch.randn(v.shape, generator=g)
+    image_proj = {k[len("image_proj."):]: v for k, v in probe_vals.items() if k.startswith("image_proj.")}
+    module = unet._convert_ip_adapter_image_proj_to_diffusers(image_proj, low_cpu_mem_usage=False)
+    found = {f"encoder_hid_proj.image_projection_layers.0.{n}": p.detach()
+             for n, p in module.named_parameters()}
+    mapping = {}
+    for k, v in image_proj.items():
+        match = [n for n, p in found.items() if p.shape == v.shape and torch.equal(p, v)]
+        if not match:  # to_kv: the concatenation of to_k and to_v
+            ks = [n for n, p in found.items() if p.shape[0] * 2 == v.shape[0] and torch.equal(p, v[:p.shape[0]])]
+            vs = [n for n, p in found.items() if p.shape[0] * 2 == v.shape[0] and torch.equal(p, v[p.shape[0]:])]
+            match = [[ks[0], vs[0]]]
+        mapping["image_proj." + k] = match[0]
+    cross = [n for n, p in unet.attn_processors.items() if hasattr(p, "to_k_ip")]
+    for i, name in enumerate(cross):
+        for kv in ("k", "v"):
+            mapping[f"ip_adapter.{2 * i + 1}.to_{kv}_ip.weight"] = f"{name}.to_{kv}_ip.0.weight"
+    names = set(ip_parameters(unet))
+    for v in mapping.values():
+        for n in (v if isinstance(v, list) else [v]):
+            if n not in names:
+                raise RuntimeError(f"IP-Adapter parameter {n} not found in the UNet")
+    return mapping
+
+
+def vision_tokens(pipe, images: list[Image.Image]) -> torch.Tensor:
+    """Penultimate hidden states of the image encoder, as IP-Adapter plus reads them."""
+    pixels = pipe.feature_extractor(images, return_tensors="pt").pixel_values
+    with torch.no_grad():
+        return pipe.image_encoder(pixels, output_hidden_states=True).hidden_states[-2]
+
+
+def vision_bank(pipe, images: np.ndarray) -> torch.Tensor:
+    return torch.cat([vision_tokens(pipe, [Image.fromarray(a) for a in images[i:i + 256]])
+                      for i in range(0, len(images), 256)])
+
+
+# -- 5. HyperLoRA ----------------------------------------------------------------------------
+def train_hyperlora_stage(out: str, work: str, seed: int, steps: int, pairs: int = 256) -> dict:
+    """The garment tab's hypernetwork on the assembled preset, through the same
+    `garment.train.train_hyperlora` the command line uses (pairs 0..pairs-1; the
+    benchmarks hold out pairs from 10 000 on)."""
+    from ..garment.train import synthetic_pairs, train_hyperlora
+    from ..models import ModelOwner
+    from ..presets import get
+    from . import assemble
+
+    root = os.path.join(work, "assembled-hyperlora")
+    shutil.rmtree(root, ignore_errors=True)
+    assemble(root, out)
+    open(os.path.join(root, "BUILT"), "w").close()  # tiny.build(): already assembled
+    preset = get("tiny")
+    preset = type(preset)(**{**preset.__dict__, "base": os.path.join(root, "pipeline"),
+                             "ip_adapter": os.path.join(root, "ip_adapter"),
+                             "clip": os.path.join(root, "clip"), "hyperlora": None})
+    models = ModelOwner(preset, device="cpu")
+    start = time.perf_counter()
+    ckpt = os.path.join(work, "hyperlora")
+    losses = train_hyperlora(models, synthetic_pairs(pairs, PX), ckpt, steps=steps, seed=seed,
+                             save_every=250, progress=False,
+                             note=f"tiny world: {steps} steps on {pairs} synthetic pairs, seed {seed}")
+    dest = os.path.join(out, "hyperlora")
+    shutil.rmtree(dest, ignore_errors=True)
+    os.makedirs(dest)
+    for name in ("config.json", "hyperlora.safetensors"):
+        shutil.copy(os.path.join(ckpt, name), dest)
+    k = max(1, len(losses) // 10)
+    return {"steps": steps, "pairs": pairs, "loss_first": sum(losses[:k]) / k,
+            "loss_last": sum(losses[-k:]) / k, "seconds": round(time.perf_counter() - start, 1)}
+
+
+# -- the command -------------------------------------------------------------------------
+TRAINERS = {"vae": train_vae, "clip": train_clip, "unet": train_unet, "ip_adapter": train_ip_adapter,
+            "hyperlora": train_hyperlora_stage}
+
+
+def main(out: str, work: str, seed: int = 0, stages=STAGES, steps: dict | None = None,
+         command: str = "python -m recontext train-tiny") -> dict:
+    os.makedirs(out, exist_ok=True)
+    os.makedirs(work, exist_ok=True)
+    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    steps = dict(steps or {})
+    global BANK
+    BANK = steps.pop("bank", BANK)
+    results = {}
+    card_json = os.path.join(out, "training.json")
+    if os.path.exists(card_json):
+        with open(card_json) as f:
+            results = json.load(f)
+    for name in stages:
+        if os.path.exists(os.path.join(out, DONE.get(name, f"{name}.safetensors"))):
+            log.info("%s: done already, skipped", name)
+            continue
+        n = steps.get(name, STEPS[name])
+        log.info("%s: training %d steps", name, n)
+        results[name] = {**TRAINERS[name](out, work, seed, n), "seed": seed, "command": command,
+                         "threads": torch.get_num_threads(),
+                         "device": "cpu" if not torch.cuda.is_available() else "cuda"}
+        with open(card_json, "w") as f:
+            json.dump(results, f, indent=2)
+        write_card(out, results)
+    return results
+
+
+DATA = {
+    "vae": "batches of 16 crops of 32 px: 60% photo crops (scikit-image's training photos and LFW faces; random "
+           "scale, flips, colour jitter), 20% procedural scenes, 20% garments and figures",
+    "clip": "every caption of the scene grammar in 24 random geometries, 1500 garments and "
+            "figures; batches of 48 distinct scene captions + 16 distinct others",
+    "unet": f"a bank of {BANK} images (55% scenes, 20% garments and figures, 25% photo crops at "
+            "128 px), captions dropped 15% of the time",
+    "ip_adapter": "the same bank; each image conditions its own denoising (image dropped 10%, "
+                  "caption 50%, adapter scale uniform in 0.3-1.0)",
+    "hyperlora": "256 procedural garment -> worn-figure pairs (seeds 0-255); prompts name the "
+                 "garment kind and scene, not its look",
+}
+
+
+def write_card(out: str, results: dict) -> None:
+    lines = ["# The tiny world's weights", "",
+             "Trained by `python -m recontext train-tiny` (recontext/tiny/train.py) on 2 CPU cores; "
+             "every batch is drawn from a generator seeded by (seed, stage, step). Held out of every "
+             "stage: scene seeds from 2^31, garments from 10 000, and the photos "
+             + ", ".join(n for _, n in world.HELD_OUT_PHOTOS) + ".", "",
+             "| stage | steps | seed | loss first → last | wall time | data | other |",
+             "|---|---|---|---|---|---|---|"]
+    for name in STAGES:
+        r = results.get(name)
+        if not r:
+            continue
+        other = {k: v for k, v in r.items() if k not in
+                 ("steps", "seed", "loss_first", "loss_last", "seconds", "command", "threads", "device")}
+        lines.append(f"| {name} | {r['steps']} | {r['seed']} | {r['loss_first']:.4f} → {r['loss_last']:.4f} "
+                     f"| {r['seconds'] / 60:.1f} min | {DATA[name]} | {json.dumps(other)} |")
+    total = sum(r["seconds"] for r in results.values())
+    cmds = sorted({r.get("command", "") for r in results.values()})
+    lines += ["", f"Total training time: {total / 60:.1f} min "
+              f"({', '.join(sorted({str(r.get('threads')) for r in results.values()}))} threads, "
+              f"{', '.join(sorted({str(r.get('device')) for r in results.values()}))}).",
+              "Commands: " + "; ".join(f"`{c}`" for c in cmds) + ".",
+              "Files: fp16 safetensors except `ip_adapter.safetensors` and `hyperlora/` (float32); "
+              "`world.json` holds the VAE scaling factor (unit-variance latents).", ""]
+    with open(os.path.join(out, CARD), "w") as f:
+        f.write("\n".join(lines))
+
+
+if __name__ == "__main__":
+    import argparse
+
+    # before any thread pool exists, so its threads inherit it: denormal numbers (tiny
+    # gradients) would otherwise slow the CPU's float math a hundredfold
+    torch.set_flush_denormal(True)
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--out", default="recontext/tiny/weights")
+    ap.add_argument("--work", default=".cache/tiny-train")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--stages", default=",".join(STAGES))
+    ap.add_argument("--steps", default="", help="override: stage=N,stage=N")
+    a = ap.parse_args()
+    over = {k: int(v) for k, v in (kv.split("=") for kv in a.steps.split(",") if kv)}
+    print(json.dumps(main(a.out, a.work, a.seed, a.stages.split(","), over,
+                          command="python -m recontext train-tiny " + " ".join(sys.argv[1:])), indent=2))

@@ -1,0 +1,72 @@
+"""The tiny world behaves: each paper claim, measured on the committed weights and on
+inputs held out of training (see recontext/tiny/claims.py)."""
+
+import numpy as np
+import pytest
+
+from recontext.tiny import claims, world
+
+
+def test_vae_round_trip_on_the_example_photos(studio):
+    psnr = claims.vae_psnr(studio, world.example_photos())
+    assert np.mean(psnr) >= 27, psnr
+
+
+def test_vae_generalises_to_photos_it_never_saw(studio):
+    psnr = claims.vae_psnr(studio, world.photo_paths(held_out=True))
+    assert np.mean(psnr) >= 24, psnr
+
+
+def test_generation_follows_the_prompt(studio):
+    rate, results = claims.prompt_following(studio, claims.COMBOS[:6], seeds=(0, 1))
+    assert rate >= 0.75, results
+
+
+def test_generate_is_seeded_and_checks_its_prompt(studio):
+    a = studio.generate("a red circle on a blue background", steps=10, seed=3)
+    b = studio.generate("a red circle on a blue background", steps=10, seed=3)
+    assert a.size == (studio.preset.resolution,) * 2
+    assert np.array_equal(np.asarray(a), np.asarray(b))
+    with pytest.raises(ValueError, match="prompt is empty"):
+        studio.generate("   ")
+
+
+@pytest.mark.parametrize("method", ["ddim", "renoise"])
+def test_tight_inversion_improves_reconstruction(studio, method):
+    result = claims.tight_gain(studio, method)
+    assert result["gain"] >= 0.5, result
+
+
+def test_a_colour_edit_lands_and_keeps_the_background(studio):
+    edits = claims.colour_edit(studio, n=6)
+    moved = [e["shape_distance_after"] < e["shape_distance_before"] for e in edits]
+    kept = [e["border_kept"] for e in edits]
+    assert np.mean(moved) >= 5 / 6 and np.mean(kept) >= 5 / 6, edits
+
+
+def test_the_image_scale_trades_alignment_for_preservation(studio):
+    rho = claims.sweep_correlations(studio, n=3)
+    assert rho["alignment"] <= -0.8 and rho["preservation"] >= 0.8, rho
+
+
+def test_clip_ranks_the_true_caption_first(studio):
+    assert claims.clip_top1(studio) >= 0.9
+
+
+def test_hyperlora_carries_the_garment_colour(studio):
+    error = claims.garment_colour_error(studio, n=8)
+    assert error["hyperlora"] < error["ip-adapter"] and error["hyperlora"] < error["prompt-only"], error
+
+
+def test_scene_masks_and_captions_agree():
+    img, cap, mask = world.scene(7)
+    a = np.asarray(img, np.float32) / 255
+    colour, background = cap.split()[1], cap.split()[-2]
+    assert claims.NAMES[int(claims.colour_names(a[mask].mean(0)))] == colour
+    assert claims.NAMES[int(claims.colour_names(a[~mask].mean(0)))] == background
+    assert cap in world.captions() and len(world.captions()) == 90
+
+
+def test_hyperlora_is_garment_specific_on_held_out_pairs(studio):
+    result = claims.hyperlora_matched_ratio(studio, n=16, draws=4)
+    assert result["ratio"] < 0.9, result
