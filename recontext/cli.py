@@ -106,7 +106,12 @@ def cmd_train_hyperlora(args) -> int:
 
 
 def cmd_train_tiny(args) -> int:
+    import logging
+
     from .tiny import train
+
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s")
+    logging.getLogger("recontext.tiny").setLevel(logging.INFO)  # progress: step, loss, seconds
 
     steps = {k: int(v) for k, v in (kv.split("=") for kv in args.steps.split(",") if kv)}
     results = train.main(args.out, args.work, seed=args.seed, stages=args.stages.split(","),
@@ -206,7 +211,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--work", default=os.path.join(".cache", "tiny-train"),
                    help="checkpoints and the latent bank (resumable)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--stages", default="vae,clip,unet,ip_adapter,hyperlora")
+    p.add_argument("--stages", default="vae,clip,unet,ip_adapter,hyperlora,decoder")
     p.add_argument("--steps", default="", help="override steps per stage: unet=500,clip=100")
     p.set_defaults(func=cmd_train_tiny)
 

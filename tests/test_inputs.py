@@ -63,7 +63,9 @@ def test_huge_photo_is_resized_and_said(studio):
     big = Image.fromarray(np.random.default_rng(0).integers(0, 255, (3000, 2000, 3), dtype=np.uint8))
     r = studio.reconstruct(big, method="ddim", steps=2)
     assert r.image.size == (2000, 3000)
-    assert r.source.size == (40, 64)
+    side, multiple = studio.preset.resolution, studio.models.size_multiple
+    assert r.source.size == images.working_size(2000, 3000, side, multiple)
+    assert max(r.source.size) == side and all(s % multiple == 0 for s in r.source.size)
     assert any("resized from 2000×3000" in n for n in r.notes)
 
 
