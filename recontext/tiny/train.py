@@ -10,9 +10,11 @@ interrupted stage resumes from its checkpoint in `--work`):
                 the mode's decoding, a small L2 term keeping latents bounded)
 2. `clip`       CLIPModel, contrastive on captioned scenes, garments and figures
 3. `unet`       SDXL-shaped UNet, diffusion loss, text-conditioned with caption dropout
+3b. `unet_refine` the UNet trained further at high noise, loss weighted toward x0 error
 4. `ip_adapter` IP-Adapter *plus* on the frozen UNet: the image itself as condition
 5. `hyperlora`  the HyperLoRA hypernetwork on garment → worn-figure pairs
-6. `decoder`    the VAE's decoder trained further, encoder frozen (latents unchanged)
+6. `decoder`    optional (not in the default stages): the VAE's decoder trained further,
+                encoder frozen, so the latent space the other stages learned stays put
 
 Every batch is drawn from a generator seeded by (seed, stage, step), so a resumed stage
 sees the same data as an uninterrupted one. `MODEL_CARD.md` records the command, seed,
@@ -38,8 +40,9 @@ from ..garment import synthetic
 from . import arch, world
 
 log = logging.getLogger(__name__)
-STAGES = ("vae", "clip", "unet", "ip_adapter", "hyperlora", "decoder")
-STEPS = {"vae": 3000, "clip": 1000, "unet": 2000, "ip_adapter": 800, "hyperlora": 1500, "decoder": 1000}
+STAGES = ("vae", "clip", "unet", "unet_refine", "ip_adapter", "hyperlora", "decoder")
+DEFAULT_STAGES = STAGES[:-1]  # `decoder` is optional: the committed weights were trained without it
+STEPS = {"vae": 3000, "clip": 1000, "unet": 2000, "unet_refine": 400, "ip_adapter": 600, "hyperlora": 1500, "decoder": 1000}
 CARD = "MODEL_CARD.md"
 DONE = {"hyperlora": os.path.join("hyperlora", "hyperlora.safetensors")}  # else {stage}.safetensors
 PX = arch.RESOLUTION
@@ -404,6 +407,44 @@ def train_unet(out: str, work: str, seed: int, steps: int, batch: int = 16, drop
     return summary
 
 
+def train_unet_refine(out: str, work: str, seed: int, steps: int, batch: int = 16, drop: float = 0.15,
+                      cap: float = 20.0) -> dict:
+    """The UNet trained further where sampling from noise needs it: at high noise the
+    sampler steers toward x0 = (x - sqrt(1-a) eps) / sqrt(a), so an epsilon error there is
+    magnified by 1/SNR. Timesteps from 300 up, each sample's loss weighted by
+    1 + min(1/SNR, cap) (the x0 error, capped). Saved as `unet_refine.safetensors`, which
+    the later stages and the preset use in place of `unet.safetensors`."""
+    data = bank(out, work, seed)
+    pipe, _ = pipeline_parts(out)
+    torch.manual_seed(seed)
+    unet = load_weights(arch.unet(), os.path.join(out, "unet.safetensors")).train()
+    sched = arch.scheduler()
+    z_all = data["latents"] * data["scaling_factor"]
+    inv_snr = (1 - sched.alphas_cumprod) / sched.alphas_cumprod
+    stage = Stage("unet_refine", work, {"unet": unet}, unet.parameters(), lr=2e-4, steps=steps)
+
+    def loss_fn(step):
+        rng = rng_for(seed, "unet_refine", step)
+        idx = rng.integers(0, len(z_all), batch)
+        prompts = [data["captions"][i] if rng.random() >= drop else "" for i in idx]
+        text, added = text_batch(pipe, prompts)
+        z0 = z_all[idx]
+        t = torch.from_numpy(rng.integers(300, sched.config.num_train_timesteps, batch))
+        noise = torch.from_numpy(rng.standard_normal(z0.shape).astype(np.float32))
+        pred = unet(sched.add_noise(z0, noise, t), t, encoder_hidden_states=text, added_cond_kwargs=added).sample
+        weight = 1 + inv_snr[t].clamp(max=cap)
+        return ((pred - noise).square().mean((1, 2, 3)) * weight).mean() / weight.mean()
+
+    summary = stage.run(loss_fn, save_every=100)
+    save_weights(unet.eval(), os.path.join(out, "unet_refine.safetensors"))
+    return summary
+
+
+def trained_unet_file(out: str) -> str:
+    refined = os.path.join(out, "unet_refine.safetensors")
+    return refined if os.path.exists(refined) else os.path.join(out, "unet.safetensors")
+
+
 # -- 4. IP-Adapter plus ----------------------------------------------------------------------
 def train_ip_adapter(out: str, work: str, seed: int, steps: int, batch: int = 16) -> dict:
     """IP-Adapter *plus* on the frozen UNet, loaded the way the studio loads it
@@ -417,7 +458,7 @@ def train_ip_adapter(out: str, work: str, seed: int, steps: int, batch: int = 16
     root = os.path.join(work, "assembled-ip")
     shutil.rmtree(root, ignore_errors=True)
     torch.manual_seed(seed)
-    unet = load_weights(arch.unet(), os.path.join(out, "unet.safetensors"))
+    unet = load_weights(arch.unet(), trained_unet_file(out))
     clip_hidden = arch.vision_config().hidden_size
     initial = arch.ip_adapter_plus(unet, clip_hidden, torch.Generator().manual_seed(seed + 1))
     assemble(root, out, unet=unet, ip_adapter=initial)
@@ -552,11 +593,12 @@ def train_hyperlora_stage(out: str, work: str, seed: int, steps: int, pairs: int
 
 
 # -- the command -------------------------------------------------------------------------
-TRAINERS = {"vae": train_vae, "clip": train_clip, "unet": train_unet, "ip_adapter": train_ip_adapter,
+TRAINERS = {"vae": train_vae, "clip": train_clip, "unet": train_unet, "unet_refine": train_unet_refine,
+            "ip_adapter": train_ip_adapter,
             "hyperlora": train_hyperlora_stage, "decoder": train_decoder}
 
 
-def main(out: str, work: str, seed: int = 0, stages=STAGES, steps: dict | None = None,
+def main(out: str, work: str, seed: int = 0, stages=DEFAULT_STAGES, steps: dict | None = None,
          command: str = "python -m recontext train-tiny") -> dict:
     # first, before a thread pool exists, so its threads inherit it: denormal numbers (tiny
     # gradients) would otherwise slow the CPU's float math a hundredfold
@@ -594,6 +636,7 @@ DATA = {
             "figures; batches of 48 distinct scene captions + 16 distinct others",
     "unet": f"a bank of {BANK} images (55% scenes, 20% garments and figures, 25% photo crops at "
             "128 px), captions dropped 15% of the time",
+    "unet_refine": "the same bank, timesteps 300-999, each sample's loss weighted by 1 + min(1/SNR, 20)",
     "ip_adapter": "the same bank; each image conditions its own denoising (image dropped 10%, "
                   "caption 50%, adapter scale uniform in 0.3-1.0)",
     "hyperlora": "256 procedural garment -> worn-figure pairs (seeds 0-255); prompts name the "
@@ -638,7 +681,7 @@ if __name__ == "__main__":
     ap.add_argument("--out", default="recontext/tiny/weights")
     ap.add_argument("--work", default=".cache/tiny-train")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--stages", default=",".join(STAGES))
+    ap.add_argument("--stages", default=",".join(DEFAULT_STAGES))
     ap.add_argument("--steps", default="", help="override: stage=N,stage=N")
     a = ap.parse_args()
     over = {k: int(v) for k, v in (kv.split("=") for kv in a.steps.split(",") if kv)}
