@@ -8,6 +8,8 @@ import os
 
 import gradio as gr
 
+from ..errors import StorageError
+
 ASSETS = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
                       "assets")
 
@@ -17,13 +19,14 @@ def asset(*parts: str) -> str:
 
 
 def user_errors(fn):
-    """Turn a core `ValueError` (bad input) into a message on the page / API error."""
+    """Turn a core `ValueError` (bad input) or `StorageError` (the data folder failed)
+    into a message on the page / API error, logged without a traceback."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
-        except ValueError as e:
+        except (ValueError, StorageError) as e:
             raise gr.Error(str(e), print_exception=False) from None
 
     return wrapper
