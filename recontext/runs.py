@@ -40,7 +40,10 @@ class Output:
 
 
 def plain(value):
-    """JSON-safe: infinities and NaN become strings, tuples lists."""
+    """JSON-safe: NaN (no value) becomes None, infinities the strings "inf" / "-inf",
+    tuples lists."""
+    if isinstance(value, float) and math.isnan(value):
+        return None
     if isinstance(value, float) and not math.isfinite(value):
         return str(value)
     if isinstance(value, dict):

@@ -10,7 +10,7 @@ from PIL import Image
 
 from ..review import next_item as pick_next, rate as record, report, summarize, summary_plot
 from ..review.queue import LABELS, TARGET
-from .common import fmt, user_errors
+from .common import fmt, mcp_tool, not_mcp_tool, user_errors
 
 SLOTS = 8  # most outputs a run has (inversion: 3 methods × 2 variants; a sweep: 6 scales)
 SCORES = [1, 2, 3, 4, 5]
@@ -195,6 +195,7 @@ def build(studio, data, demo, remembered):
     download = gr.File(label="All ratings (CSV, without the blind labels)", interactive=False)
     summary_outputs = [table, chart, stats, wins, download]
 
+    @not_mcp_tool
     @user_errors
     def on_next(profile: gr.OAuthProfile | None, rater: str):
         return next_item(data, signed_rater(rater, profile))
@@ -204,6 +205,7 @@ def build(studio, data, demo, remembered):
         return rate(data, studio.preset.name, signed_rater(rater, profile), item_id,
                     page_scores(values), values[2 * SLOTS], values[2 * SLOTS + 1])
 
+    @not_mcp_tool
     @user_errors
     def api_rate(rater: str, item_id: str, scores: dict[str, dict[str, int]], comment: str = "",
                  reveal: bool = True, profile: gr.OAuthProfile | None = None) -> str:
@@ -219,15 +221,20 @@ def build(studio, data, demo, remembered):
         return rate(data, studio.preset.name, signed_rater(rater, profile), item_id, scores,
                     comment, reveal)
 
+    @mcp_tool("summary")
     @user_errors
     def on_summary():
+        """The human ratings so far: per-method mean fidelity and realism with bootstrap 95%
+        intervals, a chart, agreement between raters and pairwise win rates, and the ratings
+        as a CSV file (without the blind labels)."""
         return summary(data)
 
     go.click(on_next, rater, [item_id, info, source, *images, *fid, *real, result],
              api_name="next_item")
     submit.click(on_rate_page, [rater, item_id, *fid, *real, comment, reveal], result,
                  api_visibility="private"
-                 ).success(on_summary, None, summary_outputs, api_visibility="private")
+                 ).success(user_errors(lambda: summary(data)), None, summary_outputs,
+                           api_visibility="private")
     gr.api(api_rate, api_name="rate")
     refresh.click(on_summary, None, summary_outputs, api_name="summary")
     if not oauth:
@@ -238,4 +245,5 @@ def build(studio, data, demo, remembered):
         def from_login(profile: gr.OAuthProfile | None):
             return profile.username if profile else ""
         demo.load(from_login, None, rater, api_visibility="private", queue=False)
-    demo.load(on_summary, None, summary_outputs, api_visibility="private")
+    demo.load(user_errors(lambda: summary(data)), None, summary_outputs,
+              api_visibility="private")
