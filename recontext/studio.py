@@ -175,6 +175,7 @@ class Studio:
         image_scale, guidance, steps, seed = self._checked(image_scale, guidance, steps, seed)
         _require_text(target_prompt, "target prompt")
         _require_text(source_prompt, "source prompt", allow_empty=True)
+        self.setup(progress)  # one-off model loading stays out of the edit's seconds
         return editing.edit(self, image, source_prompt, target_prompt, method, tight, image_scale,
                             guidance, steps, seed, progress)
 
