@@ -112,7 +112,28 @@ class Slider(gr.Slider):
         return "slider"
 
     def preprocess(self, payload):
-        return super().preprocess(_number(self.label, payload, self.precision == 0))
+        value = _number(self.label, payload, self.precision == 0)
+        if value is None:
+            raise gr.Error(f"{self.label}: give a number", print_exception=False)
+        return super().preprocess(value)
+
+
+class Choices(gr.CheckboxGroup):
+    """A checkbox group whose API value may also be left out (None: nothing chosen, which
+    the handler names) and is otherwise checked to be a list."""
+
+    def get_block_name(self) -> str:
+        return "checkboxgroup"
+
+    def preprocess(self, payload):
+        if payload is None:
+            return []
+        if isinstance(payload, str):
+            payload = [payload]
+        if not isinstance(payload, (list, tuple)):
+            raise gr.Error(f"{self.label}: give a list of choices, got {payload!r}",
+                           print_exception=False)
+        return super().preprocess(list(payload))
 
 
 class WholeNumber(gr.Number):

@@ -10,7 +10,7 @@ import pandas as pd
 from ..garment import FINETUNE_STEPS, METHODS
 from ..runs import save_dressed
 from ..progress import segment
-from .common import (Slider, asset, mcp_tool, on_gpu, photo_input, progress_fn, save_run,
+from .common import (Choices, Slider, asset, mcp_tool, on_gpu, photo_input, progress_fn, save_run,
                      seed_number, steps_slider, user_errors)
 
 ABOUT = """Upload a garment and describe a scene. **HyperLoRA** reads the garment once and

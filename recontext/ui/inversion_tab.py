@@ -8,7 +8,7 @@ import pandas as pd
 from ..inversion import COST, METHODS
 from ..progress import segment
 from ..runs import save_reconstructions
-from .common import (Slider, asset, fmt, mcp_tool, on_gpu, photo_input, progress_fn, save_run,
+from .common import (Choices, Slider, asset, fmt, mcp_tool, on_gpu, photo_input, progress_fn, save_run,
                      seed_number, steps_slider, user_errors)
 
 VARIANTS = {"plain": False, "tight": True}
@@ -93,8 +93,8 @@ def build(studio, runs=None):
             photo = photo_input(label="Photo", sources=["upload", "clipboard"], height=280)
             prompt = gr.Textbox("", label="Caption (optional)", placeholder="describe the photo",
                                 max_lines=2)
-            methods = gr.CheckboxGroup(list(METHODS), value=list(METHODS), label="Methods")
-            variants = gr.CheckboxGroup(
+            methods = Choices(list(METHODS), value=list(METHODS), label="Methods")
+            variants = Choices(
                 [("without image conditioning", "plain"), ("with Tight Inversion", "tight")],
                 value=list(VARIANTS), label="Run each method")
             scale = Slider(0.0, 1.0, value=0.4, step=0.05, label="Tight: image scale",
