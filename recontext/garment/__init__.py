@@ -122,10 +122,10 @@ def dress(studio, garment, prompt: str, method: str, scale: float, steps: int, s
     img, notes = images.load_image(garment)
     with models.lock:
         setup = studio.setup(progress)
-        if method == "hyperlora":  # loading (for the tiny preset, maybe first making) the checkpoint
+        if method == "hyperlora":  # loading the checkpoint: one-off, kept in the cache
             start = time.perf_counter()
             if progress is not None:
-                progress(0, 0, "HyperLoRA: loading the checkpoint (made and cached on first use)")
+                progress(0, 0, "HyperLoRA: loading the checkpoint")
             hyperlora_model(studio, checkpoint)
             setup += time.perf_counter() - start
         start = time.perf_counter()
