@@ -22,6 +22,8 @@ def theme() -> gr.themes.Base:
 CSS = """
 /* tables: long headers wrap instead of running off the right edge */
 .table-wrap th, .table-wrap td { white-space: normal !important; overflow-wrap: anywhere; }
+/* before/after sliders: the whole image, letterboxed, not a zoomed crop */
+.whole-image img { object-fit: contain !important; }
 """
 
 

@@ -109,9 +109,11 @@ def build(studio, runs=None):
         with gr.Column(scale=2):
             with gr.Row():
                 rec = gr.ImageSlider(label="Reconstruction (source prompt) vs photo", type="pil",
-                                     format="png", interactive=False, height=280)
+                                     format="png", interactive=False, height=280,
+                                     elem_classes="whole-image")
                 out = gr.ImageSlider(label="Edit (target prompt) vs photo", type="pil",
-                                     format="png", interactive=False, height=280)
+                                     format="png", interactive=False, height=280,
+                                     elem_classes="whole-image")
             table = gr.Dataframe(value=pd.DataFrame(columns=TABLE_COLUMNS), label="Metrics",
                                  interactive=False, wrap=True)
             notes = gr.Markdown()

@@ -113,7 +113,8 @@ def build(studio, runs=None):
                     for m, v in rows:
                         sliders.append(gr.ImageSlider(
                             label=f"{m}{' + tight' if v == 'tight' else ''}", type="pil",
-                            format="png", visible=False, interactive=False, height=260))
+                            format="png", visible=False, interactive=False, height=260,
+                            elem_classes="whole-image"))
     gr.Examples(EXAMPLES, inputs=[photo, prompt], label="Examples (tiny-world scenes with their captions; scikit-image photos)")
 
     @mcp_tool("reconstruct")
