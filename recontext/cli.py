@@ -20,8 +20,10 @@ def _add_preset(p):
 
 
 def _studio(args):
+    from .logs import quiet_libraries
     from .studio import Studio
 
+    quiet_libraries()  # here, not in main(): `ratings summarize` must not import the model libraries
     return Studio(args.preset)
 
 
@@ -86,8 +88,10 @@ def cmd_train_hyperlora(args) -> int:
 
     from . import presets
     from .garment.train import read_manifest, synthetic_pairs, train_hyperlora
+    from .logs import quiet_libraries
     from .models import ModelOwner
 
+    quiet_libraries()
     if bool(args.data) == bool(args.synthetic):
         raise ValueError("give --data MANIFEST.csv or --synthetic N (one of them)")
     preset = presets.get(args.preset)
@@ -246,11 +250,9 @@ def main(argv=None) -> int:
     import logging
 
     from .errors import StorageError
-    from .logs import quiet_libraries
 
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    quiet_libraries()
     try:
         return args.func(args)
     except (ValueError, StorageError) as e:  # bad input or a failing folder: one clear line
