@@ -134,3 +134,17 @@ def test_cli_summarize(tmp_path):
     assert out.returncode == 0, out.stderr
     report = json.loads(out.stdout)
     assert report["ratings"] == 2 and report["methods"][0]["fidelity_mean"] == 3.0
+
+
+def test_cli_summarize_fails_on_a_missing_file_and_writes_nan_as_null(tmp_path, capsys):
+    import json
+
+    from recontext import cli
+
+    assert cli.main(["ratings", "summarize", str(tmp_path / "none.csv")]) == 2
+    assert "no ratings file" in capsys.readouterr().err
+    RatingStore(tmp_path / "r.csv").add(**GOOD)  # one rating: no interval can be computed
+    assert cli.main(["ratings", "summarize", str(tmp_path / "r.csv"), "--json"]) == 0
+    out = capsys.readouterr().out
+    assert "NaN" not in out and "nan" not in out
+    assert json.loads(out)["methods"][0]["fidelity_ci_low"] is None
