@@ -54,18 +54,24 @@ def main():
 
     rng = np.random.default_rng(0)
     n = 100_000
-    big = pd.DataFrame({"rating_id": np.arange(n).astype(str), "timestamp": "",
+    big = pd.DataFrame({"rating_id": [f"{i:032x}" for i in range(n)], "timestamp": "",
                         "rater": rng.integers(0, 20, n).astype(str),
                         "item_id": rng.integers(0, 2000, n).astype(str), "task": "inversion",
                         "method": rng.choice(["ddim", "ddim+tight", "renoise", "edit-friendly"], n),
                         "label": "", "position": 0, "fidelity": rng.integers(1, 6, n),
                         "realism": rng.integers(1, 6, n), "comment": "", "preset": "tiny",
-                        "app_version": ""})[HEADER]
+                        "app_version": "", "revealed": 0})[HEADER]
+    big_path = os.path.join(d, "big.csv")
+    big.to_csv(big_path, index=False)
+    t0 = time.perf_counter()
+    read_back = len(RatingStore(big_path).read(latest=False))
+    read_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     report(big)
     summary_s = time.perf_counter() - t0
     print(f"appends/s (1 proc): {one:.0f}")
     print(f"8 procs: {8 * args.appends} appends in {elapsed:.2f} s, rows read back {rows}, lost {lost}")
+    print(f"read {read_back} of {n} ratings back, record by record: {read_s:.2f} s")
     print(f"summary of {n} ratings (scores, intervals, win rates, alpha): {summary_s:.2f} s")
     print(f"appends/s (8 procs): {8 * args.appends / elapsed:.0f}")
 

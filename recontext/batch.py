@@ -1,11 +1,12 @@
 """Batch work from a manifest: `python -m recontext batch MANIFEST.csv --out DIR`.
 
-One row per job. Columns (paths relative to the manifest; empty cells take the tab
-defaults): `task` (invert, edit or dress), `input` (photo or garment), `prompt` (caption,
+One row per job. Columns (an `input` path is relative to the manifest's folder, not to
+where the command runs; empty cells take the tab defaults): `task` (invert, edit or dress), `input` (photo or garment), `prompt` (caption,
 source prompt or scene), `target` (edit only), `method`, `tight`, `scale`, `steps`, `seed`,
-`guidance`. Each finished row is saved as a run and appended to `DIR/results.csv`; rows
+`guidance`. Each finished row is saved as a run and recorded in `DIR/results.csv`; rows
 already done with the same parameters and the same input file are skipped, so a crashed
-batch resumes. A bad row is recorded as failed with its reason and the batch goes on.
+batch resumes. A bad row is recorded as failed with its reason (naming the file it tried)
+and the batch goes on; a later run of that row replaces its failed line.
 Under `accelerate launch` the rows are split across processes.
 """
 
@@ -87,7 +88,8 @@ def run_row(studio, job: dict, out: str, runs: RunStore) -> dict:
     if not job["input"]:
         raise ValueError("input is empty")
     if not os.path.exists(job["path"]):
-        raise ValueError(f"input file {job['input']!r} not found")
+        raise ValueError(f"input file not found: {job['path']} (paths are relative to the "
+                         "manifest's folder)")
     method = job["method"] or DEFAULT_METHOD[task]
     tight = job["tight"].lower() in ("1", "true", "yes") if job["tight"] else task == "edit"
     steps = _num(job, "steps", int, None)
@@ -110,7 +112,8 @@ def run_row(studio, job: dict, out: str, runs: RunStore) -> dict:
         g = studio.dress(job["path"], job["prompt"], method=method, scale=scale, steps=steps,
                          seed=seed, guidance=guidance)
         image, seconds, name = g.image, g.adapt_seconds + g.generate_seconds, method
-        metrics = {"adapt_seconds": g.adapt_seconds, "generate_seconds": g.generate_seconds}
+        metrics = {"adapt_seconds": g.adapt_seconds, "generate_seconds": g.generate_seconds,
+                   "setup_seconds": g.setup_seconds}
         run_id = save_dressed(runs, preset, {method: g}, job["prompt"],
                               {"scale": scale, "steps": steps, "guidance": guidance}, seed)
     png = os.path.join(out, f"row{job['row']:04d}-{task}-{name.replace('+', '_')}.png")
@@ -121,7 +124,8 @@ def run_row(studio, job: dict, out: str, runs: RunStore) -> dict:
 
 
 class Results:
-    """`DIR/results.csv`: one line per finished or failed row, appended under a file lock."""
+    """`DIR/results.csv`: one line per finished or failed row, written under a file lock.
+    A row's new line replaces its earlier failed one."""
 
     def __init__(self, out: str):
         self.path = os.path.join(out, "results.csv")
@@ -135,14 +139,19 @@ class Results:
 
     def append(self, line: dict) -> None:
         with self.lock:
-            new = not os.path.exists(self.path)
-            with open(self.path, "a", newline="", encoding="utf-8") as f:
+            lines = []
+            if os.path.exists(self.path):
+                with open(self.path, newline="", encoding="utf-8") as f:
+                    lines = [r for r in csv.DictReader(f)
+                             if not (r["status"] == "failed" and r["row"] == str(line["row"]))]
+            tmp = self.path + ".tmp"
+            with open(tmp, "w", newline="", encoding="utf-8") as f:
                 w = csv.DictWriter(f, RESULTS, extrasaction="ignore")
-                if new:
-                    w.writeheader()
-                w.writerow(line)
+                w.writeheader()
+                w.writerows([*lines, line])
                 f.flush()
                 os.fsync(f.fileno())
+            os.replace(tmp, self.path)
 
 
 def run_batch(studio, manifest: str, out: str, runs: RunStore | None = None,
@@ -176,6 +185,8 @@ def run_batch(studio, manifest: str, out: str, runs: RunStore | None = None,
                 reason = str(e) if isinstance(e, ValueError) else f"{type(e).__name__}: {e}"
                 if not isinstance(e, ValueError):
                     traceback.print_exc()
+                if job["path"] and job["path"] not in reason:
+                    reason = f"{job['path']}: {reason}"
                 line = {"task": job["task"], "input": job["input"], "method": job["method"],
                         "prompt": job["prompt"], "target": job["target"], "status": "failed",
                         "error": reason, "seconds": round(time.perf_counter() - start, 4)}

@@ -9,9 +9,9 @@ import sys
 
 
 def dump_json(obj) -> str:
-    from .runs import plain  # PSNR of an exact reconstruction is inf; JSON has no inf
+    from .runs import plain  # JSON has no NaN (null) or infinity ("inf", an exact PSNR)
 
-    return json.dumps(plain(obj), indent=2)
+    return json.dumps(plain(obj), indent=2, allow_nan=False)
 
 
 def _add_preset(p):
@@ -20,8 +20,10 @@ def _add_preset(p):
 
 
 def _studio(args):
+    from .logs import quiet_libraries
     from .studio import Studio
 
+    quiet_libraries()  # here, not in main(): `ratings summarize` must not import the model libraries
     return Studio(args.preset)
 
 
@@ -86,8 +88,10 @@ def cmd_train_hyperlora(args) -> int:
 
     from . import presets
     from .garment.train import read_manifest, synthetic_pairs, train_hyperlora
+    from .logs import quiet_libraries
     from .models import ModelOwner
 
+    quiet_libraries()
     if bool(args.data) == bool(args.synthetic):
         raise ValueError("give --data MANIFEST.csv or --synthetic N (one of them)")
     preset = presets.get(args.preset)
@@ -139,19 +143,24 @@ def cmd_batch(args) -> int:
 def cmd_ratings_summarize(args) -> int:
     from .review import RatingStore, report, summarize
 
-    df = RatingStore(args.csv).read()
+    if not os.path.isfile(args.csv):
+        raise ValueError(f"no ratings file at {args.csv}")
+    df, problems = RatingStore(args.csv).read_checked()
+    for p in problems:
+        print(f"warning: {args.csv}: {p}", file=sys.stderr)
     if args.json:
-        print(dump_json(report(df)))
+        print(dump_json({**report(df), "problems": problems}))
     else:
         import pandas as pd
 
         with pd.option_context("display.width", 160, "display.max_columns", 20):
-            print(summarize(df).round(3).to_string(index=False) if len(df) else "no ratings yet")
+            print(summarize(df).round(3).to_string(index=False) if len(df)
+                  else f"{args.csv} holds no ratings yet")
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m recontext", description=__doc__)
+    parser = argparse.ArgumentParser(prog="recontext", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("ratings", help="human ratings: summarize a ratings CSV")
@@ -238,9 +247,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    import logging
+
+    from .errors import StorageError
+
     args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         return args.func(args)
-    except ValueError as e:  # bad input: one clear line, no traceback
+    except (ValueError, StorageError) as e:  # bad input or a failing folder: one clear line
         print(f"error: {e}", file=sys.stderr)
         return 2
+
+
+def run() -> None:
+    """The `recontext` command (installed by `pip install -e .`), the same as `python -m recontext`."""
+    sys.exit(main())

@@ -1,6 +1,7 @@
 """The data folder: runs and ratings together, and their push to the Hub on Spaces.
 
-`RECONTEXT_DATA_DIR` (default `./data`) holds `runs/` and `ratings.csv`. When
+`RECONTEXT_DATA_DIR` (default `./data`) holds `runs/`, `ratings.csv` and `.blind-secret`,
+the key of the review's blind order: made once, never served, never pushed. When
 `RECONTEXT_HF_DATASET` names a dataset repo, a `huggingface_hub.CommitScheduler` pushes
 the folder every `RECONTEXT_HF_EVERY` minutes (default 5), and every write holds the
 scheduler's lock so a push never sees half of one. Without it nothing leaves the machine.
@@ -9,8 +10,10 @@ scheduler's lock so a push never sees half of one. Without it nothing leaves the
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+import secrets
+from dataclasses import dataclass, field
 
+from .errors import StorageError
 from .review import RatingStore
 from .runs import RunStore, data_dir
 
@@ -21,6 +24,51 @@ class DataFolder:
     runs: RunStore
     ratings: RatingStore
     scheduler: object | None = None  # huggingface_hub.CommitScheduler when pushing
+    _secret: bytes | None = field(default=None, repr=False)
+
+    @property
+    def secret(self) -> bytes:
+        """This deployment's key for the blind order, made on first use."""
+        if self._secret is None:
+            self._secret = deployment_secret(self.root)
+        return self._secret
+
+
+SECRET = ".blind-secret"
+
+
+def deployment_secret(root: str) -> bytes:
+    """The secret in `root/.blind-secret`, created once (32 random bytes, hex, mode 0600;
+    written aside and linked into place, so two processes starting at once agree)."""
+    path = os.path.join(root, SECRET)
+    try:
+        with open(path, "rb") as f:
+            value = f.read().strip()
+        if len(value) >= 32:
+            return value
+    except FileNotFoundError:
+        pass
+    except OSError as e:
+        raise StorageError(f"the review's secret cannot be read ({e.strerror or e})") from e
+    tmp = f"{path}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(secrets.token_hex(32).encode())
+            f.flush()
+            os.fsync(f.fileno())
+        try:
+            os.link(tmp, path)  # never replaces a secret another process made first
+        except FileExistsError:
+            pass
+        finally:
+            os.unlink(tmp)
+        with open(path, "rb") as f:
+            return f.read().strip()
+    except OSError as e:
+        raise StorageError(f"the data folder has no review secret yet and cannot make one "
+                           f"({e.strerror or e}): start the studio once with write access "
+                           "to its data folder") from e
 
 
 def hub_scheduler(root: str):
@@ -32,12 +80,15 @@ def hub_scheduler(root: str):
 
     return CommitScheduler(repo_id=repo, repo_type="dataset", folder_path=root,
                            path_in_repo="data", every=float(os.environ.get("RECONTEXT_HF_EVERY", 5)),
-                           private=True, ignore_patterns=["*.lock", "**/.tmp-*", ".tmp-*"])
+                           private=True, ignore_patterns=["*.lock", "**/.tmp-*", ".tmp-*", SECRET, SECRET + ".*"])
 
 
 def open_data(root: str | None = None) -> DataFolder:
     root = os.path.abspath(root or data_dir())
-    os.makedirs(root, exist_ok=True)
+    try:
+        os.makedirs(root, exist_ok=True)
+    except OSError as e:
+        raise StorageError(f"the data folder {root} cannot be made ({e.strerror or e})") from e
     scheduler = hub_scheduler(root)
     lock = scheduler.lock if scheduler is not None else None
     runs = RunStore(os.path.join(root, "runs"), lock=lock)

@@ -103,8 +103,9 @@ def sweep_plot(edits: list[Edit], target_prompt: str = ""):
 
     matplotlib.use("Agg")
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
-    fig = Figure(figsize=(5.5, 4.2), dpi=100)
+    fig = Figure(figsize=(5.5, 4.2), dpi=100, layout="constrained")  # nothing clipped at the edges
     ax = fig.add_subplot()
     x = [e.metrics["preservation_ssim"] for e in edits]
     y = [e.metrics["clip_target"] for e in edits]
@@ -118,6 +119,9 @@ def sweep_plot(edits: list[Edit], target_prompt: str = ""):
     ax.set_title("fidelity–editability trade-off" + (f"\n“{target_prompt[:50]}”" if target_prompt else ""),
                  fontsize=10)
     ax.grid(alpha=0.3)
-    fig.tight_layout()
+    ax.margins(x=0.18, y=0.12)  # room for the scale labels beside the outermost points
+    for axis in (ax.xaxis, ax.yaxis):  # few ticks, short labels: close values never run together
+        axis.set_major_locator(MaxNLocator(nbins=4))
+    ax.ticklabel_format(useOffset=False)
     return fig
 

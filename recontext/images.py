@@ -16,9 +16,10 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 MAX_PIXELS = 64_000_000  # a 8000×8000 photo; beyond that decoding alone risks memory
 
 
-def load_image(src) -> tuple[Image.Image, list[str]]:
+def load_image(src, max_side: int | None = None) -> tuple[Image.Image, list[str]]:
     """Open a path, bytes, numpy array or PIL image as 8-bit RGB; return it and notes
-    saying what was converted."""
+    saying what was converted. With `max_side`, a JPEG is decoded already reduced (by a
+    power of two, never below `max_side`), so a huge photo never sits in memory whole."""
     notes: list[str] = []
     if src is None:
         raise ValueError("no image given: upload a photo or pick an example (a file the browser could not show as an image is not uploaded)")
@@ -37,8 +38,17 @@ def load_image(src) -> tuple[Image.Image, list[str]]:
                     raise ValueError(
                         f"image is {img.width}×{img.height}: more than {MAX_PIXELS // 1_000_000} "
                         "megapixels; please downscale it first")
+                if max_side and img.format == "JPEG" and max(img.size) >= 2 * max_side:
+                    full, k = img.size, max_side / max(img.size)
+                    img.draft("RGB", (-(-img.width * k // 1), -(-img.height * k // 1)))
+                    if img.size != full:
+                        notes.append(f"decoded at {img.width}×{img.height} instead of {full[0]}×{full[1]} "
+                                     "(far larger than the model's size; this saves memory)")
                 img.load()
-        except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning):
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+            raise ValueError(f"image is more than {MAX_PIXELS // 1_000_000} megapixels (the "
+                             "image library refuses to open it); please downscale it first") from None
+        except UnidentifiedImageError:
             raise ValueError("this file is not an image we can read (PNG, JPEG, WebP, …)") from None
         except (OSError, SyntaxError) as e:
             raise ValueError(f"the image file is corrupt or truncated ({e})") from None

@@ -14,6 +14,7 @@ import contextlib
 import json
 import math
 import os
+import re
 import shutil
 import tempfile
 import uuid
@@ -22,6 +23,9 @@ from datetime import datetime, timezone
 
 from PIL import Image
 
+from .errors import StorageError
+
+RUN_ID = re.compile(r"[0-9A-Za-z][0-9A-Za-z_-]{0,127}")
 
 def data_dir() -> str:
     return os.environ.get("RECONTEXT_DATA_DIR") or os.path.join(os.getcwd(), "data")
@@ -36,7 +40,10 @@ class Output:
 
 
 def plain(value):
-    """JSON-safe: infinities and NaN become strings, tuples lists."""
+    """JSON-safe: NaN (no value) becomes None, infinities the strings "inf" / "-inf",
+    tuples lists."""
+    if isinstance(value, float) and math.isnan(value):
+        return None
     if isinstance(value, float) and not math.isfinite(value):
         return str(value)
     if isinstance(value, dict):
@@ -76,9 +83,10 @@ class RunStore:
         methods = [o.method for o in outputs]
         if len(set(methods)) != len(methods):
             raise ValueError(f"each output of a run needs its own method name, got {methods}")
-        os.makedirs(self.root, exist_ok=True)
-        tmp = tempfile.mkdtemp(prefix=".tmp-", dir=self.root)
+        tmp = None
         try:
+            os.makedirs(self.root, exist_ok=True)
+            tmp = tempfile.mkdtemp(prefix=".tmp-", dir=self.root)
             if source is not None:
                 source.save(os.path.join(tmp, "source.png"))
             for i, o in enumerate(outputs):
@@ -87,15 +95,19 @@ class RunStore:
                 json.dump(plain(record), f, indent=1)
             with self.lock:
                 os.rename(tmp, os.path.join(self.root, run_id))
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
+        except BaseException as e:
+            if tmp is not None:
+                shutil.rmtree(tmp, ignore_errors=True)
+            if isinstance(e, OSError):
+                raise StorageError(f"the run could not be saved ({e.strerror or e})") from e
             raise
         return run_id
 
     def get(self, run_id: str) -> dict:
         """A run's record, with `dir` added (where its PNGs are)."""
-        if not isinstance(run_id, str) or not run_id or os.sep in run_id or run_id.startswith("."):
-            raise ValueError(f"item_id {run_id!r} is not a run")
+        if not isinstance(run_id, str) or not RUN_ID.fullmatch(run_id):
+            shown = repr(run_id) if not isinstance(run_id, str) or len(run_id) <= 40 else repr(run_id[:40] + "…")
+            raise ValueError(f"item_id {shown} is not a run (run ids are letters, digits, - and _)")
         if run_id not in self._cache:
             path = os.path.join(self.root, run_id, "run.json")
             try:
@@ -103,6 +115,8 @@ class RunStore:
                     record = json.load(f)
             except FileNotFoundError:
                 raise ValueError(f"item_id {run_id!r} is not a run") from None
+            except (OSError, ValueError) as e:
+                raise StorageError(f"run {run_id!r} cannot be read ({e})") from e
             record["dir"] = os.path.dirname(path)
             self._cache[run_id] = record
         return self._cache[run_id]
@@ -111,17 +125,24 @@ class RunStore:
         if not os.path.isdir(self.root):
             return []
         return sorted(d for d in os.listdir(self.root)
-                      if not d.startswith(".") and os.path.exists(os.path.join(self.root, d, "run.json")))
+                      if RUN_ID.fullmatch(d) and os.path.exists(os.path.join(self.root, d, "run.json")))
 
     def items(self) -> list[dict]:
-        """Review items: runs with two or more outputs, oldest first."""
-        return [r for r in map(self.get, self.ids()) if len(r["outputs"]) >= 2]
+        """Review items: runs with two or more outputs, oldest first (a run whose record
+        cannot be read is left out)."""
+        records = []
+        for run_id in self.ids():
+            try:
+                records.append(self.get(run_id))
+            except StorageError:
+                continue
+        return [r for r in records if len(r["outputs"]) >= 2]
 
     def known(self, item_id: str, method: str) -> bool:
         """Whether `item_id` is a review item with an output by `method` (for RatingStore)."""
         try:
             record = self.get(item_id)
-        except ValueError:
+        except (ValueError, StorageError):
             return False
         return len(record["outputs"]) >= 2 and any(o["method"] == method for o in record["outputs"])
 

@@ -36,15 +36,21 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="session")
-def app_url(tmp_path_factory):
-    """`python app.py --preset tiny` launched on a free port, as a user would run it."""
+def app_data(tmp_path_factory):
+    """The data folder of the app under test."""
+    return tmp_path_factory.mktemp("data")
+
+
+@pytest.fixture(scope="session")
+def app_url(tmp_path_factory, app_data):
+    """`python app.py --preset tiny --mcp` launched on a free port, as a user would run it."""
     port = free_port()
     log = open(tmp_path_factory.mktemp("app") / "app.log", "w")
-    env = {**os.environ, "RECONTEXT_DATA_DIR": str(tmp_path_factory.mktemp("data"))}
-    proc = subprocess.Popen([sys.executable, "app.py", "--preset", "tiny", "--port", str(port)],
+    env = {**os.environ, "RECONTEXT_DATA_DIR": str(app_data)}
+    proc = subprocess.Popen([sys.executable, "app.py", "--preset", "tiny", "--port", str(port), "--mcp"],
                             cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=env)
     url = f"http://127.0.0.1:{port}/"
-    deadline = time.time() + 120
+    deadline = time.time() + 600  # a busy machine (2 shared cores) can take minutes to import torch and gradio
     while time.time() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"app exited early; see {log.name}")
@@ -55,7 +61,7 @@ def app_url(tmp_path_factory):
             time.sleep(0.5)
     else:
         proc.kill()
-        raise RuntimeError("app did not start in 120 s")
+        raise RuntimeError("app did not start in 600 s")
     yield url
     proc.terminate()
     proc.wait(timeout=20)

@@ -15,8 +15,9 @@ def client(app_url):
 
 
 def reconstruct(client, path, steps=4, methods=("ddim", "edit-friendly")):
-    return client.predict(handle_file(path), "a cat", list(methods), ["plain", "tight"], 0.4,
-                          steps, 0, api_name="/reconstruct")
+    return client.predict(photo=handle_file(path), prompt="a cat", methods=list(methods),
+                          variants=["plain", "tight"], image_scale=0.4, steps=steps, seed=0,
+                          api_name="/reconstruct")
 
 
 def test_reconstruct_endpoint(client):
@@ -40,12 +41,41 @@ def test_bad_inputs_leave_the_app_serving(client, tmp_path):
     assert len(reconstruct(client, CAT, steps=2)[-2]["data"]) == 4
 
 
+def test_every_endpoint_has_named_parameters_with_the_pages_defaults(client):
+    api = client.view_api(return_format="dict", print_info=False)["named_endpoints"]
+    assert {"/reconstruct", "/edit", "/edit_sweep", "/dress", "/next_item", "/rate",
+            "/summary"} <= set(api)
+    for name, endpoint in api.items():
+        for p in endpoint["parameters"]:
+            assert not p["parameter_name"].startswith("param_"), (name, p["parameter_name"])
+    params = {name: {p["parameter_name"]: p for p in e["parameters"]} for name, e in api.items()}
+    assert params["/reconstruct"]["prompt"]["parameter_has_default"]
+    assert params["/reconstruct"]["steps"]["type"]["type"] == "integer"
+    assert params["/dress"]["seed"]["parameter_default"] == 0
+    assert params["/dress"]["lora_scale"]["parameter_default"] == 1.0
+    assert list(params["/rate"]) == ["rater", "item_id", "scores", "comment", "reveal"]
+
+
+def test_reconstruct_without_a_prompt_and_bad_numbers_name_the_field(client):
+    out = client.predict(photo=handle_file(CAT), methods=["ddim"], variants=["plain"], steps=2,
+                         api_name="/reconstruct")
+    assert len(out[-2]["data"]) == 1
+    for kwargs, message in ((dict(steps=1.5), "Steps must be a whole number"),
+                            (dict(seed=1.5), "Seed must be a whole number"),
+                            (dict(steps="abc"), "Steps must be a number"),
+                            (dict(methods=None), "at least one method")):
+        with pytest.raises(Exception, match=message):
+            client.predict(photo=handle_file(CAT), **{"methods": ["ddim"], "steps": 2, **kwargs},
+                           api_name="/reconstruct")
+
+
 def test_edit_endpoints(client):
     rec, out, table, notes = client.predict(
-        handle_file(CAT), "a cat", "a tiger", "ddim", True, 0.4, 7.5, 3, 0, api_name="/edit")
+        photo=handle_file(CAT), source="a cat", target="a tiger", steps=3, api_name="/edit")
     assert len(rec) == 2 and len(out) == 2 and len(table["data"]) == 1
     gallery, plot, table, notes = client.predict(
-        handle_file(CAT), "a cat", "a tiger", "ddim", "0, 0.5, 1", 7.5, 3, 0, api_name="/edit_sweep")
+        photo=handle_file(CAT), source="a cat", target="a tiger", scales="0, 0.5, 1", steps=3,
+        api_name="/edit_sweep")
     assert len(gallery) == 3 and len(table["data"]) == 3 and plot is not None
     with pytest.raises(Exception, match="target prompt is empty"):
         client.predict(handle_file(CAT), "a cat", "", "ddim", True, 0.4, 7.5, 3, 0, api_name="/edit")
@@ -61,19 +91,28 @@ def test_review_endpoints(client):
     shown = [im for im in images if im.get("visible", True) and im.get("value")]
     assert len(shown) >= 2
     assert "ddim" not in str(out) and "tight" not in str(out)
-    scores = [4] * len(shown) + [None] * (8 - len(shown))
+    scores = {label: {"fidelity": 4, "realism": 3} for label in "ABCDEFGH"[:len(shown)]}
     before = client.predict(api_name="/summary")[0]
-    result = client.predict("rater-api", item_id, *scores, *scores, "fine", True, api_name="/rate")
-    assert "was `ddim" in result and "A" in result
-    table, plot, stats, wins, csv = client.predict(api_name="/summary")
-    assert table["data"] != before["data"] and "rater" in stats and csv.endswith(".csv")
-    assert any(row[1].startswith("ddim") for row in table["data"])
-    with pytest.raises(Exception, match="not in the list of choices"):  # Gradio checks radios
-        client.predict("rater-api", item_id, *([9] * 8), *scores, "", True, api_name="/rate")
+    with pytest.raises(Exception, match="fidelity must be from 1 to 5"):
+        client.predict(rater="rater-api", item_id=item_id, scores={**scores, "A": {"fidelity": 9, "realism": 3}},
+                       api_name="/rate")
     with pytest.raises(Exception, match="fidelity of output B is missing"):
-        client.predict("rater-api", item_id, 4, *[None] * 7, *scores, "", True, api_name="/rate")
+        client.predict(rater="rater-api", item_id=item_id, scores={"A": scores["A"]}, api_name="/rate")
     with pytest.raises(Exception, match="rater"):
-        client.predict("", item_id, *scores, *scores, "", True, api_name="/rate")
+        client.predict(rater="", item_id=item_id, scores=scores, api_name="/rate")
+    with pytest.raises(Exception, match="not a run"):
+        client.predict(rater="rater-api", item_id="x" * 300, scores=scores, api_name="/rate")
+    result = client.predict(rater="rater-api", item_id=item_id, scores=scores, comment="fine",
+                            api_name="/rate")
+    assert "was `ddim" in result and "A" in result
+    with pytest.raises(Exception, match="already rated"):  # the methods were revealed
+        client.predict(rater="rater-api", item_id=item_id, scores=scores, api_name="/rate")
+    table, plot, stats, wins, csv = client.predict(api_name="/summary")
+    assert table["data"] != before["data"] and "1 rater." in stats and csv.endswith(".csv")
+    assert any(row[1].startswith("ddim") for row in table["data"])
+    with open(csv) as f:
+        header = f.readline()
+    assert "rater" in header and "label" not in header and "position" not in header
 
 
 def _bad_files(tmp_path):
@@ -105,24 +144,71 @@ def test_bad_inputs_end_to_end(client, tmp_path):
         assert note.lower() in notes.lower(), notes
     long = "a cat " * 340  # 2,040 characters
     notes = reconstruct(client, CAT, steps=2, methods=("ddim",))[-1]
-    out = client.predict(handle_file(CAT), long, ["ddim"], ["plain"], 0.4, 2, 0, api_name="/reconstruct")
+    out = client.predict(photo=handle_file(CAT), prompt=long, methods=["ddim"], variants=["plain"],
+                         steps=2, api_name="/reconstruct")
     assert "cut off" in out[-1]
     with pytest.raises(Exception, match="target prompt is empty"):
-        client.predict(handle_file(CAT), "a cat", "   ", "ddim", True, 0.4, 7.5, 2, 0, api_name="/edit")
+        client.predict(photo=handle_file(CAT), source="a cat", target="   ", steps=2, api_name="/edit")
     with pytest.raises(Exception, match="prompt is empty"):
-        client.predict(handle_file(CAT), "", ["hyperlora"], 1.0, 0.6, 10, "", 2, 0, api_name="/dress")
+        client.predict(garment=handle_file(CAT), prompt="", methods=["hyperlora"], steps=2,
+                       api_name="/dress")
+    with pytest.raises(Exception, match="not in the list of choices"):  # no client-given paths
+        client.predict(garment=handle_file(CAT), prompt="a person", checkpoint="/etc",
+                       steps=2, api_name="/dress")
     for args, field in (((9.0, 2, 0), "image_scale"), ((0.4, 2, -1), "seed"), ((0.4, 0, 0), "steps")):
         with pytest.raises(Exception, match=f"{field}|minimum value|maximum value"):
-            client.predict(handle_file(CAT), "a cat", ["ddim"], ["tight"], *args, api_name="/reconstruct")
+            client.predict(photo=handle_file(CAT), methods=["ddim"], variants=["tight"],
+                           image_scale=args[0], steps=args[1], seed=args[2], api_name="/reconstruct")
     assert len(reconstruct(client, CAT, steps=2)[-2]["data"]) == 4
     assert "Saved as run" in notes
 
 
 def test_dress_endpoint(client):
     shirt = os.path.join(ROOT, "assets", "garments", "green-plain-t-shirt.png")
-    out = client.predict(handle_file(shirt), "a person on a beach", ["hyperlora", "ip-adapter"],
-                         1.0, 0.6, 10, "", 3, 0, api_name="/dress")
+    out = client.predict(garment=handle_file(shirt), prompt="a person on a beach", steps=3,
+                         api_name="/dress")
     images, table, notes = out[:3], out[3], out[4]
     assert [r[0] for r in table["data"]] == ["hyperlora", "ip-adapter"]
+    assert table["headers"][-1].startswith("setup seconds")
     assert sum(1 for im in images if im.get("visible", True) and im.get("value")) == 2
     assert "Saved as run" in notes
+
+
+def test_mcp_server_lists_the_four_tools(app_url):
+    """The app under test runs with --mcp; an MCP client lists its tools."""
+    import asyncio
+
+    from mcp import ClientSession
+    from mcp.client.streamable_http import streamablehttp_client
+
+    async def tools():
+        async with streamablehttp_client(app_url + "gradio_api/mcp/") as (read, write, _):
+            async with ClientSession(read, write) as session:
+                await session.initialize()
+                return (await session.list_tools()).tools
+
+    listed = {t.name: t for t in asyncio.run(tools())}
+    assert set(listed) == {"reconstruct", "edit", "dress", "summary"}
+    assert "Tight Inversion" in listed["reconstruct"].description
+    assert "steps" in listed["dress"].inputSchema["properties"]
+
+
+def test_mcp_is_off_by_default(monkeypatch):
+    import app
+
+    monkeypatch.delenv("RECONTEXT_MCP", raising=False)
+    assert app.parse_args([]).mcp is False and app.parse_args(["--mcp"]).mcp is True
+    monkeypatch.setenv("RECONTEXT_MCP", "1")
+    assert app.parse_args([]).mcp is True
+
+
+def test_served_files_never_include_the_data_folder(client, app_url, app_data):
+    """The review's secret and the raw ratings are not served, whatever the path."""
+    import httpx
+
+    data = client.predict(api_name="/summary")[-1]  # an export, not the data folder's CSV
+    assert data is None or "recontext-exports" in data
+    assert (app_data / ".blind-secret").exists()
+    for name in (".blind-secret", "ratings.csv"):
+        r = httpx.get(f"{app_url}gradio_api/file={app_data / name}")
+        assert r.status_code in (403, 404), r.status_code

@@ -43,8 +43,8 @@ def test_ten_rows_two_bad_then_resume(tmp_path):
     p = batch(manifest, out, data)
     assert p.returncode == 1, p.stderr[-2000:]
     assert "8 done, 0 already done, 2 failed" in p.stdout
-    assert "row 9: input file 'missing.png' not found" in p.stderr
-    assert "row 10:" in p.stderr and "not an image" in p.stderr
+    assert f"row 9: input file not found: {tmp_path / 'missing.png'}" in p.stderr
+    assert f"row 10: {tmp_path / 'notes.png'}: " in p.stderr and "not an image" in p.stderr
     with open(out / "results.csv") as f:
         lines = list(csv.DictReader(f))
     ok = [r for r in lines if r["status"] == "ok"]
@@ -56,6 +56,9 @@ def test_ten_rows_two_bad_then_resume(tmp_path):
     p = batch(manifest, out, data)
     assert p.returncode == 1 and "0 done, 8 already done, 2 failed" in p.stdout
     assert len(os.listdir(data / "runs")) == len(runs)  # no work, no new runs
+    with open(out / "results.csv") as f:
+        again = list(csv.DictReader(f))
+    assert len(again) == 10 and sorted(int(r["row"]) for r in again) == list(range(1, 11))
 
 
 def test_rows_split_between_processes(tmp_path):

@@ -31,6 +31,17 @@ def test_truncated_jpeg_is_rejected_clearly(tmp_path, photo):
         images.load_image(str(path))
 
 
+def test_a_huge_jpeg_is_decoded_reduced_and_a_bomb_gets_the_size_message(tmp_path, monkeypatch):
+    path = tmp_path / "big.jpg"
+    Image.new("RGB", (4096, 3072), (200, 30, 30)).save(path, quality=80)
+    img, notes = images.load_image(str(path), max_side=256)
+    assert img.size == (512, 384) and "instead of 4096×3072" in notes[0]  # reduced by 8, not below 256
+    assert images.load_image(str(path))[0].size == (4096, 3072)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1_000_000)  # PIL's own limit, below ours
+    with pytest.raises(ValueError, match="more than 64 megapixels.*downscale"):
+        images.load_image(str(path))
+
+
 def test_missing_file_and_none(tmp_path):
     with pytest.raises(ValueError, match="not found"):
         images.load_image(str(tmp_path / "nope.png"))

@@ -47,11 +47,11 @@ def test_run_folder_holds_json_and_pngs(tmp_path):
 def test_two_raters_see_different_orders_and_no_method_names(tmp_path):
     data = open_data(tmp_path)
     run_id = _item(data.runs)
-    ana = next_item(data.runs, data.ratings, "ana")
-    bo = next_item(data.runs, data.ratings, "bo")
+    ana = next_item(data.runs, data.ratings, "ana", data.secret)
+    bo = next_item(data.runs, data.ratings, "bo", data.secret)
     assert ana.item_id == bo.item_id == run_id
     assert ana.outputs != bo.outputs and sorted(ana.outputs) == sorted(bo.outputs)
-    assert next_item(data.runs, data.ratings, "ana").outputs == ana.outputs  # stable per rater
+    assert next_item(data.runs, data.ratings, "ana", data.secret).outputs == ana.outputs  # stable per rater
     shown = json.dumps(ana.__dict__) + json.dumps(bo.__dict__)
     for m in ("ddim", "renoise", "edit-friendly", "tight"):
         assert m not in shown
@@ -60,29 +60,29 @@ def test_two_raters_see_different_orders_and_no_method_names(tmp_path):
 def test_rate_maps_labels_back_to_methods(tmp_path):
     data = open_data(tmp_path)
     run_id = _item(data.runs, n=3)
-    item = next_item(data.runs, data.ratings, "ana")
-    order = blind_order("ana", run_id, 3)
-    rows = rate(data.runs, data.ratings, "ana", run_id, [(5, 4), (3, 3), (1, 2)], comment="ok")
+    item = next_item(data.runs, data.ratings, "ana", data.secret)
+    order = blind_order(data.secret, "ana", run_id, 3)
+    rows = rate(data.runs, data.ratings, "ana", run_id, [(5, 4), (3, 3), (1, 2)], data.secret, comment="ok")
     assert [r["method"] for r in rows] == [METHODS[i] for i in order]
     assert [r["label"] for r in rows] == ["A", "B", "C"]
     df = data.ratings.read()
     assert len(df) == 3 and df.loc[df["method"] == METHODS[order[0]], "fidelity"].item() == 5
-    assert item.remaining == 1 and next_item(data.runs, data.ratings, "ana") is None
+    assert item.remaining == 1 and next_item(data.runs, data.ratings, "ana", data.secret) is None
 
 
 def test_fewest_ratings_first_and_bad_ratings_write_nothing(tmp_path):
     data = open_data(tmp_path)
     first, second = _item(data.runs, n=2), _item(data.runs, n=2)
-    rate(data.runs, data.ratings, "ana", first, [(3, 3), (3, 3)])
-    assert next_item(data.runs, data.ratings, "bo").item_id == second  # first has 1 rating
+    rate(data.runs, data.ratings, "ana", first, [(3, 3), (3, 3)], data.secret)
+    assert next_item(data.runs, data.ratings, "bo", data.secret).item_id == second  # first has 1 rating
     for scores, field in (([(3, 3), (6, 3)], "fidelity"), ([(3, None), (3, 3)], "realism"),
                           ([(3, 3)], "scores")):
         with pytest.raises(ValueError, match=field):
-            rate(data.runs, data.ratings, "bo", second, scores)
+            rate(data.runs, data.ratings, "bo", second, scores, data.secret)
     with pytest.raises(ValueError, match="rater"):
-        rate(data.runs, data.ratings, " ", second, [(3, 3), (3, 3)])
+        rate(data.runs, data.ratings, " ", second, [(3, 3), (3, 3)], data.secret)
     with pytest.raises(ValueError, match="item_id"):
-        rate(data.runs, data.ratings, "bo", "20260101-000000-nothere", [(3, 3), (3, 3)])
+        rate(data.runs, data.ratings, "bo", "20260101-000000-nothere", [(3, 3), (3, 3)], data.secret)
     assert len(data.ratings.read()) == 2
 
 
@@ -106,9 +106,12 @@ def test_ratings_push_under_the_hub_schedulers_lock(tmp_path, monkeypatch):
     data = open_data(tmp_path / "b")
     assert made["repo_id"] == "someone/ratings" and made["repo_type"] == "dataset"
     assert made["folder_path"] == str(tmp_path / "b")
+    assert ".blind-secret" in made["ignore_patterns"]  # the review's key is never pushed
     run_id = _item(data.runs, n=2)
+    secret = data.secret
     with data.scheduler.lock:  # a push in progress: the append waits for it
-        t = threading.Thread(target=rate, args=(data.runs, data.ratings, "ana", run_id, [(3, 3)] * 2))
+        t = threading.Thread(target=rate, args=(data.runs, data.ratings, "ana", run_id, [(3, 3)] * 2,
+                                                secret))
         t.start()
         t.join(0.5)
         assert t.is_alive() and not os.path.exists(data.ratings.path)

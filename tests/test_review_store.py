@@ -62,11 +62,19 @@ def test_formula_comment_reads_back_as_inert_text(tmp_path):
     store = RatingStore(tmp_path / "r.csv")
     store.add(**GOOD, comment='=HYPERLINK("http://x")')
     store.add(**{**GOOD, "rater": "@bo"}, comment="+1 -2")
-    df = store.read()
-    assert df.loc[0, "comment"] == "'=HYPERLINK(\"http://x\")"
-    assert df.loc[1, "rater"] == "'@bo" and df.loc[1, "comment"] == "'+1 -2"
-    for cell in df[["rater", "item_id", "task", "method", "label", "comment"]].to_numpy().ravel():
-        assert not str(cell).startswith(("=", "+", "-", "@", "\t", "\r"))
+    with open(tmp_path / "r.csv", newline="") as f:
+        stored = list(csv.DictReader(f))
+    assert stored[0]["comment"] == "'=HYPERLINK(\"http://x\")"
+    assert stored[1]["rater"] == "'@bo" and stored[1]["comment"] == "'+1 -2"
+    exported = tmp_path / "export.csv"
+    store.export(str(exported))
+    with open(exported, newline="") as f:
+        rows = list(csv.DictReader(f))
+    for row in rows:
+        for cell in (row["rater"], row["item_id"], row["task"], row["method"], row["comment"]):
+            assert not cell.startswith(("=", "+", "-", "@", "\t", "\r"))
+    df = store.read()  # what the program compares: what was typed
+    assert df.loc[0, "comment"] == '=HYPERLINK("http://x")' and df.loc[1, "rater"] == "@bo"
 
 
 def test_torn_last_line_is_skipped_and_next_append_lands(tmp_path):
@@ -75,7 +83,7 @@ def test_torn_last_line_is_skipped_and_next_append_lands(tmp_path):
     store.add(**GOOD)
     with open(path, "a") as f:
         f.write("deadbeef,2026-01-01T00:00:00,ana,run1,inv")  # a crash mid-write
-    with pytest.warns(UserWarning, match="torn"):
+    with pytest.warns(UserWarning, match="unfinished last line"):
         assert len(store.read()) == 1
     store.add(**{**GOOD, "rater": "bo"})
     with warnings.catch_warnings():
@@ -126,3 +134,17 @@ def test_cli_summarize(tmp_path):
     assert out.returncode == 0, out.stderr
     report = json.loads(out.stdout)
     assert report["ratings"] == 2 and report["methods"][0]["fidelity_mean"] == 3.0
+
+
+def test_cli_summarize_fails_on_a_missing_file_and_writes_nan_as_null(tmp_path, capsys):
+    import json
+
+    from recontext import cli
+
+    assert cli.main(["ratings", "summarize", str(tmp_path / "none.csv")]) == 2
+    assert "no ratings file" in capsys.readouterr().err
+    RatingStore(tmp_path / "r.csv").add(**GOOD)  # one rating: no interval can be computed
+    assert cli.main(["ratings", "summarize", str(tmp_path / "r.csv"), "--json"]) == 0
+    out = capsys.readouterr().out
+    assert "NaN" not in out and "nan" not in out
+    assert json.loads(out)["methods"][0]["fidelity_ci_low"] is None

@@ -42,6 +42,7 @@ class Dressed:
     cached: bool              # the adaptation came from the cache
     garment: Image.Image      # the garment as loaded
     notes: list[str] = field(default_factory=list)
+    setup_seconds: float = 0.0  # one-off work first (model load, checkpoint); not in the above
 
 
 def get(method: str) -> str:
@@ -120,6 +121,13 @@ def dress(studio, garment, prompt: str, method: str, scale: float, steps: int, s
     models = studio.models
     img, notes = images.load_image(garment)
     with models.lock:
+        setup = studio.setup(progress)
+        if method == "hyperlora":  # loading the checkpoint: one-off, kept in the cache
+            start = time.perf_counter()
+            if progress is not None:
+                progress(0, 0, "HyperLoRA: loading the checkpoint")
+            hyperlora_model(studio, checkpoint)
+            setup += time.perf_counter() - start
         start = time.perf_counter()
         if method == "prompt-only":  # nothing to adapt: the floor
             adapter, text, tight, cached = contextlib.nullcontext(), prompt, False, True
@@ -149,4 +157,5 @@ def dress(studio, garment, prompt: str, method: str, scale: float, steps: int, s
             cond = studio.condition(text, img, tight, scale if tight else 0.0, guidance)
             gen_start = time.perf_counter()
             image = generate(studio, cond, steps, seed, tick)
-        return Dressed(image, method, adapt, time.perf_counter() - gen_start, cached, img, notes)
+        return Dressed(image, method, adapt, time.perf_counter() - gen_start, cached, img, notes,
+                       setup)

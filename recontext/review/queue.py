@@ -1,22 +1,34 @@
 """What a rater sees: the next item to rate, its outputs in a blind order, and the
 ratings of one submitted item. Works on a `RunStore` and a `RatingStore`; no torch, no
-gradio."""
+gradio.
+
+The blind order is keyed by the deployment's secret (see `recontext.data`): without it,
+nothing a client can see (the ratings CSV, the item ids, its own past orders) tells the
+order another rater, or the same rater on another item, will get.
+"""
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import string
 from dataclasses import dataclass
+
+from .store import _text
 
 LABELS = string.ascii_uppercase
 TARGET = 3  # ratings wanted per item before it stops being preferred
 
 
-def blind_order(rater: str, item_id: str, n: int) -> list[int]:
+def blind_order(secret: bytes, rater: str, item_id: str, n: int) -> list[int]:
     """The outputs' indices in the order this rater sees them: shuffled per rater and
-    item, the same every time they look."""
+    item by a keyed hash (HMAC-SHA256 under the deployment's secret), the same every time
+    they look."""
+    if not secret:
+        raise ValueError("the blind order needs the deployment's secret")
+
     def key(i: int) -> str:
-        return hashlib.sha256(f"{rater.strip()}\n{item_id}\n{i}".encode()).hexdigest()
+        return hmac.new(secret, f"{rater}\n{item_id}\n{i}".encode(), hashlib.sha256).hexdigest()
     return sorted(range(n), key=key)
 
 
@@ -31,11 +43,11 @@ class BlindItem:
     remaining: int           # items this rater has not rated, this one included
 
 
-def next_item(runs, ratings, rater: str, target: int = TARGET) -> BlindItem | None:
+def next_item(runs, ratings, rater: str, secret: bytes, target: int = TARGET) -> BlindItem | None:
     """An item `rater` has not rated yet, fewest raters first (items that reached `target`
     come last), oldest first among equals. None when they have rated every item."""
     rater = _rater(rater)
-    df = ratings.read()
+    df, _ = ratings.read_checked()
     done = set(df.loc[df["rater"] == rater, "item_id"])
     counts = df.groupby("item_id")["rater"].nunique().to_dict() if len(df) else {}
     todo = [r for r in runs.items() if r["run_id"] not in done]
@@ -43,7 +55,7 @@ def next_item(runs, ratings, rater: str, target: int = TARGET) -> BlindItem | No
         return None
     todo.sort(key=lambda r: (min(counts.get(r["run_id"], 0), target), r["created"], r["run_id"]))
     record = todo[0]
-    order = blind_order(rater, record["run_id"], len(record["outputs"]))
+    order = blind_order(secret, rater, record["run_id"], len(record["outputs"]))
     path = lambda name: f"{record['dir']}/{name}"  # noqa: E731
     return BlindItem(
         item_id=record["run_id"], task=record["task"],
@@ -53,32 +65,65 @@ def next_item(runs, ratings, rater: str, target: int = TARGET) -> BlindItem | No
         ratings_so_far=counts.get(record["run_id"], 0), remaining=len(todo))
 
 
-def rate(runs, ratings, rater: str, item_id: str, scores: list[tuple], comment: str = "",
-         preset: str = "") -> list[dict]:
-    """Record `scores` — (fidelity, realism) per output, in the blind order `rater` saw —
-    for one item. All outputs must be scored; nothing is written unless every score is valid.
-    Returns the ratings written, with the method each label stood for."""
+def rate(runs, ratings, rater: str, item_id: str, scores, secret: bytes, comment: str = "",
+         preset: str = "", reveal: bool = False) -> list[dict]:
+    """Record `scores` for one item: {label: (fidelity, realism)} (or {label: {"fidelity":
+    …, "realism": …}}, or a list in label order), labels as `rater` saw them. All outputs
+    must be scored; nothing is written unless every score is valid. A rater may rate an
+    item again (the latest rating counts) until they have seen its methods (`reveal`);
+    after that a new rating is refused. Returns the rows written, with their methods."""
     rater = _rater(rater)
     record = runs.get(item_id)
     n = len(record["outputs"])
     if n < 2:
         raise ValueError(f"item_id {item_id!r} is not a review item (it has one output)")
-    if len(scores) < n:
-        raise ValueError(f"scores: give fidelity and realism for all {n} outputs, got {len(scores)}")
-    for label, (fid, real) in zip(LABELS, scores[:n]):
-        for name, v in (("fidelity", fid), ("realism", real)):
-            if v is None or v == "":
-                raise ValueError(f"{name} of output {label} is missing: score every output 1–5")
-    order = blind_order(rater, item_id, n)
+    pairs = _scores(scores, n)
+    order = blind_order(secret, rater, item_id, n)
     rows = [dict(rater=rater, item_id=item_id, task=record["task"],
                  method=record["outputs"][i]["method"], fidelity=fid, realism=real,
-                 label=LABELS[pos], position=pos, comment=comment,
-                 preset=preset or record.get("preset", ""))
-            for pos, (i, (fid, real)) in enumerate(zip(order, scores[:n]))]
-    return ratings.add_many(rows)
+                 label=LABELS[pos], position=pos, comment=comment or "",
+                 preset=preset or record.get("preset", ""), revealed=bool(reveal))
+            for pos, (i, (fid, real)) in enumerate(zip(order, pairs))]
+
+    def not_seen(df):  # run under the store's lock, so two submissions cannot both pass
+        mine = df[(df["rater"] == rater) & (df["item_id"] == item_id)]
+        if mine["revealed"].any():
+            raise ValueError(f"you have already rated item {item_id!r} and seen which method made "
+                             "each output: a second rating would not be blind, so it is refused. "
+                             "Press Next item for another one.")
+    return ratings.add_many(rows, check=not_seen)
+
+
+def _scores(scores, n: int) -> list[tuple]:
+    """(fidelity, realism) per label A, B, … for `n` outputs, from a mapping or a list."""
+    labels = LABELS[:n]
+    if isinstance(scores, dict):
+        unknown = sorted(set(map(str, scores)) - set(labels))
+        if unknown:
+            raise ValueError(f"scores: this item has outputs {', '.join(labels)}; "
+                             f"no output {', '.join(unknown)}")
+        scores = [scores.get(label) for label in labels]
+    elif not isinstance(scores, (list, tuple)):
+        raise ValueError("scores: give {label: {fidelity, realism}} for every output, e.g. "
+                         '{"A": {"fidelity": 4, "realism": 5}, "B": …}')
+    if len(scores) < n:
+        raise ValueError(f"scores: give fidelity and realism for all {n} outputs, got {len(scores)}")
+    pairs = []
+    for label, s in zip(labels, scores):
+        if isinstance(s, dict):
+            s = (s.get("fidelity"), s.get("realism"))
+        if s is None:
+            s = (None, None)
+        if not isinstance(s, (list, tuple)) or len(s) != 2:
+            raise ValueError(f"scores of output {label}: give fidelity and realism, got {s!r}")
+        for name, v in zip(("fidelity", "realism"), s):
+            if v is None or v == "":
+                raise ValueError(f"{name} of output {label} is missing: score every output 1–5")
+        pairs.append(tuple(s))
+    return pairs
 
 
 def _rater(rater) -> str:
     if not isinstance(rater, str) or not rater.strip():
         raise ValueError("rater: give your name first (1–64 characters)")
-    return rater.strip()
+    return _text("rater", rater, 1, 64)

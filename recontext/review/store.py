@@ -1,8 +1,16 @@
 """The ratings log: one CSV, append-only, safe across processes.
 
-Every append holds a cross-process file lock, is flushed and fsynced. A crash mid-write
-can leave a torn last line: reading skips it with a warning, and the next append starts
-on a fresh line. A rater re-rating the same output appends again; reading keeps the latest.
+One rating is one line. An append holds a cross-process file lock, writes every row of
+one submission in one piece and fsyncs; if anything fails (a full disk, a read-only
+folder) the file is truncated back to its size before the append, so it is all or
+nothing, and `StorageError` says so. Reading needs no write access and goes line by
+line: a torn or hand-broken line (an unclosed quote, a wrong number of fields, a score
+out of range, bytes that are not UTF-8) costs that one record, never the ones after it,
+and every problem is counted and reported by `read_checked`.
+
+Text a spreadsheet would run as a formula is stored with a leading apostrophe, and a
+value that itself starts with an apostrophe gets one more, so reading strips exactly one
+and gives back what was typed: `=x` and `'=x` stay two different raters.
 """
 
 from __future__ import annotations
@@ -11,6 +19,7 @@ import contextlib
 import csv
 import io
 import os
+import re
 import uuid
 import warnings
 from datetime import datetime, timezone
@@ -18,15 +27,27 @@ from datetime import datetime, timezone
 import pandas as pd
 from filelock import FileLock
 
+from ..errors import StorageError
+
 HEADER = ["rating_id", "timestamp", "rater", "item_id", "task", "method", "label", "position",
-          "fidelity", "realism", "comment", "preset", "app_version"]
+          "fidelity", "realism", "comment", "preset", "app_version", "revealed"]
+OLD_HEADER = HEADER[:-1]  # files written before `revealed` existed; read as not revealed
+TEXT = ["rater", "item_id", "task", "method", "label", "comment", "preset", "app_version"]
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 MAX_COMMENT = 2000
+MAX_JOINED = 20  # lines an old multi-line comment may span (one rating was one line since 0.2)
+_RATING_ID = re.compile(r"[0-9a-f]{32}")
 
 
 def neutralise(text: str) -> str:
-    """Text a spreadsheet would run as a formula gets a leading apostrophe."""
-    return "'" + text if text.startswith(FORMULA_STARTS) else text
+    """Text a spreadsheet would run as a formula (or that starts with the apostrophe used
+    to mark such text) gets a leading apostrophe; `canonical` undoes it."""
+    return "'" + text if text.startswith(FORMULA_STARTS + ("'",)) else text
+
+
+def canonical(text: str) -> str:
+    """What was typed, from a stored value (the inverse of `neutralise`)."""
+    return text[1:] if text.startswith("'") else text
 
 
 def _score(name: str, value) -> int:
@@ -41,7 +62,7 @@ def _score(name: str, value) -> int:
 
 def _text(name: str, value, lo: int, hi: int) -> str:
     if not isinstance(value, str):
-        raise ValueError(f"{name} must be text, got {value!r}")
+        raise ValueError(f"{name} must be text, got {type(value).__name__}")
     value = value.strip()
     if not lo <= len(value) <= hi:
         raise ValueError(f"{name} must be {lo} to {hi} characters, got {len(value)}")
@@ -62,29 +83,31 @@ class RatingStore:
 
     def add(self, rater: str, item_id: str, task: str, method: str, fidelity, realism,
             label: str = "", position: int = 0, comment: str = "", preset: str = "",
-            app_version: str = "") -> dict:
+            app_version: str = "", revealed: bool = False) -> dict:
         """Validate and append one rating; returns the row as written."""
         return self.add_many([dict(rater=rater, item_id=item_id, task=task, method=method,
                                    fidelity=fidelity, realism=realism, label=label,
                                    position=position, comment=comment, preset=preset,
-                                   app_version=app_version)])[0]
+                                   app_version=app_version, revealed=revealed)])[0]
 
-    def add_many(self, ratings: list[dict]) -> list[dict]:
+    def add_many(self, ratings: list[dict], check=None) -> list[dict]:
         """Validate every rating first, then append them all in one locked write: a bad
-        value anywhere raises `ValueError` naming the field and nothing is written."""
+        value anywhere raises `ValueError` naming the field and nothing is written.
+        `check(df)`, given the ratings read under the lock, may refuse with ValueError."""
         rows = [self._row(**r) for r in ratings]
         buf = io.StringIO()
         writer = csv.DictWriter(buf, HEADER, lineterminator="\n")
         for row in rows:
             writer.writerow({k: neutralise(v) if isinstance(v, str) else v for k, v in row.items()})
-        self._append(buf.getvalue().encode("utf-8"))
+        self._append(buf.getvalue().encode("utf-8"), check)
         return rows
 
     def _row(self, rater: str, item_id: str, task: str, method: str, fidelity, realism,
              label: str = "", position: int = 0, comment: str = "", preset: str = "",
-             app_version: str = "") -> dict:
+             app_version: str = "", revealed: bool = False) -> dict:
         from .. import __version__
 
+        comment = _text("comment", comment or "", 0, MAX_COMMENT)
         row = {
             "rating_id": uuid.uuid4().hex,
             "timestamp": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
@@ -96,50 +119,170 @@ class RatingStore:
             "position": int(position),
             "fidelity": _score("fidelity", fidelity),
             "realism": _score("realism", realism),
-            "comment": _text("comment", comment or "", 0, MAX_COMMENT).replace("\r", " "),
+            "comment": " ".join(comment.split()),  # one rating, one line
             "preset": _text("preset", preset, 0, 64),
             "app_version": app_version or __version__,
+            "revealed": int(bool(revealed)),
         }
         if self.known is not None and not self.known(row["item_id"], row["method"]):
             raise ValueError(f"item_id {item_id!r} with method {method!r} is not a known review item")
         return row
 
-    def _append(self, line: bytes) -> None:
-        os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
-        with self.commit_lock, self.lock, open(self.path, "ab+") as f:
-            f.seek(0, os.SEEK_END)
-            if f.tell() == 0:
-                f.write((",".join(HEADER) + "\n").encode())
-            else:
-                f.seek(-1, os.SEEK_END)
-                if f.read(1) != b"\n":  # a torn last line: start ours on a fresh one
-                    f.write(b"\n")
-            f.write(line)
-            f.flush()
-            os.fsync(f.fileno())
+    def _append(self, data: bytes, check=None) -> None:
+        try:
+            os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
+            with self.commit_lock, self.lock:
+                if check is not None:
+                    check(self.read_checked(latest=False)[0])
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+                try:
+                    size = os.lseek(fd, 0, os.SEEK_END)
+                    if size == 0:
+                        data = (",".join(HEADER) + "\n").encode() + data
+                    elif os.pread(fd, 1, size - 1) != b"\n":  # a torn last line: start afresh
+                        data = b"\n" + data
+                    try:
+                        view = memoryview(data)
+                        while view:
+                            view = view[os.write(fd, view):]
+                        os.fsync(fd)
+                    except BaseException:
+                        os.ftruncate(fd, size)  # all or nothing
+                        os.fsync(fd)
+                        raise
+                finally:
+                    os.close(fd)
+        except OSError as e:
+            raise StorageError(
+                f"the ratings could not be saved ({e.strerror or e}); nothing was written. "
+                "Your scores are still on the page: try again later, or tell whoever runs "
+                "this studio that its data folder is full or read-only.") from e
 
+    # -- reading ---------------------------------------------------------------------------
     def read(self, latest: bool = True) -> pd.DataFrame:
-        """All ratings as a DataFrame; with `latest`, one row per (rater, item, method)."""
-        if not os.path.exists(self.path):
-            return pd.DataFrame(columns=HEADER)
-        with self.lock, open(self.path, encoding="utf-8", newline="") as f:
-            text = f.read()
-        rows, skipped = [], 0
-        lines = text.split("\n")
-        complete = lines[:-1]  # what follows the last newline was never finished
-        if lines[-1]:
-            skipped += 1
-        for rec in csv.reader(complete[1:]):
-            if len(rec) != len(HEADER):
-                skipped += 1
-                continue
-            rows.append(rec)
-        if skipped:
-            warnings.warn(f"{self.path}: skipped {skipped} torn or malformed line(s)", stacklevel=2)
-        df = pd.DataFrame(rows, columns=HEADER)
-        for col in ("fidelity", "realism", "position"):
-            df[col] = pd.to_numeric(df[col], errors="coerce")
-        df = df.dropna(subset=["fidelity", "realism"]).astype({"fidelity": int, "realism": int})
+        """All ratings as a DataFrame; with `latest`, one row per (rater, item, method).
+        Problems in the file are skipped and reported as one warning."""
+        df, problems = self.read_checked(latest)
+        if problems:
+            warnings.warn(f"{self.path}: " + "; ".join(problems), stacklevel=2)
+        return df
+
+    def read_checked(self, latest: bool = True) -> tuple[pd.DataFrame, list[str]]:
+        """(ratings, problems): problems are sentences saying what was skipped and why.
+        Needs only read access: no lock is taken (an append in progress looks like an
+        unfinished last line and is skipped)."""
+        try:
+            with open(self.path, "rb") as f:
+                raw = f.read()
+        except FileNotFoundError:
+            return _frame([]), []
+        except OSError as e:
+            raise StorageError(f"the ratings file cannot be read ({e.strerror or e})") from e
+        rows, skipped, problems = _parse(raw)
+        for reason, n in skipped.items():
+            problems.append(f"skipped {n} record{'s' * (n != 1)}: {reason}")
+        df = _frame(rows)
         if latest:
             df = df.drop_duplicates(["rater", "item_id", "method"], keep="last")
-        return df.reset_index(drop=True)
+        return df.reset_index(drop=True), problems
+
+    def export(self, path: str) -> str:
+        """The ratings a client may download, at `path`: every valid record, texts made
+        safe for spreadsheets, without the blind label and position (what a rater saw)."""
+        df, _ = self.read_checked(latest=False)
+        df = df.drop(columns=["label", "position"])
+        for col in TEXT:
+            if col in df:
+                df[col] = df[col].map(neutralise)
+        df.to_csv(path, index=False)
+        return path
+
+
+def _frame(rows: list[dict]) -> pd.DataFrame:
+    df = pd.DataFrame(rows, columns=HEADER)
+    return df.astype({"fidelity": int, "realism": int, "position": int, "revealed": bool})
+
+
+def _parse(raw: bytes) -> tuple[list[dict], dict[str, int], list[str]]:
+    """Records from the file's bytes, line by line; (rows, {reason: count}, notes)."""
+    lines = raw.split(b"\n")
+    skipped: dict[str, int] = {}
+    notes: list[str] = []
+
+    def skip(reason: str) -> None:
+        skipped[reason] = skipped.get(reason, 0) + 1
+
+    if lines[-1]:
+        skip("an unfinished last line (a write in progress, or one cut off by a crash)")
+    lines = [line.rstrip(b"\r") for line in lines[:-1]]
+    header = HEADER
+    first = _fields(lines[0])[0] if lines else None
+    if first in (HEADER, OLD_HEADER):
+        header, lines = first, lines[1:]
+    elif lines:
+        notes.append("the file has no header line (expected one naming the columns); "
+                     "its lines were read as ratings in the current column order")
+    rows, i, undecodable = [], 0, 0
+    while i < len(lines):
+        fields, bad_bytes = _fields(lines[i])
+        used = 1
+        if fields is None:  # an unclosed quote: a record from before one rating was one line?
+            for extra in range(1, min(MAX_JOINED, len(lines) - i)):
+                if _valid(_fields(lines[i + extra])[0], header):
+                    break  # the next line is a record of its own: this one was torn
+                fields, bad_bytes = _fields(b"\n".join(lines[i:i + extra + 1]))
+                if fields is not None:
+                    used = extra + 1
+                    break
+        i += used
+        if fields is None:
+            skip("an unclosed quote (a torn write or a hand edit)")
+            continue
+        if not any(fields):
+            continue  # a blank line
+        reason = _problem(fields, header)
+        if reason:
+            skip(reason)
+            continue
+        undecodable += bad_bytes
+        row = dict(zip(header, fields))
+        row.setdefault("revealed", "0")
+        rows.append({k: canonical(v) if k in TEXT else v for k, v in row.items()}
+                    | {"fidelity": int(row["fidelity"]), "realism": int(row["realism"]),
+                       "position": int(row["position"] or 0), "revealed": row["revealed"] == "1"})
+    if undecodable:
+        notes.append(f"{undecodable} record{'s' * (undecodable != 1)} held bytes that are not "
+                     "UTF-8 (shown as �); they were kept")
+    return rows, skipped, notes
+
+
+def _fields(line: bytes) -> tuple[list[str] | None, bool]:
+    """One CSV record from one line: (fields, whether bytes had to be replaced); fields is
+    None when a quote is left open."""
+    try:
+        text, bad = line.decode("utf-8"), False
+    except UnicodeDecodeError:
+        text, bad = line.decode("utf-8", errors="replace"), True
+    try:
+        fields = next(csv.reader([text], strict=True), [])
+    except csv.Error:
+        return None, bad
+    return fields, bad
+
+
+def _problem(fields: list[str], header: list[str]) -> str | None:
+    if len(fields) != len(header):
+        return f"a wrong number of fields (expected {len(header)})"
+    row = dict(zip(header, fields))
+    if not _RATING_ID.fullmatch(row["rating_id"]) or not row["rater"] or not row["item_id"]:
+        return "no rating id, rater or item"
+    for name in ("fidelity", "realism"):
+        if row[name] not in ("1", "2", "3", "4", "5"):
+            return f"a {name} outside the whole numbers 1–5"
+    if row["position"] and not row["position"].isdigit():
+        return "a position that is not a whole number"
+    return None
+
+
+def _valid(fields, header) -> bool:
+    return fields is not None and _problem(fields, header) is None

@@ -82,6 +82,11 @@ def summary_plot(table: pd.DataFrame):
     matplotlib.use("Agg")
     from matplotlib.figure import Figure
 
+    if not len(table):  # a message, not empty axes with text across them
+        fig = Figure(figsize=(8, 1.2))
+        fig.text(0.5, 0.5, "No ratings yet: rate an item above and the scores appear here.",
+                 ha="center", va="center", fontsize=12, color="#555")
+        return fig
     fig = Figure(figsize=(8, 0.9 + 0.45 * max(len(table), 1)), layout="constrained")
     axes = fig.subplots(1, len(CRITERIA), sharey=True)
     names = [f"{t}: {m}" for t, m in zip(table.get("task", []), table.get("method", []))]
@@ -89,10 +94,6 @@ def summary_plot(table: pd.DataFrame):
         ax.set_title(f"{c} (mean, 95% CI)")
         ax.set_xlim(0.8, 5.2)
         ax.grid(axis="x", alpha=0.3)
-        if not len(table):
-            ax.text(3, 0, "no ratings yet", ha="center", va="center")
-            ax.set_yticks([])
-            continue
         mean = table[f"{c}_mean"].to_numpy()
         lo = np.nan_to_num(mean - table[f"{c}_ci_low"].to_numpy())
         hi = np.nan_to_num(table[f"{c}_ci_high"].to_numpy() - mean)

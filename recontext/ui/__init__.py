@@ -9,6 +9,24 @@ from ..data import open_data
 from .common import header
 
 
+def theme() -> gr.themes.Base:
+    """Gradio's default look with every weight the page uses served from Gradio's own
+    files (the default declares 400 and 600 only, so bold text fell back to another
+    font), and system fonts behind it: nothing is fetched from outside."""
+    sans = gr.themes.LocalFont("Source Sans Pro", weights=(400, 600, 700))
+    mono = gr.themes.LocalFont("IBM Plex Mono", weights=(400, 600))
+    return gr.themes.Default(font=[sans, "ui-sans-serif", "system-ui", "sans-serif"],
+                             font_mono=[mono, "ui-monospace", "monospace"])
+
+
+CSS = """
+/* tables: long headers wrap instead of running off the right edge */
+.table-wrap th, .table-wrap td { white-space: normal !important; overflow-wrap: anywhere; }
+/* before/after sliders: the whole image, letterboxed, not a zoomed crop */
+.whole-image img { object-fit: contain !important; }
+"""
+
+
 def build_demo(studio, data=None) -> gr.Blocks:
     """The studio page. `data` is the data folder (runs and ratings; default: open it
     from `RECONTEXT_DATA_DIR`)."""

@@ -8,6 +8,8 @@ import os
 
 import gradio as gr
 
+from ..errors import StorageError
+
 ASSETS = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
                       "assets")
 
@@ -17,23 +19,45 @@ def asset(*parts: str) -> str:
 
 
 def user_errors(fn):
-    """Turn a core `ValueError` (bad input) into a message on the page / API error."""
+    """Turn a core `ValueError` (bad input) or `StorageError` (the data folder failed)
+    into a message on the page / API error, logged without a traceback."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
-        except ValueError as e:
+        except (ValueError, StorageError) as e:
             raise gr.Error(str(e), print_exception=False) from None
 
     return wrapper
+
+
+def mcp_tool(name: str):
+    """Name an endpoint's function as the MCP server lists it (Gradio names tools after
+    the function; its docstring is the tool's description)."""
+
+    def name_it(fn):
+        fn.__name__ = name
+        return fn
+
+    return name_it
+
+
+def not_mcp_tool(fn):
+    """Keep an endpoint in the HTTP API but out of the MCP server's tools: Gradio lists
+    only functions without an MCP type, or of type "tool"."""
+    fn._mcp_type = "http-api-only"
+    return fn
 
 
 def progress_fn(progress: gr.Progress):
     """Adapt a `gr.Progress` to the core's `progress(done, total, desc)` callback."""
 
     def update(done: int, total: int, desc: str):
-        progress((done, total), desc=desc, unit="steps")
+        if total:
+            progress((done, total), desc=desc, unit="steps")
+        else:  # work of unknown length (one-off setup): the text alone
+            progress(None, desc=desc)
 
     return update
 
@@ -51,6 +75,83 @@ def fmt(value, digits: int = 4):
 
 def saved_note(run_id: str, outputs: int) -> str:
     return f"Saved as run `{run_id}`" + (": rate it blind in the Review tab." if outputs > 1 else ".")
+
+
+def save_run(save, outputs: int) -> str:
+    """Save a computed result with `save()` (returns the run id) and say so; when the data
+    folder fails, the result is still shown and the note says it was not saved."""
+    try:
+        return saved_note(save(), outputs)
+    except StorageError as e:
+        return f"**Not saved**: {e}. The result is shown all the same; download what you need."
+
+
+def _number(label: str, payload, whole: bool):
+    """A number from the page or an API call, or a message naming the field."""
+    if payload is None:
+        return None
+    try:
+        if isinstance(payload, bool):
+            raise TypeError
+        value = float(payload)
+    except (TypeError, ValueError):
+        raise gr.Error(f"{label} must be a number, got {payload!r}", print_exception=False) from None
+    if value != value:
+        raise gr.Error(f"{label} must be a number, got {payload!r}", print_exception=False)
+    if whole and value != int(value):
+        raise gr.Error(f"{label} must be a whole number, got {payload!r}", print_exception=False)
+    return value
+
+
+class Slider(gr.Slider):
+    """A slider whose API value is checked first: "abc" or 1.5 for a whole-number slider
+    get a message naming the field (not Gradio's generic error or silent rounding).
+    `precision=0` makes the API type an integer."""
+
+    def get_block_name(self) -> str:
+        return "slider"
+
+    def preprocess(self, payload):
+        value = _number(self.label, payload, self.precision == 0)
+        if value is None:
+            raise gr.Error(f"{self.label}: give a number", print_exception=False)
+        return super().preprocess(value)
+
+
+class Choices(gr.CheckboxGroup):
+    """A checkbox group whose API value may also be left out (None: nothing chosen, which
+    the handler names) and is otherwise checked to be a list."""
+
+    def get_block_name(self) -> str:
+        return "checkboxgroup"
+
+    def preprocess(self, payload):
+        if payload is None:
+            return []
+        if isinstance(payload, str):
+            payload = [payload]
+        if not isinstance(payload, (list, tuple)):
+            raise gr.Error(f"{self.label}: give a list of choices, got {payload!r}",
+                           print_exception=False)
+        return super().preprocess(list(payload))
+
+
+class WholeNumber(gr.Number):
+    """A whole-number field (a seed): 1.5 is refused like steps 1.5, not rounded."""
+
+    def get_block_name(self) -> str:
+        return "number"
+
+    def preprocess(self, payload):
+        return super().preprocess(_number(self.label, payload, True))
+
+
+def steps_slider(studio) -> Slider:
+    return Slider(1, 100, value=min(studio.preset.steps, 100), step=1, precision=0, label="Steps")
+
+
+def seed_number() -> WholeNumber:
+    return WholeNumber(value=0, precision=0, label="Seed", minimum=0)
 
 
 def header(studio) -> str:

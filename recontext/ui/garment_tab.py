@@ -10,7 +10,8 @@ import pandas as pd
 from ..garment import FINETUNE_STEPS, METHODS
 from ..runs import save_dressed
 from ..progress import segment
-from .common import asset, on_gpu, photo_input, progress_fn, saved_note, user_errors
+from .common import (Choices, Slider, asset, mcp_tool, on_gpu, photo_input, progress_fn, save_run,
+                     seed_number, steps_slider, user_errors)
 
 ABOUT = """Upload a garment and describe a scene. **HyperLoRA** reads the garment once and
 predicts LoRA weights for the UNet, so a new garment needs no training
@@ -19,6 +20,7 @@ predicts LoRA weights for the UNet, so a new garment needs no training
 and **fine-tuned LoRA** fits a LoRA to the garment photo first (the slow way HyperLoRA
 replaces). Each result says how long adapting to the garment took, apart from generating."""
 
+TIMING_COLUMNS = ["method", "adapt seconds", "cached", "generate seconds", "setup seconds (one-off)"]
 SCENES = ["at the beach", "at the park", "at the street", "at the studio"]
 KINDS = ("t-shirt", "dress", "trousers", "skirt")
 
@@ -51,6 +53,18 @@ def hyperlora_note(studio) -> str:
     return "**HyperLoRA is unavailable for this preset**: " + GET_ONE.format(preset=studio.preset.name)
 
 
+def checkpoint_choices(studio) -> list[tuple[str, str]]:
+    """The HyperLoRA checkpoints this server offers, as (label, key): only what its
+    configuration names. A client picks a key; no path from a client is ever read."""
+    source = os.environ.get("RECONTEXT_HYPERLORA") or studio.preset.hyperlora
+    if not source:
+        return [("none configured for this preset", "none")]
+    if os.environ.get("RECONTEXT_HYPERLORA"):
+        name = os.path.basename(os.path.normpath(source)) or source
+        return [(f"$RECONTEXT_HYPERLORA ({name})", "default")]
+    return [(f"the {studio.preset.name} preset's", "default")]
+
+
 def dress(studio, garment, prompt, methods, lora_scale, ip_scale, finetune_steps, checkpoint,
           steps, seed, progress=gr.Progress(), runs=None):
     """Run each chosen method; one image per method (hidden when not run), a timing table
@@ -58,6 +72,8 @@ def dress(studio, garment, prompt, methods, lora_scale, ip_scale, finetune_steps
     methods = [m for m in METHODS if m in (methods or [])]
     if not methods:
         raise ValueError("choose at least one method")
+    if checkpoint not in ("default", "none", None):  # a key of checkpoint_choices, never a path
+        raise ValueError("checkpoint: choose one of the checkpoints this server offers")
     if garment is None:
         raise ValueError("no image given: upload a garment photo or pick an example below (a file the browser could not show as an image is not uploaded)")
     update = progress_fn(progress)
@@ -67,7 +83,6 @@ def dress(studio, garment, prompt, methods, lora_scale, ip_scale, finetune_steps
             g = studio.dress(garment, prompt or "", method=m,
                              scale=ip_scale if m == "ip-adapter" else lora_scale, steps=steps,
                              seed=seed, finetune_steps=finetune_steps,
-                             checkpoint=(checkpoint or None) if m == "hyperlora" else None,
                              progress=segment(update, i, len(methods)))
         except ValueError as e:
             if "unavailable" in str(e) and len(methods) > 1:
@@ -76,18 +91,21 @@ def dress(studio, garment, prompt, methods, lora_scale, ip_scale, finetune_steps
             raise
         results[m] = g
         rows.append([m, round(g.adapt_seconds, 3), "yes" if g.cached else "no",
-                     round(g.generate_seconds, 3)])
+                     round(g.generate_seconds, 3), round(g.setup_seconds, 2)])
         notes += [n for n in g.notes if n not in notes]
+    if any(g.setup_seconds >= 0.5 for g in results.values()):
+        notes.append("**setup seconds** is one-off work of the first run (loading the model, "
+                     "preparing the HyperLoRA checkpoint): it is not part of any method's time.")
     if runs is not None and results:
-        run_id = save_dressed(runs, studio.preset.name, results, prompt,
-                              {"lora_scale": lora_scale, "ip_scale": ip_scale, "steps": steps,
-                               "finetune_steps": finetune_steps}, seed)
-        notes.append(saved_note(run_id, len(results)))
+        notes.append(save_run(lambda: save_dressed(
+            runs, studio.preset.name, results, prompt,
+            {"lora_scale": lora_scale, "ip_scale": ip_scale, "steps": steps,
+             "finetune_steps": finetune_steps}, seed), len(results)))
     outputs = [gr.Image(value=results[m].image if m in results else None, visible=m in results,
                         label=f"{m}: adapt {results[m].adapt_seconds:.2f} s, generate "
                               f"{results[m].generate_seconds:.2f} s" if m in results else m)
                for m in METHODS]
-    table = pd.DataFrame(rows, columns=["method", "adapt seconds", "cached", "generate seconds"])
+    table = pd.DataFrame(rows, columns=TIMING_COLUMNS)
     return (*outputs, table, "\n".join(f"- {n}" for n in notes))
 
 
@@ -98,36 +116,55 @@ def build(studio, runs=None):
             garment = photo_input(label="Garment", sources=["upload", "clipboard"], height=240)
             prompt = gr.Textbox(label="Scene prompt", placeholder="a person wearing a t-shirt at the beach",
                                 max_lines=2)
-            methods = gr.CheckboxGroup(
+            methods = Choices(
                 [("HyperLoRA", "hyperlora"), ("IP-Adapter", "ip-adapter"),
                  ("fine-tuned LoRA (slow)", "finetune-lora"), ("prompt only (no garment)", "prompt-only")],
                 value=["hyperlora", "ip-adapter", "prompt-only"], label="Methods")
             with gr.Accordion("Method options", open=False):
-                checkpoint = gr.Textbox(label="HyperLoRA checkpoint (folder or Hub repo)",
-                                        placeholder="default: $RECONTEXT_HYPERLORA or the preset's",
-                                        max_lines=1)
-                lora_scale = gr.Slider(0.0, 2.0, value=1.0, step=0.05,
-                                       label="LoRA scale (HyperLoRA, fine-tuned LoRA)")
-                ip_scale = gr.Slider(0.0, 1.5, value=0.6, step=0.05, label="IP-Adapter scale")
-                finetune_steps = gr.Slider(10, 1000, value=FINETUNE_STEPS, step=10,
-                                           label="Fine-tune steps (fine-tuned LoRA)")
+                choices = checkpoint_choices(studio)
+                checkpoint = gr.Dropdown(choices, value=choices[0][1], label="HyperLoRA checkpoint",
+                                         info="the checkpoints this server is configured with")
+                lora_scale = Slider(0.0, 2.0, value=1.0, step=0.05,
+                                    label="LoRA scale (HyperLoRA, fine-tuned LoRA)")
+                ip_scale = Slider(0.0, 1.5, value=0.6, step=0.05, label="IP-Adapter scale")
+                finetune_steps = Slider(10, 1000, value=FINETUNE_STEPS, step=10, precision=0,
+                                        label="Fine-tune steps (fine-tuned LoRA)")
             with gr.Row():
-                steps = gr.Slider(1, 100, value=min(studio.preset.steps, 100), step=1, label="Steps")
-                seed = gr.Number(value=0, precision=0, label="Seed", minimum=0)
+                steps = steps_slider(studio)
+                seed = seed_number()
             run = gr.Button("Dress", variant="primary")
             gr.Markdown(hyperlora_note(studio))
         with gr.Column(scale=2):
             with gr.Row():
                 images = [gr.Image(label=m, type="pil", format="png", interactive=False,
                                    visible=False, height=280) for m in METHODS]
-            table = gr.Dataframe(label="Timings (seconds)", interactive=False)
+            table = gr.Dataframe(value=pd.DataFrame(columns=TIMING_COLUMNS), label="Timings (seconds)",
+                                 interactive=False, wrap=True)
             notes = gr.Markdown()
     gr.Examples(examples(), inputs=[garment, prompt],
                 label="Example garments (procedural drawings, see assets/garments/SOURCES.md)")
 
+    @mcp_tool("dress")
     @user_errors
-    def handler(*args, progress=gr.Progress()):
-        return dress(studio, *args, progress=progress, runs=runs)
+    def handler(garment, prompt, methods, lora_scale, ip_scale, finetune_steps, checkpoint, steps,
+                seed, progress=gr.Progress()):
+        """Put a garment onto a generated person or scene with each chosen method; returns
+        one image per method, a timing table (adapt, generate, one-off setup seconds) and
+        notes.
+
+        Args:
+            garment: the garment photo (a file)
+            prompt: the scene, e.g. "a person wearing a t-shirt at the beach"
+            methods: any of hyperlora, ip-adapter, finetune-lora, prompt-only
+            lora_scale: LoRA scale for hyperlora and finetune-lora, 0-2
+            ip_scale: IP-Adapter scale, 0-1.5
+            finetune_steps: training steps of finetune-lora
+            checkpoint: which configured HyperLoRA checkpoint ("default")
+            steps: sampling steps (default: the preset's)
+            seed: random seed
+        """
+        return dress(studio, garment, prompt, methods, lora_scale, ip_scale, finetune_steps,
+                     checkpoint, steps, seed, progress=progress, runs=runs)
 
     def unet_calls(garment, prompt, methods, lora_scale, ip_scale, finetune_steps, checkpoint,
                    steps, *_):

@@ -8,7 +8,8 @@ import pandas as pd
 from ..inversion import COST, METHODS
 from ..progress import segment
 from ..runs import save_reconstructions
-from .common import asset, fmt, on_gpu, photo_input, progress_fn, saved_note, user_errors
+from .common import (Choices, Slider, asset, fmt, mcp_tool, on_gpu, photo_input, progress_fn, save_run,
+                     seed_number, steps_slider, user_errors)
 
 VARIANTS = {"plain": False, "tight": True}
 SLOTS = [(m, v) for m in METHODS for v in VARIANTS]  # one slider per method × variant
@@ -68,9 +69,9 @@ def reconstruct(studio, photo, prompt, methods, variants, image_scale, steps, se
         text.append("LPIPS: unavailable (install the optional `lpips` package).")
     text += notes
     if runs is not None:
-        run_id = save_reconstructions(runs, studio.preset.name, list(results.values()), prompt or "",
-                                      steps, seed, image_scale)
-        text.append(saved_note(run_id, len(results)))
+        text.append(save_run(lambda: save_reconstructions(
+            runs, studio.preset.name, list(results.values()), prompt or "", steps, seed, image_scale),
+            len(results)))
     sliders = []
     for slot in SLOTS:
         r = results.get(slot)
@@ -90,21 +91,21 @@ def build(studio, runs=None):
     with gr.Row():
         with gr.Column(scale=1):
             photo = photo_input(label="Photo", sources=["upload", "clipboard"], height=280)
-            prompt = gr.Textbox(label="Caption (optional)", placeholder="describe the photo",
+            prompt = gr.Textbox("", label="Caption (optional)", placeholder="describe the photo",
                                 max_lines=2)
-            methods = gr.CheckboxGroup(list(METHODS), value=list(METHODS), label="Methods")
-            variants = gr.CheckboxGroup(
+            methods = Choices(list(METHODS), value=list(METHODS), label="Methods")
+            variants = Choices(
                 [("without image conditioning", "plain"), ("with Tight Inversion", "tight")],
                 value=list(VARIANTS), label="Run each method")
-            scale = gr.Slider(0.0, 1.0, value=0.4, step=0.05, label="Tight: image scale",
-                              info="IP-Adapter scale, the same for inversion and reconstruction")
+            scale = Slider(0.0, 1.0, value=0.4, step=0.05, label="Tight: image scale",
+                           info="IP-Adapter scale, the same for inversion and reconstruction")
             with gr.Row():
-                steps = gr.Slider(1, 100, value=min(studio.preset.steps, 100), step=1, label="Steps")
-                seed = gr.Number(value=0, precision=0, label="Seed", minimum=0)
+                steps = steps_slider(studio)
+                seed = seed_number()
             run = gr.Button("Invert and reconstruct", variant="primary")
         with gr.Column(scale=2):
-            table = gr.Dataframe(headers=COLUMNS, label="Metrics (against the photo at the model's size)",
-                                 interactive=False)
+            table = gr.Dataframe(value=pd.DataFrame(columns=COLUMNS), wrap=True, interactive=False,
+                                 label="Metrics (against the photo at the model's size)")
             notes = gr.Markdown()
             sliders = []
             for rows in (SLOTS[i:i + 2] for i in range(0, len(SLOTS), 2)):
@@ -112,11 +113,25 @@ def build(studio, runs=None):
                     for m, v in rows:
                         sliders.append(gr.ImageSlider(
                             label=f"{m}{' + tight' if v == 'tight' else ''}", type="pil",
-                            format="png", visible=False, interactive=False, height=260))
+                            format="png", visible=False, interactive=False, height=260,
+                            elem_classes="whole-image"))
     gr.Examples(EXAMPLES, inputs=[photo, prompt], label="Examples (tiny-world scenes with their captions; scikit-image photos)")
 
+    @mcp_tool("reconstruct")
     @user_errors
     def handler(photo, prompt, methods, variants, image_scale, steps, seed, progress=gr.Progress()):
+        """Invert a photo and reconstruct it with each chosen method, with and without
+        Tight Inversion; returns the reconstructions, a metrics table and notes.
+
+        Args:
+            photo: the photo (a file)
+            prompt: an optional caption of the photo
+            methods: any of ddim, renoise, edit-friendly
+            variants: plain (no image conditioning), tight (Tight Inversion), or both
+            image_scale: IP-Adapter scale for the tight runs, 0-1
+            steps: inversion steps (default: the preset's)
+            seed: random seed
+        """
         return reconstruct(studio, photo, prompt, methods, variants, image_scale, steps, seed, progress,
                            runs)
 

@@ -10,7 +10,7 @@ from PIL import Image
 
 from ..review import next_item as pick_next, rate as record, report, summarize, summary_plot
 from ..review.queue import LABELS, TARGET
-from .common import fmt, user_errors
+from .common import fmt, mcp_tool, not_mcp_tool, user_errors
 
 SLOTS = 8  # most outputs a run has (inversion: 3 methods × 2 variants; a sweep: 6 scales)
 SCORES = [1, 2, 3, 4, 5]
@@ -42,10 +42,24 @@ def _describe(item) -> str:
     return "  \n".join(lines)
 
 
+OAUTH = "OAUTH_CLIENT_ID"  # set on a Space with `hf_oauth: true`
+
+
+def signed_rater(typed, profile) -> str:
+    """Who is rating: on a Space with OAuth the logged-in user (what is typed is ignored,
+    so no one can rate as someone else); elsewhere the name typed."""
+    if os.environ.get(OAUTH):
+        if profile is None:
+            raise ValueError("sign in with Hugging Face first: on this Space ratings are "
+                             "signed with your account")
+        return profile.username
+    return typed or ""
+
+
 def next_item(data, rater):
     """The next blind item for `rater`: item id, description, source, then one image per
     slot (labelled A, B, … in this rater's order, the rest hidden) and cleared scores."""
-    item = pick_next(data.runs, data.ratings, rater or "")
+    item = pick_next(data.runs, data.ratings, rater or "", data.secret)
     if item is None:
         hidden = [gr.Image(value=None, visible=False) for _ in range(SLOTS)]
         radios = [gr.Radio(value=None, visible=False) for _ in range(2 * SLOTS)]
@@ -63,25 +77,36 @@ def next_item(data, rater):
     return (item.item_id, _describe(item), source, *shown, *radios, "")
 
 
-def rate(data, preset, rater, item_id, *values):
-    """Record one item's scores: `values` = fidelity ×8, realism ×8 (by label), comment,
-    reveal. Returns what each label was (or a thank-you)."""
-    fidelity, realism = values[:SLOTS], values[SLOTS:2 * SLOTS]
-    comment, reveal = values[2 * SLOTS], values[2 * SLOTS + 1]
+def rate(data, preset, rater, item_id, scores, comment="", reveal=True):
+    """Record one item's scores, {label: {"fidelity": 1–5, "realism": 1–5}} (or label →
+    [fidelity, realism]). Returns a thank-you and, with `reveal`, what each label was;
+    once revealed, the item cannot be rated again by this rater."""
     if not item_id:
         raise ValueError("press Next item first")
-    rows = record(data.runs, data.ratings, rater or "", item_id, list(zip(fidelity, realism)),
-                  comment=comment or "", preset=preset)
+    rows = record(data.runs, data.ratings, rater or "", item_id, scores, data.secret,
+                  comment=comment or "", preset=preset, reveal=bool(reveal))
     text = f"Saved {len(rows)} ratings for item `{item_id}`. Press **Next item** to go on."
     if reveal:
         text += "  \n" + "  \n".join(f"**{r['label']}** was `{r['method']}`" for r in rows)
     return text
 
 
+def page_scores(values) -> dict:
+    """The page's radios (fidelity ×SLOTS, then realism ×SLOTS, by label) as `rate` takes
+    them, for the outputs that have at least one score or are shown."""
+    fidelity, realism = values[:SLOTS], values[SLOTS:2 * SLOTS]
+    return {LABELS[i]: {"fidelity": f, "realism": r} for i, (f, r) in enumerate(zip(fidelity, realism))
+            if f is not None or r is not None}
+
+
+def plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
 def summary(data):
     """The ratings summary: per-method table, chart with 95% intervals, agreement and win
-    rates, and the ratings CSV to download."""
-    df = data.ratings.read()
+    rates, and the ratings CSV to download (without the blind labels)."""
+    df, problems = data.ratings.read_checked()
     table = summarize(df)
     shown = (table.rename(columns=SUMMARY_COLUMNS).map(fmt) if len(table)
              else pd.DataFrame(columns=list(SUMMARY_COLUMNS.values())))
@@ -89,13 +114,33 @@ def summary(data):
         rep = report(df)
         alpha = ", ".join(f"{c} {fmt(a) if a is not None else 'n/a (too few overlapping ratings)'}"
                           for c, a in rep["agreement"].items())
-        wins = pd.DataFrame(rep["win_rates"])
-        text = (f"{rep['ratings']} ratings from {rep['raters']} raters. Agreement between raters "
-                f"(Krippendorff's α, ordinal): {alpha}.")
+        wins = pd.DataFrame(rep["win_rates"], columns=WIN_COLUMNS)
+        text = (f"{plural(rep['ratings'], 'rating')} from {plural(rep['raters'], 'rater')}. "
+                f"Agreement between raters (Krippendorff's α, ordinal): {alpha}.")
     else:
         wins, text = pd.DataFrame(columns=WIN_COLUMNS), "No ratings yet."
-    csv = data.ratings.path if os.path.exists(data.ratings.path) else None
+    if problems:
+        text += "  \n**The ratings file has problems** (the rest was read): " + "; ".join(problems) + "."
+    csv = _export(data.ratings) if len(df) or problems else None
     return shown, summary_plot(table), text, wins.map(fmt) if len(wins) else wins, csv
+
+
+def _export(ratings) -> str | None:
+    """The downloadable ratings, in a temporary folder (never in the data folder, which
+    may be pushed), named by content so repeated refreshes reuse one file."""
+    import hashlib
+    import tempfile
+
+    folder = os.path.join(tempfile.gettempdir(), "recontext-exports")
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(suffix=".csv", dir=folder)
+    os.close(fd)
+    ratings.export(tmp)
+    with open(tmp, "rb") as f:
+        digest = hashlib.sha256(f.read()).hexdigest()[:16]
+    path = os.path.join(folder, f"ratings-{digest}.csv")
+    os.replace(tmp, path)
+    return path
 
 
 def remembered_rater() -> gr.BrowserState:
@@ -106,11 +151,14 @@ def remembered_rater() -> gr.BrowserState:
 
 
 def build(studio, data, demo, remembered):
+    oauth = bool(os.environ.get(OAUTH))
     gr.Markdown(ABOUT)
     with gr.Row(equal_height=True):
         rater = gr.Textbox(label="Your name", placeholder="e.g. ana", max_lines=1, scale=3,
-                           info="remembered in this browser; ratings are signed with it")
-        if os.environ.get("OAUTH_CLIENT_ID"):  # a Space with `hf_oauth: true`
+                           interactive=not oauth,
+                           info="your Hugging Face account signs your ratings" if oauth
+                           else "remembered in this browser; ratings are signed with it")
+        if oauth:
             gr.LoginButton(scale=1)
         go = gr.Button("Next item", variant="primary", scale=1)
     item_id = gr.Textbox(label="Item", interactive=False, max_lines=1, visible=False)
@@ -130,39 +178,72 @@ def build(studio, data, demo, remembered):
                     real.append(gr.Radio(SCORES, label=f"{LABELS[i]}: realism", visible=False))
     comment = gr.Textbox(label="Comment (optional)", max_lines=3)
     with gr.Row():
-        reveal = gr.Checkbox(value=True, label="Show which method made each output after I submit")
+        reveal = gr.Checkbox(value=True, label="Show which method made each output after I submit "
+                             "(you cannot rate the item again after that)")
         submit = gr.Button("Submit ratings", variant="primary")
     result = gr.Markdown()
 
     gr.Markdown("### Summary of all ratings")
     refresh = gr.Button("Refresh summary", size="sm")
-    table = gr.Dataframe(label="Per task and method (scores 1–5, bootstrap 95% intervals)",
-                         interactive=False)
+    table = gr.Dataframe(value=pd.DataFrame(columns=list(SUMMARY_COLUMNS.values())),
+                         label="Per task and method (scores 1–5, bootstrap 95% intervals)",
+                         interactive=False, wrap=True)
     chart = gr.Plot(label="Mean scores with 95% intervals", show_label=False)
     stats = gr.Markdown()
-    wins = gr.Dataframe(label="Pairwise win rates (items both methods were rated on; ties count ½)",
-                        interactive=False)
-    download = gr.File(label="All ratings (CSV)", interactive=False)
+    wins = gr.Dataframe(value=pd.DataFrame(columns=WIN_COLUMNS), interactive=False, wrap=True,
+                        label="Pairwise win rates (items both methods were rated on; ties count ½)")
+    download = gr.File(label="All ratings (CSV, without the blind labels)", interactive=False)
     summary_outputs = [table, chart, stats, wins, download]
 
+    @not_mcp_tool
     @user_errors
-    def on_next(name):
-        return next_item(data, name)
+    def on_next(profile: gr.OAuthProfile | None, rater: str):
+        return next_item(data, signed_rater(rater, profile))
 
     @user_errors
-    def on_rate(name, item, *values):
-        return rate(data, studio.preset.name, name, item, *values)
+    def on_rate_page(profile: gr.OAuthProfile | None, rater, item_id, *values):
+        return rate(data, studio.preset.name, signed_rater(rater, profile), item_id,
+                    page_scores(values), values[2 * SLOTS], values[2 * SLOTS + 1])
+
+    @not_mcp_tool
+    @user_errors
+    def api_rate(rater: str, item_id: str, scores: dict[str, dict[str, int]], comment: str = "",
+                 reveal: bool = True, profile: gr.OAuthProfile | None = None) -> str:
+        """Rate one review item, blind.
+
+        Args:
+            rater: your name (on a Space with sign-in, your account is used instead)
+            item_id: the item from /next_item
+            scores: for every output label you were shown, {"A": {"fidelity": 1-5, "realism": 1-5}, "B": ...}
+            comment: optional remark
+            reveal: show which method made each output; afterwards the item cannot be rated again
+        """
+        return rate(data, studio.preset.name, signed_rater(rater, profile), item_id, scores,
+                    comment, reveal)
+
+    @mcp_tool("summary")
+    @user_errors
+    def on_summary():
+        """The human ratings so far: per-method mean fidelity and realism with bootstrap 95%
+        intervals, a chart, agreement between raters and pairwise win rates, and the ratings
+        as a CSV file (without the blind labels)."""
+        return summary(data)
 
     go.click(on_next, rater, [item_id, info, source, *images, *fid, *real, result],
              api_name="next_item")
-    submit.click(on_rate, [rater, item_id, *fid, *real, comment, reveal], result, api_name="rate"
-                 ).success(lambda: summary(data), None, summary_outputs, api_visibility="private")
-    refresh.click(lambda: summary(data), None, summary_outputs, api_name="summary")
-    rater.change(lambda name: name, rater, remembered, api_visibility="private", queue=False)
-    demo.load(lambda saved: saved or gr.skip(), remembered, rater, api_visibility="private",
-              queue=False)
-    demo.load(lambda: summary(data), None, summary_outputs, api_visibility="private")
-    if os.environ.get("OAUTH_CLIENT_ID"):
+    submit.click(on_rate_page, [rater, item_id, *fid, *real, comment, reveal], result,
+                 api_visibility="private"
+                 ).success(user_errors(lambda: summary(data)), None, summary_outputs,
+                           api_visibility="private")
+    gr.api(api_rate, api_name="rate")
+    refresh.click(on_summary, None, summary_outputs, api_name="summary")
+    if not oauth:
+        rater.change(lambda name: name, rater, remembered, api_visibility="private", queue=False)
+        demo.load(lambda saved: saved or gr.skip(), remembered, rater, api_visibility="private",
+                  queue=False)
+    else:
         def from_login(profile: gr.OAuthProfile | None):
-            return profile.username if profile else gr.skip()
+            return profile.username if profile else ""
         demo.load(from_login, None, rater, api_visibility="private", queue=False)
+    demo.load(user_errors(lambda: summary(data)), None, summary_outputs,
+              api_visibility="private")
