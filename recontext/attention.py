@@ -19,11 +19,14 @@ import torch
 import torch.nn.functional as F
 
 
-class Controlled:
+class Controlled(torch.nn.Module):
+    # a Module like IP-Adapter's processor, so diffusers swaps it in and out of the
+    # Attention's submodules the same way (the wrapped weights stay where they are)
     def __init__(self, inner, name: str, control):
+        super().__init__()
         self.inner, self.name, self.control = inner, name, control
 
-    def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None,
+    def forward(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None,
                  temb=None, *args, **kwargs):
         is_cross = encoder_hidden_states is not None
         if not self.control.wants(is_cross, self.name):

@@ -126,3 +126,16 @@ def test_dress_endpoint(client):
     assert [r[0] for r in table["data"]] == ["hyperlora", "ip-adapter"]
     assert sum(1 for im in images if im.get("visible", True) and im.get("value")) == 2
     assert "Saved as run" in notes
+
+
+def test_edit_methods_and_compare_endpoints(client):
+    rec, out, table, notes = client.predict(
+        handle_file(CAT), "a cat", "a tiger", "ddim", True, 0.4, 7.5, 3, 0, "prompt-to-prompt",
+        0.6, 0.3, "tiger=2", 5.0, 0.9, api_name="/edit")
+    assert table["data"][0][0] == "prompt-to-prompt"
+    gallery, table, notes = client.predict(
+        handle_file(CAT), "a cat", "a tiger", "ddim", 0.4, 7.5, 2, 0, 0.8, 0.4, "", 5.0, 0.9,
+        api_name="/edit_compare")
+    assert len(gallery) == 6 and len(table["data"]) == 6
+    assert {r[0] for r in table["data"]} == {"regenerate", "prompt-to-prompt", "ledits++"}
+    assert "saved" in notes.lower()

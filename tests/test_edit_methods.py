@@ -116,6 +116,41 @@ def test_renoise_defaults_follow_the_official_settings(preset, steps, late, earl
     assert (d["lambda_ac"], d["lambda_kl"], d["noise_correction"], d["early_t"]) == (ac, kl, correction, 250)
 
 
+def test_renoise_runs_the_preset_defaults(studio, photo):
+    d = defaults.renoise("tiny")
+    before = studio.models.unet_evaluations()
+    studio.reconstruct(photo, CAT, method="renoise", steps=4)
+    # per step: the plain prediction and each renoise step inverting, one call rebuilding
+    assert studio.models.unet_evaluations() - before == 4 * (1 + d["renoise_steps"]) + 4
+
+
+def test_renoise_window_early_steps_and_regularisation():
+    import torch
+
+    from recontext.inversion import renoise
+
+    calls = []
+
+    def unet_call(x, t, cond):
+        calls.append(int(t))
+        return 0.1 * x + torch.sin(x)
+
+    x = torch.randn(1, 4, 16, 16, generator=torch.Generator().manual_seed(0))
+    alphas = torch.tensor([0.99, 0.9, 0.5, 0.2])
+    settings = {k: v for k, v in defaults.renoise("sdxl-turbo").items()}
+    settings.update(lambda_ac=0.0, lambda_kl=0.0)
+    renoise.invert(unet_call, x, torch.tensor([100, 500, 900]), alphas, None, **settings)
+    # t < 250: iterations 0-4 (5 calls); t >= 250: iterations 0-9 (10 calls)
+    assert calls == [100] * 5 + [500] * 10 + [900] * 10
+    # regularisation lowers the noise's auto-correlation and keeps it near the reference
+    smooth = torch.nn.functional.avg_pool2d(torch.randn(1, 4, 34, 34), 3, stride=1)
+    g = torch.Generator().manual_seed(0)
+    out = renoise.regularize(smooth, smooth, lambda_ac=20.0, lambda_kl=0.065, generator=g)
+    assert renoise._autocorrelation(out, torch.Generator().manual_seed(1)) < \
+        renoise._autocorrelation(smooth, torch.Generator().manual_seed(1))
+    assert not torch.equal(out, smooth)
+
+
 @pytest.mark.parametrize("method,edit_method,skip,source_guidance", [
     ("edit-friendly", "regenerate", 0.36, 3.5),      # DDPM_inversion: T_skip 36 of 100, cfg_src 3.5
     ("edit-friendly", "prompt-to-prompt", 0.36, 3.5),
@@ -159,3 +194,28 @@ def test_p2p_and_ledits_keep_the_background_better_than_regenerate(studio, tight
     for m in ("prompt-to-prompt", "ledits++"):
         assert mean[m]["background_ssim"] > mean["regenerate"]["background_ssim"], (m, mean)
         assert mean[m]["shape_colour_distance"] < before, (m, mean, before)
+
+
+def test_batch_edit_rows_take_an_editing_method(studio, tmp_path):
+    import shutil
+
+    from recontext.batch import read_manifest, row_key, run_row
+    from recontext.runs import RunStore
+
+    root = __import__("os").path.dirname(__import__("os").path.dirname(__file__))
+    shutil.copy(f"{root}/assets/photos/chelsea.png", tmp_path / "cat.png")
+    (tmp_path / "m.csv").write_text("task,input,prompt,target,method,steps,edit_method\n"
+                                    "edit,cat.png,a cat,a dog,,2,prompt-to-prompt\n"
+                                    "edit,cat.png,a cat,a dog,,2,\n"
+                                    "invert,cat.png,a cat,,,2,ledits++\n")
+    jobs = read_manifest(str(tmp_path / "m.csv"))
+    runs = RunStore(str(tmp_path / "runs"))
+    line = run_row(studio, jobs[0], str(tmp_path), runs)
+    assert line["method"] == "prompt-to-prompt:ddim+tight"
+    assert runs.get(line["run_id"])["params"]["edit_methods"] == ["prompt-to-prompt"]
+    assert row_key(jobs[0], "tiny") != row_key(jobs[1], "tiny")
+    # a row without an editing method keeps the key it had before the column existed
+    old = {k: v for k, v in jobs[1].items() if k != "edit_method"}
+    assert row_key(jobs[1], "tiny") == row_key(old, "tiny")
+    with pytest.raises(ValueError, match="edit rows only"):
+        run_row(studio, jobs[2], str(tmp_path), runs)

@@ -1,10 +1,15 @@
-"""Text editing by inversion: invert the photo under its source prompt, then regenerate
-from the inverted noise under the target prompt at the user's guidance.
+"""Text editing by inversion: invert the photo under its source prompt, then edit toward
+the target prompt with an editing method:
 
-The regeneration uses exactly the image conditioning of the inversion (the same
-IP-Adapter scale and photo embeddings), as Tight Inversion prescribes; edit-friendly
-DDPM replays its stored noise maps. Inversions are cached: a new target prompt, guidance
-or (for deterministic methods) seed regenerates without inverting again.
+- `regenerate`: denoise the inverted noise under the target prompt alone (the baseline);
+- `prompt-to-prompt`: source and target branches denoised together, the target borrowing
+  the source's attention maps (`prompt_to_prompt.py`);
+- `ledits++`: the inversion replayed plus masked semantic guidance (`ledits.py`).
+
+Every method uses exactly the image conditioning of the inversion (the same IP-Adapter
+scale and photo embeddings), as Tight Inversion prescribes; edit-friendly DDPM replays its
+stored noise maps. Inversions are cached: a new target prompt, guidance, editing method
+or (for deterministic inversions) seed edits without inverting again.
 """
 
 from __future__ import annotations
@@ -116,7 +121,7 @@ def edit(studio, image, source_prompt: str, target_prompt: str, method: str, tig
         notes = (photo.notes + studio.prompt_notes(source_prompt, "source prompt")
                  + studio.prompt_notes(target_prompt, "target prompt"))
         timesteps, alphas = inversion.levels(models.pipe.scheduler, steps)
-        kept = steps - round(skip * steps)  # skip: the noisiest steps are neither inverted nor edited
+        kept = max(1, steps - round(skip * steps))  # skip: the noisiest steps are neither inverted nor edited
         timesteps, alphas = timesteps[:kept], alphas[:kept + 1]
         key = (image_key(photo.image), source_prompt, method, steps, tight, scale,
                seed if method in STOCHASTIC else None, kept, source_guidance)

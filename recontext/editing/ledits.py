@@ -1,9 +1,10 @@
 """LEDITS++ (Brack et al. 2024) from an inversion: semantic guidance with implicit masks.
 
 Each step denoises a base branch (the inversion's own conditioning, so with no edit
-guidance the inversion is replayed exactly; with an empty source prompt it is LEDITS++'s
-unconditional branch) and a concept branch (the target prompt, unguided). The edit
-direction s_e · (eps_concept − eps_base) is applied only where two implicit masks agree:
+guidance the inversion is replayed exactly) and a concept branch (the target prompt,
+unguided). The edit direction s_e · (eps_target − eps_source), both conditional
+predictions — LEDITS++'s s_e · (eps_c − eps_∅) with the source prompt in the null
+prompt's place, so it is zero when the prompts agree — is added to the base only where two implicit masks agree:
 the concept's cross-attention to the edited words (`tokens`, averaged over layers,
 smoothed, above its `threshold` quantile) and the direction's own magnitude (above the
 same quantile) — the paper's intersection mask. With edit-friendly inversion the stored
@@ -62,8 +63,9 @@ def edit(unet_call, attention, state, timesteps, alphas, source, target, reconst
     record = Record(branches.rows(conds)[1], tokens)
 
     def guided(x, t, _cond):
-        base, concept = branches.call(unet_call, [x, x], t, conds, batched)
-        direction = edit_guidance * (concept - base)
+        rows, concept = branches.split(unet_call, [x, x], t, conds, batched)
+        base = branches.guide(rows, source)
+        direction = edit_guidance * (concept - rows[-1:])  # against the source's conditional row
         attn = _above(_smooth(record.take(x.shape[-2:])), threshold)
         strength = _above(direction.abs().sum(1, keepdim=True), threshold)
         return base + direction * (attn * strength)

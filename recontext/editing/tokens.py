@@ -25,7 +25,7 @@ def align(source: str, target: str, count, length: int) -> list[int]:
     `length` the text encoder's sequence length."""
     sw, tw = source.split(), target.split()
     so, to = _offsets(sw, count), _offsets(tw, count)
-    mapper = [-1] * length
+    mapper = [-1] * max(length, to[-1] + 1)  # words past the encoder's length are cut below
     for tag, i1, i2, j1, j2 in difflib.SequenceMatcher(a=sw, b=tw, autojunk=False).get_opcodes():
         if tag not in ("equal", "replace"):
             continue  # inserted words keep their own maps; deleted ones have no target
