@@ -248,8 +248,13 @@ class ModelOwner:
         unet = self.pipe.unet
         with self.lock:
             originals = dict(unet.attn_processors)
-            unet.set_attn_processor({name: Controlled(proc, name, control)
-                                     for name, proc in originals.items()})
+            # the transformer blocks' self- and cross-attention; not the attention inside
+            # IP-Adapter plus's image projection (a resampler, also listed here)
+            unet.set_attn_processor({
+                name: Controlled(proc, name, control)
+                if name.endswith(("attn1.processor", "attn2.processor"))
+                and not name.startswith("encoder_hid_proj") else proc
+                for name, proc in originals.items()})
             try:
                 yield unet
             finally:
