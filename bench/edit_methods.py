@@ -35,7 +35,7 @@ def main() -> None:
         ap.error("--edits must be at least 1")
     quiet_libraries()
     studio = Studio(args.preset)
-    items = swaps.swaps(args.edits, studio.preset.resolution)
+    items = swaps.swaps(args.edits)
     rows = {}
     before = [swaps.measure(s, s.image)["shape_colour_distance"] for s in items]
     for m in EDIT_METHODS:

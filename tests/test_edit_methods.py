@@ -169,21 +169,12 @@ def test_edit_inversion_defaults(studio, method, edit_method, skip, source_guida
 
 # -- the paper's claims, on the tiny world's procedural scenes ------------------------------
 
-def _swaps(n):
-    from recontext.editing import swaps
-
-    try:
-        return swaps.swaps(n)
-    except RuntimeError as e:  # before the trained tiny world lands, its scene helper is absent
-        pytest.skip(str(e))
-
-
 @pytest.mark.parametrize("tight", [True, False])
 def test_p2p_and_ledits_keep_the_background_better_than_regenerate(studio, tight):
-    from recontext.editing.swaps import measure
+    from recontext.editing.swaps import measure, swaps
 
     scores = {m: [] for m in EDIT_METHODS}
-    for swap in _swaps(3):
+    for swap in swaps(3):
         for m in EDIT_METHODS:
             e = studio.edit(swap.image, swap.source, swap.target, tight=tight, edit_method=m,
                             method="edit-friendly" if m == "ledits++" else "ddim", steps=20)
