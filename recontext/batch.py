@@ -3,7 +3,8 @@
 One row per job. Columns (an `input` path is relative to the manifest's folder, not to
 where the command runs; empty cells take the tab defaults): `task` (invert, edit or dress), `input` (photo or garment), `prompt` (caption,
 source prompt or scene), `target` (edit only), `method`, `tight`, `scale`, `steps`, `seed`,
-`guidance`. Each finished row is saved as a run and recorded in `DIR/results.csv`; rows
+`guidance`, and optionally `edit_method` (edit only: regenerate, prompt-to-prompt or
+ledits++). Each finished row is saved as a run and recorded in `DIR/results.csv`; rows
 already done with the same parameters and the same input file are skipped, so a crashed
 batch resumes. A bad row is recorded as failed with its reason (naming the file it tried)
 and the batch goes on; a later run of that row replaces its failed line.
@@ -26,6 +27,7 @@ from .runs import (Output, RunStore, method_name, save_dressed, save_edits,
 
 TASKS = ("invert", "edit", "dress")
 COLUMNS = ("task", "input", "prompt", "target", "method", "tight", "scale", "steps", "seed", "guidance")
+OPTIONAL = ("edit_method",)  # part of a row's key only when given (older results stay valid)
 RESULTS = ["row", "key", "status", "task", "input", "method", "prompt", "target", "output",
            "run_id", "seconds", "metrics", "error"]
 DEFAULT_METHOD = {"invert": "ddim", "edit": "ddim", "dress": "hyperlora"}
@@ -45,7 +47,7 @@ def read_manifest(path: str) -> list[dict]:
     root = os.path.dirname(os.path.abspath(path))
     out = []
     for n, row in enumerate(rows, start=1):
-        job = {c: (row.get(c) or "").strip() for c in COLUMNS}
+        job = {c: (row.get(c) or "").strip() for c in COLUMNS + OPTIONAL}
         job["row"] = n
         job["path"] = os.path.join(root, job["input"]) if job["input"] else ""
         out.append(job)
@@ -66,6 +68,7 @@ def _file_hash(path: str) -> str:
 def row_key(job: dict, preset: str) -> str:
     """What determines a row's result: its parameters, the input file's bytes, the preset."""
     spec = {c: job[c] for c in COLUMNS if c != "input"}
+    spec.update({c: job[c] for c in OPTIONAL if job.get(c)})
     spec.update(preset=preset, input=_file_hash(job["path"]))
     return hashlib.sha1(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -91,6 +94,8 @@ def run_row(studio, job: dict, out: str, runs: RunStore) -> dict:
         raise ValueError(f"input file not found: {job['path']} (paths are relative to the "
                          "manifest's folder)")
     method = job["method"] or DEFAULT_METHOD[task]
+    if job.get("edit_method") and task != "edit":
+        raise ValueError(f"edit_method applies to edit rows only, not {task!r}")
     tight = job["tight"].lower() in ("1", "true", "yes") if job["tight"] else task == "edit"
     steps = _num(job, "steps", int, None)
     seed = _num(job, "seed", int, 0)
@@ -104,8 +109,10 @@ def run_row(studio, job: dict, out: str, runs: RunStore) -> dict:
         run_id = save_reconstructions(runs, preset, [r], job["prompt"], steps, seed, scale)
     elif task == "edit":
         e = studio.edit(job["path"], job["prompt"], job["target"], method=method, tight=tight,
-                        image_scale=scale, guidance=guidance, steps=steps, seed=seed)
-        image, metrics, seconds, name = e.image, e.metrics, e.seconds, method_name(method, tight)
+                        image_scale=scale, guidance=guidance, steps=steps, seed=seed,
+                        edit_method=job.get("edit_method") or "regenerate")
+        image, metrics, seconds = e.image, e.metrics, e.seconds
+        name = method_name(method, tight, edit_method=e.edit_method)
         run_id = save_edits(runs, preset, [e], job["prompt"], job["target"], method, tight,
                             guidance, steps, seed, sweep=False)
     else:
@@ -116,7 +123,7 @@ def run_row(studio, job: dict, out: str, runs: RunStore) -> dict:
                    "setup_seconds": g.setup_seconds}
         run_id = save_dressed(runs, preset, {method: g}, job["prompt"],
                               {"scale": scale, "steps": steps, "guidance": guidance}, seed)
-    png = os.path.join(out, f"row{job['row']:04d}-{task}-{name.replace('+', '_')}.png")
+    png = os.path.join(out, f"row{job['row']:04d}-{task}-{name.replace('+', '_').replace(':', '-')}.png")
     image.save(png, format="PNG")
     return {"task": task, "input": job["input"], "method": name, "prompt": job["prompt"],
             "target": job["target"], "output": os.path.basename(png), "run_id": run_id,

@@ -46,21 +46,32 @@ def cmd_edit(args) -> int:
     studio = _studio(args)
     os.makedirs(args.out, exist_ok=True)
     common = dict(method=args.method, guidance=args.guidance, steps=args.steps, seed=args.seed)
-    if args.sweep:
+    settings = dict(skip=args.skip, source_guidance=args.source_guidance,
+                    cross_replace=args.cross_replace, self_replace=args.self_replace,
+                    reweight=args.reweight, edit_guidance=args.edit_guidance,
+                    edit_threshold=args.edit_threshold)
+    if args.compare:
+        edits = studio.edit_compare(args.photo, args.source, args.target, image_scale=args.scale,
+                                    **common, **settings)
+    elif args.sweep:
         scales = [float(s) for s in args.sweep.split(",") if s.strip()]
-        edits = studio.edit_sweep(args.photo, args.source, args.target, scales=scales, **common)
+        edits = studio.edit_sweep(args.photo, args.source, args.target, scales=scales,
+                                  edit_method=args.edit_method, **common, **settings)
         sweep_plot(edits, args.target).savefig(os.path.join(args.out, "sweep.png"))
     else:
         edits = [studio.edit(args.photo, args.source, args.target, tight=args.tight,
-                             image_scale=args.scale, **common)]
+                             image_scale=args.scale, edit_method=args.edit_method, **common,
+                             **settings)]
     report = {"photo": args.photo, "source": args.source, "target": args.target,
               "preset": studio.preset.name, **common, "steps": args.steps or studio.preset.steps,
-              "edits": []}
+              "edit_method": args.edit_method, "settings": settings, "edits": []}
     edits[0].reconstruction.save(os.path.join(args.out, "reconstruction.png"))
     for e in edits:
-        name = f"edit_scale{e.scale:g}.png"
+        name = (f"edit_{e.edit_method}_{e.method}{'_tight' if e.tight else ''}.png" if args.compare
+                else f"edit_scale{e.scale:g}.png")
         e.image.save(os.path.join(args.out, name))
-        report["edits"].append({"image": name, "scale": e.scale, "tight": args.tight or bool(args.sweep),
+        report["edits"].append({"image": name, "scale": e.scale, "tight": e.tight,
+                                "edit_method": e.edit_method, "method": e.method,
                                 "metrics": e.metrics, "seconds": e.seconds, "notes": e.notes})
     with open(os.path.join(args.out, "metrics.json"), "w") as f:
         f.write(dump_json(report))
@@ -191,6 +202,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scale", type=float, default=0.4, help="IP-Adapter scale for --tight")
     p.add_argument("--sweep", default=None,
                    help="comma-separated image scales, e.g. 0,0.2,0.4,0.6,0.8,1.0 (tight edits)")
+    p.add_argument("--edit-method", default="regenerate",
+                   help="regenerate (the baseline), prompt-to-prompt or ledits++")
+    p.add_argument("--compare", action="store_true",
+                   help="run every editing method, tight and plain (ignores --edit-method, --tight)")
+    p.add_argument("--skip", type=float, default=None,
+                   help="fraction of the noisiest steps dropped (default: the method's authors')")
+    p.add_argument("--source-guidance", type=float, default=None,
+                   help="guidance while inverting (default: 3.5 for edit-friendly, else 1.0)")
+    p.add_argument("--cross-replace", type=float, default=None,
+                   help="prompt-to-prompt: fraction of steps with the source's cross-attention (0.8)")
+    p.add_argument("--self-replace", type=float, default=None,
+                   help="prompt-to-prompt: fraction of steps with the source's self-attention (0.4)")
+    p.add_argument("--reweight", default=None, help="prompt-to-prompt: word=factor, e.g. green=2")
+    p.add_argument("--edit-guidance", type=float, default=None, help="LEDITS++: edit guidance (5)")
+    p.add_argument("--edit-threshold", type=float, default=None,
+                   help="LEDITS++: mask threshold quantile (0.9)")
     p.add_argument("--guidance", type=float, default=7.5)
     p.add_argument("--steps", type=int, default=None, help="default: the preset's")
     p.add_argument("--seed", type=int, default=0)

@@ -37,6 +37,29 @@ def ssim(a: Image.Image, b: Image.Image) -> float:
     return float(structural_similarity(x, y, channel_axis=2, data_range=1.0, win_size=win))
 
 
+def masked_ssim(a: Image.Image, b: Image.Image, mask) -> float:
+    """SSIM averaged over the pixels where `mask` (H×W, bool) is true: how well a region
+    (a scene's background) is kept."""
+    x, y = as_float(a), as_float(b)
+    mask = np.asarray(mask, dtype=bool)
+    if mask.shape != x.shape[:2]:
+        raise ValueError(f"mask is {mask.shape[::-1]}, the images {x.shape[1::-1]}")
+    if not mask.any():
+        raise ValueError("mask is empty")
+    side = min(x.shape[:2])
+    win = 7 if side >= 7 else side - (1 - side % 2)
+    _, full = structural_similarity(x, y, channel_axis=2, data_range=1.0, win_size=win, full=True)
+    return float(full.mean(axis=2)[mask].mean())
+
+
+def colour_distance(img: Image.Image, mask, rgb) -> float:
+    """Distance of the mean colour inside `mask` to `rgb` (0–255 triple), in [0, 1]."""
+    x = as_float(img)[np.asarray(mask, dtype=bool)]
+    if not len(x):
+        raise ValueError("mask is empty")
+    return float(np.linalg.norm(x.mean(0) - np.asarray(rgb, dtype=float) / 255) / np.sqrt(3))
+
+
 def latent_error(z, z_rec) -> float:
     """Relative error ||z_rec - z|| / ||z|| of reconstructed latents."""
     return float((z_rec.float() - z.float()).norm() / z.float().norm())

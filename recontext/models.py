@@ -237,6 +237,29 @@ class ModelOwner:
             finally:
                 unet.disable_adapters()
 
+    # -- attention processors on the shared UNet ---------------------------------------
+    @contextlib.contextmanager
+    def attention(self, control):
+        """Run the block with every attention layer of the UNet routed through `control`
+        (see `attention.Controlled`, which wraps each processor in place, IP-Adapter's
+        included). On leaving, the original processor objects are put back."""
+        from .attention import Controlled
+
+        unet = self.pipe.unet
+        with self.lock:
+            originals = dict(unet.attn_processors)
+            # the transformer blocks' self- and cross-attention; not the attention inside
+            # IP-Adapter plus's image projection (a resampler, also listed here)
+            unet.set_attn_processor({
+                name: Controlled(proc, name, control)
+                if name.endswith(("attn1.processor", "attn2.processor"))
+                and not name.startswith("encoder_hid_proj") else proc
+                for name, proc in originals.items()})
+            try:
+                yield unet
+            finally:
+                unet.set_attn_processor(originals)
+
     # -- the three calls every method is made of ---------------------------------------
     def unet_call(self, x: torch.Tensor, t, cond: Cond, params: dict | None = None) -> torch.Tensor:
         """Predicted noise for latents `x` at timestep `t` (float32 in, float32 out).
@@ -273,6 +296,14 @@ class ModelOwner:
         with torch.no_grad():
             x = pipe.vae.decode((latents / pipe.vae.config.scaling_factor).to(pipe.vae.dtype)).sample
         return pipe.image_processor.postprocess(x.float(), output_type="pil")[0]
+
+    def word_tokens(self, word: str) -> int:
+        """How many text-encoder tokens a single word becomes (for token alignment)."""
+        return len(self.pipe.tokenizer(word, add_special_tokens=False).input_ids)
+
+    @property
+    def text_length(self) -> int:
+        return self.pipe.tokenizer.model_max_length
 
     def tokens_over_limit(self, prompt: str) -> int:
         """How many tokens of `prompt` the text encoder cannot see (0 if it fits)."""

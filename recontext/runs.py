@@ -148,8 +148,12 @@ class RunStore:
 
 
 # -- what each task saves ------------------------------------------------------------------
-def method_name(method: str, tight: bool, scale: float | None = None) -> str:
-    return method + ("+tight" if tight else "") + (f"@{scale:g}" if scale is not None else "")
+def method_name(method: str, tight: bool, scale: float | None = None,
+                edit_method: str = "regenerate") -> str:
+    """`ddim+tight@0.4`; an edit by another method than regenerate is prefixed with it:
+    `prompt-to-prompt:ddim+tight`."""
+    name = method + ("+tight" if tight else "") + (f"@{scale:g}" if scale is not None else "")
+    return name if edit_method == "regenerate" else f"{edit_method}:{name}"
 
 
 def save_reconstructions(runs: RunStore, preset: str, results, prompt: str, steps: int,
@@ -164,14 +168,17 @@ def save_reconstructions(runs: RunStore, preset: str, results, prompt: str, step
 
 def save_edits(runs: RunStore, preset: str, edits, source_prompt: str, target_prompt: str,
                method: str, tight: bool, guidance: float, steps: int, seed: int,
-               sweep: bool) -> str:
-    """One editing-tab run: an edit, or a sweep's edits (one output per image scale)."""
-    outputs = [Output(method_name(method, tight, e.scale if sweep else None), e.output, e.metrics,
-                      e.seconds) for e in edits]
+               sweep: bool, settings: dict | None = None) -> str:
+    """One editing-tab run: an edit, a sweep's edits (one output per image scale), or a
+    comparison (one output per editing method × inversion variant, each named by both)."""
+    outputs = [Output(method_name(e.method, e.tight, e.scale if sweep else None, e.edit_method),
+                      e.output, e.metrics, e.seconds) for e in edits]
     return runs.save("edit", preset, outputs, source=edits[0].source,
                      prompts={"source": source_prompt, "target": target_prompt},
                      params={"method": method, "tight": tight, "guidance": guidance, "steps": steps,
-                             "image_scales": [e.scale for e in edits], "sweep": sweep}, seed=seed)
+                             "image_scales": [e.scale for e in edits], "sweep": sweep,
+                             "edit_methods": sorted({e.edit_method for e in edits}),
+                             **(settings or {})}, seed=seed)
 
 
 def save_dressed(runs: RunStore, preset: str, results: dict, prompt: str, params: dict,

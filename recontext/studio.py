@@ -21,7 +21,14 @@ from .progress import Progress, segment, ticker
 from .sampling import sample
 
 LIMITS = {"steps": (1, 200), "image_scale": (0.0, 1.5), "guidance": (1.0, 20.0),
-          "seed": (0, 2**32 - 1), "scale": (0.0, 2.0), "finetune_steps": (1, 2000)}
+          "seed": (0, 2**32 - 1), "scale": (0.0, 2.0), "finetune_steps": (1, 2000),
+          "skip": (0.0, 0.9), "source_guidance": (1.0, 20.0), "cross_replace": (0.0, 1.0),
+          "self_replace": (0.0, 1.0), "edit_guidance": (0.0, 30.0), "edit_threshold": (0.0, 0.999),
+          "reweight": (-10.0, 10.0)}
+
+# prompt-to-prompt's word-swap settings in the authors' notebook (cross 0.8, self 0.4);
+# LEDITS++'s edit guidance 5 and threshold 0.9 (diffusers' LEditsPP defaults)
+EDIT_DEFAULTS = {"cross_replace": 0.8, "self_replace": 0.4, "edit_guidance": 5.0, "edit_threshold": 0.9}
 
 
 def check_range(name: str, value, integer: bool = False):
@@ -128,16 +135,21 @@ class Studio:
                 check_range("steps", self.preset.steps if steps is None else steps, integer=True),
                 check_range("seed", seed, integer=True))
 
+    def inversion_options(self, method: str) -> dict:
+        """An inversion method's own settings on this preset (its authors' defaults)."""
+        return inversion.defaults.renoise(self.preset.name) if method == "renoise" else {}
+
     def invert(self, photo: Prepared, prompt: str, module, tight: bool, image_scale: float,
-               timesteps, alphas, seed: int, guidance: float = 1.0, tick=None):
-        """Invert `photo` under `prompt` with an inversion `module` and reconstruct it
-        under the same conditioning: (state, reconstructed latents). Holds `models.lock`."""
+               timesteps, alphas, seed: int, guidance: float = 1.0, tick=None, options=None):
+        """Invert `photo` under `prompt` with an inversion `module` (and its `options`) and
+        reconstruct it under the same conditioning: (state, reconstructed latents).
+        Holds `models.lock`."""
         with self.models.lock:
             cond = self.condition(prompt, photo.image, tight, image_scale, guidance)
             generator = torch.Generator().manual_seed(seed)
             with torch.no_grad():
                 state = module.invert(self.models.unet_call, photo.latents, timesteps, alphas,
-                                      cond, generator=generator, callback=tick)
+                                      cond, generator=generator, callback=tick, **(options or {}))
                 z_rec = module.reconstruct(self.models.unet_call, state, timesteps, alphas, cond,
                                            callback=tick)
         return state, z_rec
@@ -157,7 +169,7 @@ class Studio:
             timesteps, alphas = inversion.levels(self.models.pipe.scheduler, steps)
             tick = ticker(progress, 2 * steps, f"{method}{' + tight' if tight else ''}")
             _, z_rec = self.invert(photo, prompt, module, tight, image_scale, timesteps, alphas,
-                                   seed, guidance, tick)
+                                   seed, guidance, tick, self.inversion_options(method))
             output = self.models.decode(z_rec)
         result = metrics.reconstruction(photo.image, output, photo.latents, z_rec, photo.vae_roundtrip)
         return Reconstruction(
@@ -169,22 +181,43 @@ class Studio:
     # -- text editing tab ------------------------------------------------------------------
     def edit(self, image, source_prompt: str, target_prompt: str, method: str = "ddim",
              tight: bool = True, image_scale: float = 0.4, guidance: float = 7.5,
-             steps: int | None = None, seed: int = 0, progress: Progress | None = None) -> editing.Edit:
-        """Invert the photo under `source_prompt` (cached), regenerate under `target_prompt`."""
+             steps: int | None = None, seed: int = 0, progress: Progress | None = None,
+             edit_method: str = "regenerate", skip: float | None = None,
+             source_guidance: float | None = None, cross_replace: float | None = None,
+             self_replace: float | None = None, reweight=None, edit_guidance: float | None = None,
+             edit_threshold: float | None = None) -> editing.Edit:
+        """Invert the photo under `source_prompt` (cached), then edit toward `target_prompt`
+        with `edit_method` ("regenerate", "prompt-to-prompt" or "ledits++"). Settings left
+        None take their authors' defaults (`inversion.defaults`, `EDIT_DEFAULTS`):
+        `skip`, `source_guidance` for the inversion; `cross_replace`, `self_replace`,
+        `reweight` ("word=factor") for prompt-to-prompt; `edit_guidance`, `edit_threshold`
+        for LEDITS++."""
         inversion.get(method)
+        editing.get(edit_method)
         image_scale, guidance, steps, seed = self._checked(image_scale, guidance, steps, seed)
         _require_text(target_prompt, "target prompt")
         _require_text(source_prompt, "source prompt", allow_empty=True)
         self.setup(progress)  # one-off model loading stays out of the edit's seconds
+        settings = self.edit_settings(method, edit_method, skip=skip, source_guidance=source_guidance,
+                                      cross_replace=cross_replace, self_replace=self_replace,
+                                      edit_guidance=edit_guidance, edit_threshold=edit_threshold)
+        settings["reweight"] = parse_reweight(reweight)
         return editing.edit(self, image, source_prompt, target_prompt, method, tight, image_scale,
-                            guidance, steps, seed, progress)
+                            guidance, steps, seed, progress, edit_method=edit_method, **settings)
+
+    def edit_settings(self, method: str, edit_method: str, **given) -> dict:
+        """The settings an edit runs with: those given (checked), the defaults otherwise."""
+        defaults = {**EDIT_DEFAULTS, **inversion.defaults.for_edit(self.preset.name, method, edit_method)}
+        return {k: check_range(k, v) if v is not None else defaults[k]
+                for k, v in {**dict.fromkeys(defaults), **given}.items()}
 
     def edit_sweep(self, image, source_prompt: str, target_prompt: str,
                    scales=editing.SWEEP_SCALES, method: str = "ddim", guidance: float = 7.5,
                    steps: int | None = None, seed: int = 0,
-                   progress: Progress | None = None) -> list[editing.Edit]:
+                   progress: Progress | None = None, **settings) -> list[editing.Edit]:
         """Tight edits at several image scales: one inversion per scale (each scale
-        conditions its own), the photo's image embeddings computed once for all."""
+        conditions its own), the photo's image embeddings computed once for all.
+        `settings`: `edit_method` and its options, as for `edit`."""
         scales = [check_range("image_scale", s) for s in scales]
         if not scales:
             raise ValueError("image scales: give at least one value")
@@ -192,8 +225,25 @@ class Studio:
         for i, s in enumerate(scales):
             results.append(self.edit(image, source_prompt, target_prompt, method=method, tight=True,
                                      image_scale=s, guidance=guidance, steps=steps, seed=seed,
-                                     progress=segment(progress, i, len(scales), f"scale {s:g}: ")))
+                                     progress=segment(progress, i, len(scales), f"scale {s:g}: "),
+                                     **settings))
         return results
+
+    def edit_compare(self, image, source_prompt: str, target_prompt: str, method: str = "ddim",
+                     image_scale: float = 0.4, guidance: float = 7.5, steps: int | None = None,
+                     seed: int = 0, progress: Progress | None = None,
+                     **settings) -> list[editing.Edit]:
+        """The same edit by every editing method, tight and plain. Each method runs on the
+        inversion its paper pairs it with: LEDITS++ on edit-friendly DDPM, the others on
+        `method`. `settings` as for `edit` (each method takes the ones that are its own)."""
+        settings.pop("edit_method", None)
+        runs = [(m, tight) for m in editing.EDIT_METHODS for tight in (True, False)]
+        return [self.edit(image, source_prompt, target_prompt,
+                          method="edit-friendly" if m == "ledits++" else method, tight=tight,
+                          image_scale=image_scale, guidance=guidance, steps=steps, seed=seed,
+                          progress=segment(progress, i, len(runs), f"{m}{' + tight' if tight else ''}: "),
+                          edit_method=m, **settings)
+                for i, (m, tight) in enumerate(runs)]
 
     # -- text to image ---------------------------------------------------------------------------
     def generate(self, prompt: str, steps: int | None = None, guidance: float = 7.5, seed: int = 0,
@@ -223,6 +273,19 @@ class Studio:
         finetune_steps = check_range("finetune_steps", finetune_steps, integer=True)
         return garments.dress(self, garment_image, prompt, method, scale, steps, seed, guidance,
                              finetune_steps, checkpoint, progress)
+
+
+def parse_reweight(value):
+    """None, "" , "word=factor" or (word, factor) -> None or (word, factor)."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    if isinstance(value, str):
+        word, sep, factor = value.partition("=")
+        if not sep or not word.strip():
+            raise ValueError(f"reweight must look like word=factor (e.g. green=2), got {value!r}")
+        value = (word.strip(), factor)
+    word, factor = value
+    return str(word), check_range("reweight", factor)
 
 
 def _require_text(value, what: str, allow_empty: bool = False) -> None:

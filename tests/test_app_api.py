@@ -212,3 +212,16 @@ def test_served_files_never_include_the_data_folder(client, app_url, app_data):
     for name in (".blind-secret", "ratings.csv"):
         r = httpx.get(f"{app_url}gradio_api/file={app_data / name}")
         assert r.status_code in (403, 404), r.status_code
+
+
+def test_edit_methods_and_compare_endpoints(client):
+    rec, out, table, notes = client.predict(
+        handle_file(CAT), "a cat", "a tiger", "ddim", True, 0.4, 7.5, 3, 0, "prompt-to-prompt",
+        0.6, 0.3, "tiger=2", 5.0, 0.9, api_name="/edit")
+    assert table["data"][0][0] == "prompt-to-prompt"
+    gallery, table, notes = client.predict(
+        handle_file(CAT), "a cat", "a tiger", "ddim", 0.4, 7.5, 2, 0, 0.8, 0.4, "", 5.0, 0.9,
+        api_name="/edit_compare")
+    assert len(gallery) == 6 and len(table["data"]) == 6
+    assert {r[0] for r in table["data"]} == {"regenerate", "prompt-to-prompt", "ledits++"}
+    assert "saved" in notes.lower()

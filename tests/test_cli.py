@@ -31,3 +31,27 @@ def test_invert_bad_file_is_one_clear_line(tmp_path):
     p = run("invert", str(bad), "--steps", "2", "--preset", "tiny")
     assert p.returncode == 2
     assert p.stderr.strip().splitlines()[-1].startswith("error: this file is not an image")
+
+
+def test_edit_compare_writes_every_method_tight_and_plain(tmp_path):
+    p = run("edit", os.path.join("assets", "photos", "coffee.png"), "--source", "a cup of coffee",
+            "--target", "a cup of tea", "--compare", "--steps", "2", "--out", str(tmp_path),
+            "--preset", "tiny")
+    assert p.returncode == 0, p.stderr
+    report = json.loads((tmp_path / "metrics.json").read_text())
+    got = {(e["edit_method"], e["method"], e["tight"]) for e in report["edits"]}
+    assert got == {(m, "edit-friendly" if m == "ledits++" else "ddim", t)
+                   for m in ("regenerate", "prompt-to-prompt", "ledits++") for t in (True, False)}
+    assert all((tmp_path / e["image"]).exists() for e in report["edits"])
+
+
+def test_edit_method_option_and_its_errors(tmp_path):
+    p = run("edit", os.path.join("assets", "photos", "coffee.png"), "--source", "a cup of coffee",
+            "--target", "a cup of tea", "--edit-method", "ledits++", "--method", "edit-friendly",
+            "--edit-guidance", "7", "--steps", "2", "--out", str(tmp_path), "--preset", "tiny")
+    assert p.returncode == 0, p.stderr
+    report = json.loads((tmp_path / "metrics.json").read_text())
+    assert report["edits"][0]["edit_method"] == "ledits++" and report["settings"]["edit_guidance"] == 7
+    p = run("edit", os.path.join("assets", "photos", "coffee.png"), "--target", "tea",
+            "--edit-method", "sdedit", "--steps", "2", "--out", str(tmp_path), "--preset", "tiny")
+    assert p.returncode == 2 and "valid editing methods: regenerate" in p.stderr

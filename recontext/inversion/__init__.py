@@ -7,7 +7,7 @@
 needs to come back (the noise latents, plus stored noise maps for edit-friendly).
 """
 
-from . import ddim, edit_friendly, renoise
+from . import ddim, defaults, edit_friendly, renoise
 from .schedule import ddim_step, levels
 
 METHODS = {"ddim": ddim, "renoise": renoise, "edit-friendly": edit_friendly}
@@ -22,4 +22,4 @@ def get(name: str):
     return METHODS[name]
 
 
-__all__ = ["METHODS", "COST", "get", "levels", "ddim_step"]
+__all__ = ["METHODS", "COST", "defaults", "get", "levels", "ddim_step"]

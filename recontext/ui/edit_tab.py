@@ -1,4 +1,5 @@
-"""Text editing tab: invert, regenerate with an edited prompt, sweep the image scale."""
+"""Text editing tab: invert, edit with a chosen editing method, sweep the image scale,
+compare every editing method tight and plain."""
 
 from __future__ import annotations
 
@@ -7,8 +8,9 @@ import json
 import gradio as gr
 import pandas as pd
 
-from ..editing import SWEEP_SCALES, sweep_plot
-from ..inversion import COST, METHODS
+from ..editing import EDIT_HELP, EDIT_METHODS, SWEEP_SCALES, sweep_plot
+from ..inversion import COST, METHODS, defaults
+from ..studio import EDIT_DEFAULTS
 from ..runs import save_edits
 from .common import (Slider, asset, fmt, mcp_tool, not_mcp_tool, on_gpu, photo_input, progress_fn,
                      save_run, seed_number, steps_slider, user_errors)
@@ -18,7 +20,9 @@ under the **target prompt**. With **Tight** on, the photo also conditions both p
 IP-Adapter at the same scale ([Tight Inversion](https://arxiv.org/abs/2502.20376)): a higher
 scale keeps more of the photo and lets the edit land less. **Sweep** runs the edit at several
 scales and plots that trade-off. Changing only the target prompt or guidance reuses the
-cached inversion."""
+cached inversion. The **editing method** decides how the target prompt enters:
+`regenerate` re-imagines the whole image, `prompt-to-prompt` and `LEDITS++` keep what the
+prompt does not mention. **Compare** runs the edit with every editing method, tight and plain."""
 
 METRIC_NAMES = {"preservation_ssim": "preservation: SSIM to photo ↑",
                 "preservation_lpips": "preservation: LPIPS ↓",
@@ -34,7 +38,8 @@ TABLE_COLUMNS = ["image scale", *METRIC_NAMES.values(), "inverted", "seconds"]
 
 
 def _table(edits) -> pd.DataFrame:
-    return pd.DataFrame([{"image scale": e.scale, **{METRIC_NAMES[k]: fmt(v) for k, v in e.metrics.items()},
+    return pd.DataFrame([{"editing method": e.edit_method, "inversion": e.method + (" + tight" if e.tight else ""),
+                          "image scale": e.scale, **{METRIC_NAMES[k]: fmt(v) for k, v in e.metrics.items()},
                           "inverted": "yes" if e.inverted else "cached", "seconds": round(e.seconds, 2)}
                          for e in edits])
 
@@ -46,31 +51,77 @@ def _notes(edits) -> str:
     return "\n".join(f"- {n}" for n in notes)
 
 
+def _settings(edit_method, cross_replace, self_replace, reweight, edit_guidance, edit_threshold):
+    """The method's own controls; the other methods' are left at their defaults."""
+    if edit_method == "prompt-to-prompt":
+        return dict(cross_replace=cross_replace, self_replace=self_replace, reweight=reweight or None)
+    if edit_method == "ledits++":
+        return dict(edit_guidance=edit_guidance, edit_threshold=edit_threshold)
+    return {}
+
+
 def edit(studio, photo, source, target, method, tight, image_scale, guidance, steps, seed,
-         progress=gr.Progress(), runs=None):
+         edit_method="regenerate", cross_replace=0.8, self_replace=0.4, reweight="",
+         edit_guidance=5.0, edit_threshold=0.9, progress=gr.Progress(), runs=None):
+    settings = _settings(edit_method, cross_replace, self_replace, reweight, edit_guidance, edit_threshold)
     e = studio.edit(photo, source or "", target or "", method=method, tight=tight,
                     image_scale=image_scale, guidance=guidance, steps=steps, seed=seed,
-                    progress=progress_fn(progress))
+                    progress=progress_fn(progress), edit_method=edit_method, **settings)
     notes = _notes([e])
     if runs is not None:
         notes += "\n- " + save_run(lambda: save_edits(runs, studio.preset.name, [e], source or "", target,
-                                                    method, tight, guidance, steps, seed, sweep=False), 1)
+                                                    method, tight, guidance, steps, seed, sweep=False,
+                                                    settings=settings), 1)
     return (e.source, e.reconstruction_working), (e.source, e.output), _table([e]), notes
 
 
 def edit_sweep(studio, photo, source, target, method, scales, guidance, steps, seed,
-               progress=gr.Progress(), runs=None):
+               edit_method="regenerate", cross_replace=0.8, self_replace=0.4, reweight="",
+               edit_guidance=5.0, edit_threshold=0.9, progress=gr.Progress(), runs=None):
     values = _parse_scales(scales)
+    settings = _settings(edit_method, cross_replace, self_replace, reweight, edit_guidance, edit_threshold)
     edits = studio.edit_sweep(photo, source or "", target or "", scales=values, method=method,
                               guidance=guidance, steps=steps, seed=seed,
-                              progress=progress_fn(progress))
+                              progress=progress_fn(progress), edit_method=edit_method, **settings)
     notes = _notes(edits)
     if runs is not None and len({e.scale for e in edits}) == len(edits):
         notes += "\n- " + save_run(lambda: save_edits(runs, studio.preset.name, edits, source or "",
                                                     target, method, True, guidance, steps, seed,
-                                                    sweep=True), len(edits))
+                                                    sweep=True, settings=settings), len(edits))
     gallery = [(e.output, f"scale {e.scale:g}") for e in edits]
     return gallery, sweep_plot(edits, target), _table(edits), notes
+
+
+def edit_compare(studio, photo, source, target, method, image_scale, guidance, steps, seed,
+                 cross_replace=0.8, self_replace=0.4, reweight="", edit_guidance=5.0,
+                 edit_threshold=0.9, progress=gr.Progress(), runs=None):
+    """Every editing method, tight and plain, side by side; saved as one review item."""
+    settings = dict(cross_replace=cross_replace, self_replace=self_replace, reweight=reweight or None,
+                    edit_guidance=edit_guidance, edit_threshold=edit_threshold)
+    edits = studio.edit_compare(photo, source or "", target or "", method=method,
+                                image_scale=image_scale, guidance=guidance, steps=steps, seed=seed,
+                                progress=progress_fn(progress), **settings)
+    notes = _notes(edits)
+    if runs is not None:
+        notes += "\n- " + save_run(lambda: save_edits(runs, studio.preset.name, edits, source or "", target,
+                                                    method, True, guidance, steps, seed, sweep=False,
+                                                    settings=settings), len(edits))
+    gallery = [(e.output, f"{e.edit_method} · {e.method}{' + tight' if e.tight else ''}") for e in edits]
+    return gallery, _table(edits), notes
+
+
+def defaults_note(preset: str, method: str, edit_method: str) -> str:
+    """What the inversion runs with for an edit, in words (the authors' settings)."""
+    d = defaults.for_edit(preset, method, edit_method)
+    text = (f"{EDIT_HELP[edit_method]}.  \nInversion for this edit: source guidance "
+            f"{d['source_guidance']:g}, skip {d['skip']:g} of the noisiest steps")
+    if method == "renoise":
+        r = defaults.renoise(preset)
+        window = (f"iterations {r['average'][0]}–{r['average'][1] - 1} averaged" if r["average"]
+                  else "the last iteration used")
+        text += (f"; ReNoise {r['renoise_steps']} renoise step(s) per step, {window}, noise "
+                 f"regularisation {'λ_ac %g, λ_kl %g' % (r['lambda_ac'], r['lambda_kl']) if r['lambda_ac'] else 'off'}")
+    return text + " (the official settings for this preset)."
 
 
 def _parse_scales(text) -> list[float]:
@@ -95,6 +146,23 @@ def build(studio, runs=None):
             with gr.Row():
                 method = gr.Dropdown(list(METHODS), value="ddim", label="Inversion method")
                 tight = gr.Checkbox(value=True, label="Tight Inversion")
+            edit_method = gr.Dropdown(list(EDIT_METHODS), value="regenerate", label="Editing method")
+            method_help = gr.Markdown(defaults_note(studio.preset.name, "ddim", "regenerate"))
+            with gr.Group(visible=False) as p2p_box:
+                cross_replace = gr.Slider(0.0, 1.0, value=EDIT_DEFAULTS["cross_replace"], step=0.05,
+                                          label="Cross-attention replace",
+                                          info="fraction of steps with the source's word maps")
+                self_replace = gr.Slider(0.0, 1.0, value=EDIT_DEFAULTS["self_replace"], step=0.05,
+                                         label="Self-attention replace",
+                                         info="fraction of steps with the source's layout maps")
+                reweight = gr.Textbox(label="Re-weight a target word", placeholder="e.g. green=2",
+                                      max_lines=1)
+            with gr.Group(visible=False) as ledits_box:
+                edit_guidance = gr.Slider(0.0, 20.0, value=EDIT_DEFAULTS["edit_guidance"], step=0.5,
+                                          label="Edit guidance", info="strength toward the target")
+                edit_threshold = gr.Slider(0.5, 0.99, value=EDIT_DEFAULTS["edit_threshold"], step=0.01,
+                                           label="Mask threshold",
+                                           info="quantile: higher edits a smaller region")
             scale = Slider(0.0, 1.0, value=0.4, step=0.05, label="Image scale",
                            info="IP-Adapter scale for inversion and edit alike")
             guidance = Slider(1.0, 15.0, value=7.5, step=0.5, label="Guidance")
@@ -106,6 +174,7 @@ def build(studio, runs=None):
                 scales = gr.Textbox(value=", ".join(f"{s:g}" for s in SWEEP_SCALES),
                                     label="Image scales", max_lines=1)
                 sweep = gr.Button("Sweep scales")
+            compare = gr.Button("Compare editing methods (tight and plain)")
         with gr.Column(scale=2):
             with gr.Row():
                 rec = gr.ImageSlider(label="Reconstruction (source prompt) vs photo", type="pil",
@@ -121,13 +190,16 @@ def build(studio, runs=None):
                 gallery = gr.Gallery(label="Sweep: edits by image scale", format="png", columns=3,
                                      height=300)
                 plot = gr.Plot(label="Fidelity–editability trade-off", show_label=False)
+            compared = gr.Gallery(label="Compare: every editing method, tight and plain", format="png",
+                                  columns=3, height=300)
     gr.Examples(examples(), inputs=[photo, source, target],
                 label="Examples (tiny-world scenes: a colour word edited; scikit-image photos)")
 
     @mcp_tool("edit")
     @user_errors
     def on_edit(photo, source, target, method, tight, image_scale, guidance, steps, seed,
-                progress=gr.Progress()):
+                edit_method="regenerate", cross_replace=0.8, self_replace=0.4, reweight="",
+                edit_guidance=5.0, edit_threshold=0.9, progress=gr.Progress()):
         """Edit a photo by inversion: invert it under the source prompt, regenerate it under
         the target prompt; returns reconstruction and edit (each beside the photo), metrics
         and notes.
@@ -142,14 +214,22 @@ def build(studio, runs=None):
             guidance: classifier-free guidance of the edit
             steps: inversion steps (default: the preset's)
             seed: random seed
+            edit_method: editing method: regenerate, prompt-to-prompt or ledits++
+            cross_replace: prompt-to-prompt: fraction of steps with the source's word maps
+            self_replace: prompt-to-prompt: fraction of steps with the source's layout maps
+            reweight: prompt-to-prompt: re-weight a target word, e.g. "green=2" (optional)
+            edit_guidance: LEDITS++: strength toward the target
+            edit_threshold: LEDITS++: mask quantile (higher edits a smaller region)
         """
         return edit(studio, photo, source, target, method, tight, image_scale, guidance, steps,
-                    seed, progress=progress, runs=runs)
+                    seed, edit_method, cross_replace, self_replace, reweight, edit_guidance,
+                    edit_threshold, progress=progress, runs=runs)
 
     @not_mcp_tool
     @user_errors
     def on_sweep(photo, source, target, method, scales, guidance, steps, seed,
-                 progress=gr.Progress()):
+                 edit_method="regenerate", cross_replace=0.8, self_replace=0.4, reweight="",
+                 edit_guidance=5.0, edit_threshold=0.9, progress=gr.Progress()):
         """Tight edits of one photo at several image scales, with the fidelity-editability
         plot.
 
@@ -162,17 +242,68 @@ def build(studio, runs=None):
             guidance: classifier-free guidance of the edits
             steps: inversion steps (default: the preset's)
             seed: random seed
+            edit_method: editing method: regenerate, prompt-to-prompt or ledits++
+            cross_replace: prompt-to-prompt: fraction of steps with the source's word maps
+            self_replace: prompt-to-prompt: fraction of steps with the source's layout maps
+            reweight: prompt-to-prompt: re-weight a target word, e.g. "green=2" (optional)
+            edit_guidance: LEDITS++: strength toward the target
+            edit_threshold: LEDITS++: mask quantile (higher edits a smaller region)
         """
         return edit_sweep(studio, photo, source, target, method, scales, guidance, steps, seed,
-                          progress=progress, runs=runs)
+                          edit_method, cross_replace, self_replace, reweight, edit_guidance,
+                          edit_threshold, progress=progress, runs=runs)
+
+    @not_mcp_tool
+    @user_errors
+    def on_compare(photo, source, target, method, image_scale, guidance, steps, seed,
+                   cross_replace=0.8, self_replace=0.4, reweight="", edit_guidance=5.0,
+                   edit_threshold=0.9, progress=gr.Progress()):
+        """The same edit with every editing method, tight and plain, side by side; saved as
+        one review item.
+
+        Args:
+            photo: the photo (a file)
+            source: what the photo shows (optional)
+            target: what the edit should show
+            method: inversion method: ddim, renoise or edit-friendly
+            image_scale: IP-Adapter scale of the tight runs, 0-1
+            guidance: classifier-free guidance of the edits
+            steps: inversion steps (default: the preset's)
+            seed: random seed
+            cross_replace: prompt-to-prompt: fraction of steps with the source's word maps
+            self_replace: prompt-to-prompt: fraction of steps with the source's layout maps
+            reweight: prompt-to-prompt: re-weight a target word, e.g. "green=2" (optional)
+            edit_guidance: LEDITS++: strength toward the target
+            edit_threshold: LEDITS++: mask quantile (higher edits a smaller region)
+        """
+        return edit_compare(studio, photo, source, target, method, image_scale, guidance, steps, seed,
+                            cross_replace, self_replace, reweight, edit_guidance, edit_threshold,
+                            progress=progress, runs=runs)
 
     def edit_calls(photo, source, target, method, tight, scale, guidance, steps, *_):
-        return (COST[method] + 2) * int(steps)  # invert + rebuild, then a guided regeneration
+        return (COST[method] + 4) * int(steps)  # invert + rebuild, then two guided branches
 
     def sweep_calls(photo, source, target, method, scales, guidance, steps, *_):
-        return (COST[method] + 2) * int(steps) * len(_parse_scales(scales))
+        return (COST[method] + 4) * int(steps) * len(_parse_scales(scales))
 
-    run.click(on_gpu(on_edit, edit_calls), [photo, source, target, method, tight, scale, guidance, steps, seed],
+    def compare_calls(photo, source, target, method, scale, guidance, steps, *_):
+        return 2 * (2 * COST[method] + COST["edit-friendly"] + 12) * int(steps)
+
+    def on_method(method, edit_method):
+        return (defaults_note(studio.preset.name, method, edit_method),
+                gr.update(visible=edit_method == "prompt-to-prompt"),
+                gr.update(visible=edit_method == "ledits++"))
+
+    for control in (method, edit_method):
+        control.change(on_method, [method, edit_method], [method_help, p2p_box, ledits_box],
+                       api_name=False)
+    own = [edit_method, cross_replace, self_replace, reweight, edit_guidance, edit_threshold]
+    run.click(on_gpu(on_edit, edit_calls),
+              [photo, source, target, method, tight, scale, guidance, steps, seed, *own],
               [rec, out, table, notes], api_name="edit")
-    sweep.click(on_gpu(on_sweep, sweep_calls), [photo, source, target, method, scales, guidance, steps, seed],
+    sweep.click(on_gpu(on_sweep, sweep_calls),
+                [photo, source, target, method, scales, guidance, steps, seed, *own],
                 [gallery, plot, table, notes], api_name="edit_sweep")
+    compare.click(on_gpu(on_compare, compare_calls),
+                  [photo, source, target, method, scale, guidance, steps, seed, *own[1:]],
+                  [compared, table, notes], api_name="edit_compare")

@@ -1,10 +1,15 @@
-"""Text editing by inversion: invert the photo under its source prompt, then regenerate
-from the inverted noise under the target prompt at the user's guidance.
+"""Text editing by inversion: invert the photo under its source prompt, then edit toward
+the target prompt with an editing method:
 
-The regeneration uses exactly the image conditioning of the inversion (the same
-IP-Adapter scale and photo embeddings), as Tight Inversion prescribes; edit-friendly
-DDPM replays its stored noise maps. Inversions are cached: a new target prompt, guidance
-or (for deterministic methods) seed regenerates without inverting again.
+- `regenerate`: denoise the inverted noise under the target prompt alone (the baseline);
+- `prompt-to-prompt`: source and target branches denoised together, the target borrowing
+  the source's attention maps (`prompt_to_prompt.py`);
+- `ledits++`: the inversion replayed plus masked semantic guidance (`ledits.py`).
+
+Every method uses exactly the image conditioning of the inversion (the same IP-Adapter
+scale and photo embeddings), as Tight Inversion prescribes; edit-friendly DDPM replays its
+stored noise maps. Inversions are cached: a new target prompt, guidance, editing method
+or (for deterministic inversions) seed edits without inverting again.
 """
 
 from __future__ import annotations
@@ -15,12 +20,25 @@ from dataclasses import dataclass, field
 import torch
 from PIL import Image
 
-from . import inversion, metrics
-from .images import to_size
-from .models import image_key
-from .progress import ticker
+from .. import inversion, metrics
+from ..images import to_size
+from ..models import image_key
+from ..progress import ticker
+from . import ledits, prompt_to_prompt, regenerate, tokens
 
 SWEEP_SCALES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
+# editing method -> its module (each: edit(unet_call, attention, state, timesteps, alphas,
+# source, target, reconstruct, callback=None, **own options) -> latents) and one line of help
+EDIT_METHODS = {"regenerate": regenerate, "prompt-to-prompt": prompt_to_prompt, "ledits++": ledits}
+EDIT_HELP = {
+    "regenerate": "denoise the inverted noise under the target prompt alone: the baseline; "
+                  "the whole image is re-imagined",
+    "prompt-to-prompt": "source and target denoised together; the target borrows the source's "
+                        "cross-attention (and self-attention) maps early on, so layout and "
+                        "background stay (Hertz et al. 2022)",
+    "ledits++": "the inversion replayed, plus guidance toward the target only where the edited "
+                "words attend and the edit direction is strong (Brack et al. 2024)",
+}
 STOCHASTIC = {"edit-friendly"}  # methods whose inversion draws noise (the seed matters)
 
 
@@ -36,12 +54,22 @@ class Edit:
     reconstruction_working: Image.Image
     inverted: bool                # whether this call ran an inversion (False: cache hit)
     notes: list[str] = field(default_factory=list)
+    edit_method: str = "regenerate"
+    method: str = "ddim"          # the inversion method
+    tight: bool = False
 
 
 @dataclass
 class Inverted:
     state: object                 # what the method's reconstruct() takes
     reconstruction: Image.Image   # working size
+
+
+def get(edit_method: str):
+    if edit_method not in EDIT_METHODS:
+        raise ValueError(f"unknown editing method {edit_method!r}; valid editing methods: "
+                         f"{', '.join(EDIT_METHODS)}")
+    return EDIT_METHODS[edit_method]
 
 
 def clip_similarity(models, image: Image.Image, text: str) -> float:
@@ -57,11 +85,35 @@ def clip_similarity(models, image: Image.Image, text: str) -> float:
     return float(torch.nn.functional.cosine_similarity(img.float(), txt.float()).item())
 
 
+def _method_args(studio, edit_method, source_prompt, target_prompt, settings):
+    """What an editing method needs beyond the shared arguments."""
+    models = studio.models
+    count = models.word_tokens
+    if edit_method == "prompt-to-prompt":
+        reweight = settings.get("reweight")
+        if reweight:
+            word, factor = reweight
+            reweight = ([p for p in tokens.positions(target_prompt, word, count) if p < models.text_length],
+                        float(factor))
+        return dict(mapper=tokens.align(source_prompt, target_prompt, count, models.text_length),
+                    cross_replace=settings["cross_replace"], self_replace=settings["self_replace"],
+                    reweight=reweight or None)
+    if edit_method == "ledits++":
+        return dict(tokens=[p for p in tokens.changed(source_prompt, target_prompt, count)
+                            if p < models.text_length],
+                    edit_guidance=settings["edit_guidance"], threshold=settings["edit_threshold"])
+    return {}
+
+
 def edit(studio, image, source_prompt: str, target_prompt: str, method: str, tight: bool,
-         image_scale: float, guidance: float, steps: int, seed: int, progress=None) -> Edit:
-    """Invert (or take the cached inversion), then regenerate under `target_prompt`."""
+         image_scale: float, guidance: float, steps: int, seed: int, progress=None,
+         edit_method: str = "regenerate", skip: float = 0.0, source_guidance: float = 1.0,
+         **settings) -> Edit:
+    """Invert (or take the cached inversion), then edit toward `target_prompt` with
+    `edit_method` (see EDIT_METHODS; `settings` are its own options)."""
     start = time.perf_counter()
     module = inversion.get(method)
+    editor = get(edit_method)
     models = studio.models
     scale = image_scale if tight else 0.0
     with models.lock:
@@ -69,20 +121,26 @@ def edit(studio, image, source_prompt: str, target_prompt: str, method: str, tig
         notes = (photo.notes + studio.prompt_notes(source_prompt, "source prompt")
                  + studio.prompt_notes(target_prompt, "target prompt"))
         timesteps, alphas = inversion.levels(models.pipe.scheduler, steps)
+        kept = max(1, steps - round(skip * steps))  # skip: the noisiest steps are neither inverted nor edited
+        timesteps, alphas = timesteps[:kept], alphas[:kept + 1]
         key = (image_key(photo.image), source_prompt, method, steps, tight, scale,
-               seed if method in STOCHASTIC else None)
+               seed if method in STOCHASTIC else None, kept, source_guidance)
         cached = studio.inversion_cache.get(key)
         inverted = cached is None
-        tick = ticker(progress, steps * (3 if inverted else 1), method)
+        tick = ticker(progress, kept * (3 if inverted else 1), f"{method} → {edit_method}")
         if inverted:
             state, z_rec = studio.invert(photo, source_prompt, module, tight, scale, timesteps,
-                                         alphas, seed, tick=tick)
+                                         alphas, seed, guidance=source_guidance, tick=tick,
+                                         options=studio.inversion_options(method))
             cached = studio.inversion_cache.put(key, Inverted(state, models.decode(z_rec)))
             studio.inversions += 1
-        cond = studio.condition(target_prompt, photo.image, tight, scale, guidance)
+        source = studio.condition(source_prompt, photo.image, tight, scale, source_guidance)
+        target = studio.condition(target_prompt, photo.image, tight, scale,
+                                  1.0 if edit_method == "ledits++" else guidance)
+        extra = _method_args(studio, edit_method, source_prompt, target_prompt, settings)
         with torch.no_grad():
-            z = module.reconstruct(models.unet_call, cached.state, timesteps, alphas, cond,
-                                   callback=tick)
+            z = editor.edit(models.unet_call, models.attention, cached.state, timesteps, alphas,
+                            source, target, module.reconstruct, callback=tick, **extra)
         output = models.decode(z)
         scores = {
             "preservation_ssim": metrics.ssim(photo.image, output),
@@ -94,7 +152,7 @@ def edit(studio, image, source_prompt: str, target_prompt: str, method: str, tig
                 reconstruction=to_size(cached.reconstruction, photo.original_size), metrics=scores,
                 scale=scale, seconds=time.perf_counter() - start, source=photo.image,
                 output=output, reconstruction_working=cached.reconstruction,
-                inverted=inverted, notes=notes)
+                inverted=inverted, notes=notes, edit_method=edit_method, method=method, tight=tight)
 
 
 def sweep_plot(edits: list[Edit], target_prompt: str = ""):
