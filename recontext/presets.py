@@ -208,7 +208,7 @@ def missing_files(preset: Preset) -> list[tuple[str, str]]:
         if name == "safety_checker":  # never loaded (safety_checker=None)
             continue
         if name.startswith("tokenizer"):
-            need += [(preset.base, f"{name}/{f}", "") for f in ("tokenizer_config.json", "vocab.json", "merges.txt")]
+            need.append((preset.base, f"{name}/tokenizer_config.json", ""))
             continue
         need.append((preset.base, f"{name}/{configs.get(name, 'config.json')}", ""))
         if name not in configs:
@@ -220,8 +220,8 @@ def missing_files(preset: Preset) -> list[tuple[str, str]]:
     need += [(preset.ip_adapter, f"{preset.ip_adapter_subfolder}/{preset.ip_adapter_weight}", ""),
              (preset.ip_adapter, f"{enc}/config.json", ""), (preset.ip_adapter, f"{enc}/model.safetensors", enc)]
     if preset.clip:
-        need += [(preset.clip, f, "") for f in ("config.json", "tokenizer_config.json", "vocab.json",
-                                                "merges.txt", "preprocessor_config.json")]
+        need += [(preset.clip, f, "") for f in ("config.json", "tokenizer_config.json",
+                                                "preprocessor_config.json")]
         need.append((preset.clip, "model.safetensors", "."))
     out = []
     for folder, file, weights in need:
