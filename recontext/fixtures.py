@@ -194,7 +194,7 @@ class Filler:
 def _init_value(name: str, shape, fill: Filler) -> torch.Tensor:
     if name.endswith("bias"):
         return torch.zeros(shape, dtype=torch.float16)
-    if len(shape) == 1:  # norm scales (and CLIP's class embedding)
+    if len(shape) <= 1:  # norm scales (and CLIP's class embedding and logit scale)
         return torch.ones(shape, dtype=torch.float16)
     fan_in = shape[-1] if len(shape) != 4 else shape[1] * shape[2] * shape[3]
     return fill(shape, (3 * fan_in) ** -0.5)  # the spread of PyTorch's default init
