@@ -170,6 +170,15 @@ def cmd_ratings_summarize(args) -> int:
     return 0
 
 
+def cmd_fixtures_shapes(args) -> int:
+    from .fixtures import build_shapes
+
+    presets = [p.strip() for p in args.presets.split(",") if p.strip()]
+    root = build_shapes(args.dir, presets)
+    print(f"model mirror for {', '.join(presets)} in {root}; use it with RECONTEXT_MODELS_DIR={root}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="recontext", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -180,6 +189,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("csv")
     p.add_argument("--json", action="store_true", help="print everything as JSON")
     p.set_defaults(func=cmd_ratings_summarize)
+
+    p = sub.add_parser("fixtures", help="test fixtures: a model mirror at the real presets' shapes")
+    fsub = p.add_subparsers(dest="fixtures_command", required=True)
+    p = fsub.add_parser("shapes", help="write DIR/<org>/<name> for every Hub repo the presets name: "
+                        "the exact public configurations, random float16 weights")
+    p.add_argument("dir")
+    p.add_argument("--presets", default="sdxl", help="comma-separated: sdxl, sdxl-turbo, sd15 (default: sdxl)")
+    p.set_defaults(func=cmd_fixtures_shapes)
 
     p = sub.add_parser("invert", help="invert a photo and reconstruct it; print metrics as JSON")
     p.add_argument("photo")

@@ -19,10 +19,11 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image
 
 from .cache import LRU
-from .presets import Preset
+from .presets import Preset, check_mirror
 
 log = logging.getLogger(__name__)
 
@@ -72,11 +73,89 @@ def image_key(image: Image.Image) -> str:
     return h.hexdigest()
 
 
+class _LinearUpcast(torch.autograd.Function):
+    """`F.linear` with a frozen weight stored in a narrower dtype, cast to the input's dtype
+    for the product; the backward pass casts it again instead of keeping the wide copy."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias):
+        ctx.save_for_backward(weight)
+        return F.linear(x, weight.to(x.dtype), None if bias is None else bias.to(x.dtype))
+
+    @staticmethod
+    def backward(ctx, grad):
+        (weight,) = ctx.saved_tensors
+        return grad @ weight.to(grad.dtype), None, None
+
+
+class _Conv2dUpcast(torch.autograd.Function):
+    """The same for `F.conv2d` (zero padding, as every diffusers convolution)."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, stride, padding, dilation, groups):
+        ctx.save_for_backward(weight)
+        ctx.conv = (x.shape, stride, padding, dilation, groups)
+        return F.conv2d(x, weight.to(x.dtype), None if bias is None else bias.to(x.dtype),
+                        stride, padding, dilation, groups)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (weight,) = ctx.saved_tensors
+        shape, stride, padding, dilation, groups = ctx.conv
+        gx = torch.nn.grad.conv2d_input(shape, weight.to(grad.dtype), grad, stride, padding, dilation, groups)
+        return gx, None, None, None, None, None, None
+
+
+def _linear_upcast(layer, x):
+    return _LinearUpcast.apply(x.to(layer.compute_dtype), layer.weight, layer.bias)
+
+
+def _conv_upcast(layer, x):
+    return _Conv2dUpcast.apply(x.to(layer.compute_dtype), layer.weight, layer.bias, layer.stride,
+                               layer.padding, layer.dilation, layer.groups)
+
+
+def compute_in(module: torch.nn.Module, dtype: torch.dtype) -> torch.nn.Module:
+    """Run a frozen `module` in `dtype` while its Linear and Conv2d weights stay stored as
+    loaded (e.g. float16): each is cast as its layer runs, forward and backward, so memory
+    holds the narrow weights plus one layer's wide copy. Everything else (norms,
+    embeddings, small parameters) is moved to `dtype`. How the full-size presets run on a
+    CPU, where float16 / bfloat16 matmuls are slow and float32 weights do not fit."""
+    for m in module.modules():
+        if type(m) is torch.nn.Linear or (type(m) is torch.nn.Conv2d and m.padding_mode == "zeros"
+                                          and not isinstance(m.padding, str)):
+            m.compute_dtype = dtype
+            m.forward = (_linear_upcast if type(m) is torch.nn.Linear else _conv_upcast).__get__(m)
+            continue
+        for p in m.parameters(recurse=False):
+            p.data = p.data.to(dtype)
+        for name, b in m.named_buffers(recurse=False):
+            if b.is_floating_point():
+                setattr(m, name, b.to(dtype))
+    return module
+
+
+def _size_multiple(pipe) -> int:
+    return max(8, pipe.vae_scale_factor * 2 ** (len(pipe.unet.config.block_out_channels) - 1))
+
+
+def weights_dtype(compute: torch.dtype) -> torch.dtype:
+    """`RECONTEXT_WEIGHTS_DTYPE` (float16, bfloat16 or float32): the dtype weights are kept in,
+    when it differs from the one they compute in (see `compute_in`). Default: the same."""
+    name = os.environ.get("RECONTEXT_WEIGHTS_DTYPE")
+    if not name:
+        return compute
+    if name not in ("float16", "bfloat16", "float32"):
+        raise ValueError(f"RECONTEXT_WEIGHTS_DTYPE must be float16, bfloat16 or float32, got {name!r}")
+    return getattr(torch, name)
+
+
 class ModelOwner:
     def __init__(self, preset: Preset, device: torch.device | str | None = None):
         self.preset = preset
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        self.dtype = preset.torch_dtype if self.device.type == "cuda" else torch.float32
+        self.dtype = preset.torch_dtype if self.device.type == "cuda" else torch.float32  # compute
+        self.weights_dtype = weights_dtype(self.dtype)  # storage
         self.base_loads = 0
         self._unet_evaluations = 0  # latents passed through the UNet (a guided call counts 2)
         self.lock = threading.RLock()
@@ -106,7 +185,8 @@ class ModelOwner:
             from . import tiny
 
             tiny.build(os.path.dirname(p.base))
-        common = dict(torch_dtype=self.dtype, local_files_only=p.local)
+        check_mirror(p)
+        common = dict(torch_dtype=self.weights_dtype, local_files_only=p.offline)
         extra = {}
         if p.vae:
             extra["vae"] = AutoencoderKL.from_pretrained(p.vae, **common)
@@ -121,13 +201,21 @@ class ModelOwner:
             raise ValueError(f"preset {p.name}: only epsilon-prediction models are supported")
         pipe.load_ip_adapter(p.ip_adapter, subfolder=p.ip_adapter_subfolder,
                              weight_name=p.ip_adapter_weight,
-                             image_encoder_folder=p.image_encoder_folder, local_files_only=p.local)
+                             image_encoder_folder=p.image_encoder_folder, local_files_only=p.offline)
         pipe.set_ip_adapter_scale(0.0)
         pipe.unet.encoder_hid_proj = ProjectOnce(pipe.unet.encoder_hid_proj)
         pipe.to(self.device)
         pipe.set_progress_bar_config(disable=True)
-        for module in (pipe.unet, pipe.vae, pipe.text_encoder, pipe.image_encoder):
-            module.requires_grad_(False).eval()
+        for module in (pipe.unet, pipe.vae, pipe.text_encoder, getattr(pipe, "text_encoder_2", None),
+                       pipe.image_encoder):
+            if module is not None:
+                module.requires_grad_(False).eval()
+                if self.weights_dtype != self.dtype:
+                    compute_in(module, self.dtype)
+        multiple = _size_multiple(pipe)
+        if p.resolution % multiple:
+            raise ValueError(f"preset {p.name}: resolution {p.resolution} (RECONTEXT_RESOLUTION) must be "
+                             f"a multiple of {multiple} for this model")
         return pipe
 
     @property
@@ -137,9 +225,12 @@ class ModelOwner:
             if self._clip is None:
                 from transformers import CLIPImageProcessor, CLIPModel, CLIPTokenizer
 
-                kw = dict(local_files_only=self.preset.local)
+                kw = dict(local_files_only=self.preset.offline)
                 self.pipe  # the tiny preset's CLIP is built together with the pipeline
-                model = CLIPModel.from_pretrained(self.preset.clip, dtype=self.dtype, **kw).to(self.device)
+                model = CLIPModel.from_pretrained(self.preset.clip, dtype=self.weights_dtype, **kw)
+                model = model.to(self.device).requires_grad_(False)
+                if self.weights_dtype != self.dtype:
+                    compute_in(model, self.dtype)
                 self._clip = (model.eval(), CLIPTokenizer.from_pretrained(self.preset.clip, **kw),
                               CLIPImageProcessor.from_pretrained(self.preset.clip, **kw))
             return self._clip
@@ -149,8 +240,7 @@ class ModelOwner:
     def size_multiple(self) -> int:
         """Image sides must be a multiple of this: the VAE's and the UNet's downsampling,
         and at least 8 (what the diffusers pipelines accept)."""
-        pipe = self.pipe
-        return max(8, pipe.vae_scale_factor * 2 ** (len(pipe.unet.config.block_out_channels) - 1))
+        return _size_multiple(self.pipe)
 
     # -- conditioning ------------------------------------------------------------------
     def text_cond(self, prompt: str, size: tuple[int, int], guidance: float = 1.0,

@@ -9,7 +9,7 @@ repositories.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 
@@ -33,10 +33,49 @@ class Preset:
     clip: str | None = None        # CLIPModel for edit alignment scores
     local: bool = False            # weights come from a folder built on this machine
     hyperlora: str | None = None   # HyperLoRA checkpoint (folder or Hub repo); None: not configured
+    mirror: str | None = None      # RECONTEXT_MODELS_DIR: the repos are read from <mirror>/<org>/<name>
 
     @property
     def torch_dtype(self) -> torch.dtype:
         return getattr(torch, self.dtype)
+
+    @property
+    def offline(self) -> bool:
+        """Every file is on this machine: load with `local_files_only`."""
+        return self.local or self.mirror is not None
+
+    def repos(self) -> dict[str, str]:
+        """What each source is: {"base": ..., "vae": ..., "ip_adapter": ..., "clip": ...}."""
+        return {k: v for k, v in (("base", self.base), ("vae", self.vae),
+                                  ("ip_adapter", self.ip_adapter), ("clip", self.clip)) if v}
+
+
+def models_dir() -> str | None:
+    """`RECONTEXT_MODELS_DIR`: a local mirror of the Hub repos the presets name, in the Hub's
+    own file layout (`DIR/<org>/<name>/...`), for air-gapped machines and pre-downloaded
+    weights. `python -m recontext fixtures shapes DIR` writes one with random weights."""
+    return os.environ.get("RECONTEXT_MODELS_DIR") or None
+
+
+def mirrored(repo: str, root: str) -> str:
+    """Where Hub repo `org/name` lies in the mirror `root`."""
+    return os.path.join(root, *repo.split("/"))
+
+
+def resolution_override() -> int | None:
+    """`RECONTEXT_RESOLUTION`: the working side length in pixels instead of the preset's
+    (e.g. the real architectures at 256 px on a CPU). Checked against the model's size
+    multiple when the model loads."""
+    value = os.environ.get("RECONTEXT_RESOLUTION")
+    if not value:
+        return None
+    try:
+        side = int(value)
+    except ValueError:
+        side = 0
+    if side <= 0 or str(side) != value.strip():
+        raise ValueError(f"RECONTEXT_RESOLUTION must be a positive whole number of pixels, got {value!r}")
+    return side
 
 
 def cache_dir() -> str:
@@ -136,6 +175,68 @@ def resolve_name(name: str | None = None) -> str:
 
 def get(name: str | None = None) -> Preset:
     name = resolve_name(name)
-    if name == "tiny":
-        return _tiny()
-    return Preset(name=name, **_HUB[name])
+    preset = _tiny() if name == "tiny" else Preset(name=name, **_HUB[name])
+    side = resolution_override()
+    if side:
+        preset = replace(preset, resolution=side)
+    root = models_dir()
+    if root and not preset.local:
+        preset = replace(preset, mirror=os.path.abspath(root),
+                         **{k: mirrored(v, os.path.abspath(root)) for k, v in preset.repos().items()})
+    return preset
+
+
+def _has_weights(folder: str) -> bool:
+    return os.path.isdir(folder) and any(f.endswith((".safetensors", ".bin")) for f in os.listdir(folder))
+
+
+def missing_files(preset: Preset) -> list[tuple[str, str]]:
+    """What the loader needs from the mirror and the mirror lacks: [(repo, file)]."""
+    import json
+
+    if preset.mirror is None:
+        return []
+    need: list[tuple[str, str, str]] = []  # (local folder, file, weights folder or "")
+    index = os.path.join(preset.base, "model_index.json")
+    if not os.path.exists(index):
+        return [(os.path.relpath(preset.base, preset.mirror), "model_index.json")]
+    with open(index) as f:
+        components = {k: v for k, v in json.load(f).items()
+                      if not k.startswith("_") and isinstance(v, list) and v[0]}
+    configs = {"scheduler": "scheduler_config.json", "feature_extractor": "preprocessor_config.json"}
+    for name, (library, _) in components.items():
+        if name == "safety_checker":  # never loaded (safety_checker=None)
+            continue
+        if name.startswith("tokenizer"):
+            need.append((preset.base, f"{name}/tokenizer_config.json", ""))
+            continue
+        need.append((preset.base, f"{name}/{configs.get(name, 'config.json')}", ""))
+        if name not in configs:
+            weights = "diffusion_pytorch_model.safetensors" if library == "diffusers" else "model.safetensors"
+            need.append((preset.base, f"{name}/{weights}", name))
+    if preset.vae:
+        need += [(preset.vae, "config.json", ""), (preset.vae, "diffusion_pytorch_model.safetensors", ".")]
+    enc = preset.image_encoder_folder
+    need += [(preset.ip_adapter, f"{preset.ip_adapter_subfolder}/{preset.ip_adapter_weight}", ""),
+             (preset.ip_adapter, f"{enc}/config.json", ""), (preset.ip_adapter, f"{enc}/model.safetensors", enc)]
+    if preset.clip:
+        need += [(preset.clip, f, "") for f in ("config.json", "tokenizer_config.json",
+                                                "preprocessor_config.json")]
+        need.append((preset.clip, "model.safetensors", "."))
+    out = []
+    for folder, file, weights in need:
+        ok = (_has_weights(os.path.join(folder, weights)) if weights
+              else os.path.exists(os.path.join(folder, file)))
+        if not ok:
+            out.append((os.path.relpath(folder, preset.mirror), file))
+    return out
+
+
+def check_mirror(preset: Preset) -> None:
+    """Refuse a mirror that lacks a file the loader needs, naming the file and its repo."""
+    gone = missing_files(preset)
+    if gone:
+        repo, file = gone[0]
+        more = f" (and {len(gone) - 1} more files)" if len(gone) > 1 else ""
+        raise ValueError(f"preset {preset.name}: the models folder {preset.mirror} lacks {file} of "
+                         f"the Hub repo {repo} (expected at {os.path.join(preset.mirror, repo, file)}){more}")

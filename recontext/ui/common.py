@@ -201,6 +201,11 @@ def photo_input(**kwargs) -> PhotoInput:
 SECONDS_PER_UNET_CALL = 0.12  # SDXL at 1024 px, fp16, guided, on a ZeroGPU slice (generous)
 
 
+def gpu_seconds(calls: float) -> int:
+    """The ZeroGPU duration asked for a request of `calls` UNet calls."""
+    return int(min(600, max(30, 15 + SECONDS_PER_UNET_CALL * calls)))
+
+
 def on_gpu(fn, unet_calls):
     """On a ZeroGPU Space (`spaces` importable, SPACES_ZERO_GPU set), run `fn` under
     `spaces.GPU` for a duration estimated from `unet_calls(*args)`, the UNet calls the
@@ -217,6 +222,6 @@ def on_gpu(fn, unet_calls):
             calls = float(unet_calls(*args))
         except Exception:  # a bad value: the handler will say so; ask for the default
             return 60
-        return int(min(600, max(30, 15 + SECONDS_PER_UNET_CALL * calls)))
+        return gpu_seconds(calls)
 
     return spaces.GPU(duration=duration)(fn)

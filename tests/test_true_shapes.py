@@ -1,0 +1,161 @@
+"""The real presets at their true shapes: the model mirror, and every tab on `sdxl`.
+
+The mirror (`python -m recontext fixtures shapes`) holds random weights with the exact
+public configurations; it is built once into the cache folder. The big test loads the
+`sdxl` preset from it on the CPU at 256 px, float16 weights computed in float32.
+"""
+
+import json
+import math
+import os
+import resource
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from recontext import presets
+
+HUB = {
+    "sd15": {"base": "stable-diffusion-v1-5/stable-diffusion-v1-5", "ip_adapter": "h94/IP-Adapter",
+             "clip": "openai/clip-vit-large-patch14"},
+    "sdxl": {"base": "stabilityai/stable-diffusion-xl-base-1.0", "vae": "madebyollin/sdxl-vae-fp16-fix",
+             "ip_adapter": "h94/IP-Adapter", "clip": "openai/clip-vit-large-patch14"},
+    "sdxl-turbo": {"base": "stabilityai/sdxl-turbo", "vae": "madebyollin/sdxl-vae-fp16-fix",
+                   "ip_adapter": "h94/IP-Adapter", "clip": "openai/clip-vit-large-patch14"},
+}
+
+
+def test_without_a_mirror_presets_name_the_hub_repos(monkeypatch):
+    monkeypatch.delenv("RECONTEXT_MODELS_DIR", raising=False)
+    monkeypatch.delenv("RECONTEXT_RESOLUTION", raising=False)
+    for name, repos in HUB.items():
+        p = presets.get(name)
+        assert p.repos() == repos and p.mirror is None and not p.offline
+    assert presets.get("sdxl").resolution == 1024
+
+
+def test_a_mirror_maps_every_repo_to_its_folder(monkeypatch, tmp_path):
+    monkeypatch.setenv("RECONTEXT_MODELS_DIR", str(tmp_path))
+    monkeypatch.setenv("RECONTEXT_RESOLUTION", "256")
+    for name, repos in HUB.items():
+        p = presets.get(name)
+        assert p.offline and p.resolution == 256
+        assert p.repos() == {k: str(tmp_path.joinpath(*v.split("/"))) for k, v in repos.items()}
+    assert presets.get("tiny").mirror is None  # the tiny preset is built here, not mirrored
+    monkeypatch.setenv("RECONTEXT_RESOLUTION", "256px")
+    with pytest.raises(ValueError, match="RECONTEXT_RESOLUTION"):
+        presets.get("sdxl")
+
+
+def test_a_mirror_lacking_a_file_names_it_and_its_repo(monkeypatch, tmp_path):
+    from recontext.models import ModelOwner
+
+    monkeypatch.setenv("RECONTEXT_MODELS_DIR", str(tmp_path))
+    base = tmp_path / "stabilityai" / "stable-diffusion-xl-base-1.0"
+    base.mkdir(parents=True)
+    with pytest.raises(ValueError, match="model_index.json of the Hub repo stabilityai/stable-diffusion-xl-base-1.0"):
+        ModelOwner(presets.get("sdxl")).pipe
+    (base / "model_index.json").write_text(json.dumps({"unet": ["diffusers", "UNet2DConditionModel"]}))
+    (base / "unet").mkdir()
+    (base / "unet" / "config.json").write_text("{}")
+    with pytest.raises(ValueError, match="lacks unet/diffusion_pytorch_model.safetensors of the Hub repo "
+                                         "stabilityai/stable-diffusion-xl-base-1.0"):
+        ModelOwner(presets.get("sdxl")).pipe
+
+
+def test_float16_weights_computed_in_float32_match_float32():
+    """`compute_in`: weights stay float16, forward and backward run in float32."""
+    from recontext.models import compute_in
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.GroupNorm(2, 8),
+                              torch.nn.Flatten(), torch.nn.Linear(8 * 4 * 4, 5)).half().float()
+    x = torch.randn(2, 3, 4, 4, requires_grad=True)
+    want = net(x)
+    want.square().sum().backward()
+    want_grad, x.grad = x.grad.clone(), None
+    compute_in(net.half().requires_grad_(False), torch.float32)
+    assert net[0].weight.dtype == torch.float16 and net[1].weight.dtype == torch.float32
+    got = net(x)
+    got.square().sum().backward()
+    assert got.dtype == torch.float32
+    assert torch.allclose(got, want, atol=1e-5) and torch.allclose(x.grad, want_grad, atol=1e-5)
+
+
+@pytest.mark.timeout(1800)
+def test_sdxl_at_true_shapes_runs_every_tab(monkeypatch, tmp_path, photo):
+    """Every tab on the sdxl preset's real architecture (random weights) at 256 px, 2 steps."""
+    from recontext import Studio, inversion
+    from recontext.fixtures import build_shapes
+    from recontext.garment.hyperlora import HyperLoRA, HyperLoRAConfig, target_modules
+
+    start = time.perf_counter()
+    root = build_shapes(os.path.join(presets.cache_dir(), "shapes"), ["sdxl"])
+    monkeypatch.setenv("RECONTEXT_MODELS_DIR", root)
+    monkeypatch.setenv("RECONTEXT_RESOLUTION", "256")
+    monkeypatch.setenv("RECONTEXT_WEIGHTS_DTYPE", "float16")  # computed in float32 (see README)
+    studio = Studio("sdxl")
+    unet = studio.models.pipe.unet
+    assert sum(type(m).__name__ == "BasicTransformerBlock" for m in unet.modules()) == 70
+    assert unet.dtype == torch.float16 and studio.models.dtype == torch.float32
+
+    finite = []
+    decode = studio.models.decode
+
+    def checked_decode(latents):  # every output passes through here
+        finite.append(bool(torch.isfinite(latents).all()))
+        return decode(latents)
+
+    monkeypatch.setattr(studio.models, "decode", checked_decode)
+    timings = {}
+
+    for method in inversion.METHODS:
+        for tight in (False, True):
+            t = time.perf_counter()
+            r = studio.reconstruct(photo, prompt="a cat", method=method, tight=tight, steps=2)
+            timings[f"{method}{' tight' if tight else ''}"] = time.perf_counter() - t
+            assert r.image.size == photo.size and r.output.size == (256, 256)
+            assert not math.isnan(r.metrics["psnr"])
+
+    t = time.perf_counter()
+    e = studio.edit(photo, "a cat", "a tiger", method="ddim", tight=True, image_scale=0.4, steps=2)
+    assert e.image.size == photo.size
+    sweep = studio.edit_sweep(photo, "a cat", "a tiger", scales=(0.4, 0.8), steps=2)
+    assert [s.image.size for s in sweep] == [photo.size] * 2
+    assert all(not math.isnan(s.metrics["clip_target"]) for s in sweep)
+    timings["edit + sweep"] = time.perf_counter() - t
+
+    garment = photo.resize((224, 224))
+    t = time.perf_counter()
+    g = studio.dress(garment, "a person on a beach", method="ip-adapter", steps=2)
+    assert g.image.size == (256, 256)
+    g = studio.dress(garment, "a person on a beach", method="finetune-lora", steps=2, finetune_steps=2)
+    assert g.image.size == (256, 256)
+    timings["dress ip-adapter + finetune-lora"] = time.perf_counter() - t
+
+    # HyperLoRA built for SDXL's attention modules (untrained): 70 blocks x 2 attentions x 4
+    modules = [list(m) for m in target_modules(unet)]
+    assert len(modules) == 560
+    vision = studio.models.pipe.image_encoder.config.hidden_size
+    torch.manual_seed(0)
+    HyperLoRA(HyperLoRAConfig(modules, vision, "sdxl")).save(str(tmp_path / "hyperlora"))
+    t = time.perf_counter()
+    g = studio.dress(garment, "a person on a beach", method="hyperlora", steps=2,
+                     checkpoint=str(tmp_path / "hyperlora"))
+    assert g.image.size == (256, 256)
+    timings["dress hyperlora"] = time.perf_counter() - t
+
+    if hasattr(studio, "generate"):
+        image = studio.generate("a photo of a cat", steps=2)
+        assert image.size == (256, 256)
+
+    assert finite and all(finite)
+    assert studio.base_loads == 1
+    peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    wall = time.perf_counter() - start
+    print(f"\ntrue shapes: {wall:.0f} s, peak RSS {peak_gb:.1f} GB;",
+          ", ".join(f"{k} {v:.0f} s" for k, v in timings.items()))
+    assert peak_gb <= 20
+    del studio
