@@ -671,7 +671,8 @@ def write_card(out: str, results: dict) -> None:
                      f"| {r['seconds'] / 60:.1f} min | {DATA[name]} | {json.dumps(other)} |")
     total = sum(r["seconds"] for r in results.values())
     cmds = sorted({r.get("command", "") for r in results.values()})
-    lines += ["", f"Total training time: {total / 60:.1f} min "
+    lines += ["", f"Total training time: {total / 60:.1f} min, plus a few minutes encoding the "
+              f"latent bank (not in the stage times) "
               f"({', '.join(sorted({str(r.get('threads')) for r in results.values()}))} threads, "
               f"{', '.join(sorted({str(r.get('device')) for r in results.values()}))}).",
               "Commands: " + "; ".join(f"`{c}`" for c in cmds) + ".",
