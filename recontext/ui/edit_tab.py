@@ -155,7 +155,7 @@ def build(studio, runs=None):
                 self_replace = gr.Slider(0.0, 1.0, value=EDIT_DEFAULTS["self_replace"], step=0.05,
                                          label="Self-attention replace",
                                          info="fraction of steps with the source's layout maps")
-                reweight = gr.Textbox(label="Re-weight a target word", placeholder="e.g. green=2",
+                reweight = gr.Textbox(value="", label="Re-weight a target word", placeholder="e.g. green=2",
                                       max_lines=1)
             with gr.Group(visible=False) as ledits_box:
                 edit_guidance = gr.Slider(0.0, 20.0, value=EDIT_DEFAULTS["edit_guidance"], step=0.5,
