@@ -385,8 +385,17 @@ def text_batch(pipe, prompts: list[str]):
     return text, {"text_embeds": pooled, "time_ids": time_ids.repeat(len(prompts), 1)}
 
 
-def noised(sched, z0, rng):
-    t = torch.from_numpy(rng.integers(0, sched.config.num_train_timesteps, len(z0)))
+def captioned_batch(pipe, data, rng, batch: int, drop: float):
+    """Indices of `batch` bank items and their text conditioning, each caption dropped
+    (to "") with probability `drop`: the batch draw of every UNet stage."""
+    idx = rng.integers(0, len(data["captions"]), batch)
+    prompts = [data["captions"][i] if rng.random() >= drop else "" for i in idx]
+    return (idx, *text_batch(pipe, prompts))
+
+
+def noised(sched, z0, rng, low: int = 0):
+    """(noisy latents, timesteps from `low` up, the noise added)."""
+    t = torch.from_numpy(rng.integers(low, sched.config.num_train_timesteps, len(z0)))
     noise = torch.from_numpy(rng.standard_normal(z0.shape).astype(np.float32))
     return sched.add_noise(z0, noise, t), t, noise
 
@@ -403,9 +412,7 @@ def train_unet(out: str, work: str, seed: int, steps: int, batch: int = 16, drop
 
     def loss_fn(step):
         rng = rng_for(seed, "unet", step)
-        idx = rng.integers(0, len(z_all), batch)
-        prompts = [data["captions"][i] if rng.random() >= drop else "" for i in idx]
-        text, added = text_batch(pipe, prompts)
+        idx, text, added = captioned_batch(pipe, data, rng, batch, drop)
         x, t, noise = noised(sched, z_all[idx], rng)
         return F.mse_loss(unet(x, t, encoder_hidden_states=text, added_cond_kwargs=added).sample, noise)
 
@@ -432,13 +439,9 @@ def train_unet_refine(out: str, work: str, seed: int, steps: int, batch: int = 1
 
     def loss_fn(step):
         rng = rng_for(seed, "unet_refine", step)
-        idx = rng.integers(0, len(z_all), batch)
-        prompts = [data["captions"][i] if rng.random() >= drop else "" for i in idx]
-        text, added = text_batch(pipe, prompts)
-        z0 = z_all[idx]
-        t = torch.from_numpy(rng.integers(300, sched.config.num_train_timesteps, batch))
-        noise = torch.from_numpy(rng.standard_normal(z0.shape).astype(np.float32))
-        pred = unet(sched.add_noise(z0, noise, t), t, encoder_hidden_states=text, added_cond_kwargs=added).sample
+        idx, text, added = captioned_batch(pipe, data, rng, batch, drop)
+        x, t, noise = noised(sched, z_all[idx], rng, low=300)
+        pred = unet(x, t, encoder_hidden_states=text, added_cond_kwargs=added).sample
         weight = 1 + inv_snr[t].clamp(max=cap)
         return ((pred - noise).square().mean((1, 2, 3)) * weight).mean() / weight.mean()
 
