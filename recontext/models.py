@@ -197,8 +197,9 @@ class ModelOwner:
         pipe = cls.from_pretrained(p.base, **common, **extra)
         sched_cls = EulerDiscreteScheduler if p.scheduler == "euler" else DDIMScheduler
         pipe.scheduler = sched_cls.from_config(pipe.scheduler.config, **p.scheduler_kwargs)
-        if pipe.scheduler.config.prediction_type != "epsilon":
-            raise ValueError(f"preset {p.name}: only epsilon-prediction models are supported")
+        if pipe.scheduler.config.prediction_type not in ("epsilon", "v_prediction"):
+            raise ValueError(f"preset {p.name}: prediction type {pipe.scheduler.config.prediction_type!r} "
+                             "is not supported (epsilon or v_prediction)")
         pipe.load_ip_adapter(p.ip_adapter, subfolder=p.ip_adapter_subfolder,
                              weight_name=p.ip_adapter_weight,
                              image_encoder_folder=p.image_encoder_folder, local_files_only=p.offline)
@@ -354,7 +355,9 @@ class ModelOwner:
     def unet_call(self, x: torch.Tensor, t, cond: Cond, params: dict | None = None) -> torch.Tensor:
         """Predicted noise for latents `x` at timestep `t` (float32 in, float32 out).
         `params` replaces some of the UNet's parameters for this call, differentiably
-        (`torch.func.functional_call`): how predicted LoRA weights are trained."""
+        (`torch.func.functional_call`): how predicted LoRA weights are trained.
+        A v-prediction UNet's output is turned into noise here (eps = sqrt(a) v + sqrt(1-a) x,
+        Salimans & Ho 2022), so every method works in noise whatever the model predicts."""
         unet = self.pipe.unet
         xin = torch.cat([x, x]) if cond.guided else x
         self._unet_evaluations += xin.shape[0]
@@ -364,6 +367,11 @@ class ModelOwner:
         else:
             out = unet(xin.to(self.dtype), t, **kwargs)
         eps = out[0].float()
+        if self.pipe.scheduler.config.prediction_type == "v_prediction":
+            a = self.pipe.scheduler.alphas_cumprod[torch.as_tensor(t).cpu().round().long()].to(eps.device)
+            if a.ndim:  # one timestep per latent (repeated for the guided rows)
+                a = a.repeat(len(eps) // len(a)).reshape(-1, 1, 1, 1)
+            eps = a.sqrt() * eps + (1 - a).sqrt() * xin.float()
         if cond.guided:
             uncond, text = eps.chunk(2)
             eps = uncond + cond.guidance * (text - uncond)

@@ -25,13 +25,21 @@ ADAPTER = "hyperlora"
 STATE = "training_state.pt"
 
 
-def diffusion_loss(models, latents, cond, generator, params=None) -> torch.Tensor:
+def diffusion_loss(models, latents, cond, generator, params=None, low: int = 0) -> torch.Tensor:
+    """The model's own training loss at a random timestep: the noise error, or for a
+    v-prediction model the v error, which is the noise error times 1/alpha_bar(t)
+    (v - v' = (eps - eps') / sqrt(alpha_bar)); without that weight a v-model's noisiest
+    steps, where a picture's colours are decided, would add almost nothing. Timesteps are
+    drawn uniformly from `low` up."""
     sched = models.pipe.scheduler
-    t = torch.randint(0, sched.config.num_train_timesteps, (latents.shape[0],), generator=generator)
+    t = torch.randint(low, sched.config.num_train_timesteps, (latents.shape[0],), generator=generator)
     noise = torch.randn(latents.shape, generator=generator)
     noisy = sched.add_noise(latents.cpu(), noise, t).to(models.device)
     pred = models.unet_call(noisy, t.to(models.device), cond, params=params)
-    return F.mse_loss(pred, noise.to(models.device))
+    error = (pred - noise.to(models.device)).square().mean(dim=(1, 2, 3))
+    if sched.config.prediction_type == "v_prediction":
+        error = error / sched.alphas_cumprod[t].to(error)
+    return error.mean()
 
 
 # -- data ------------------------------------------------------------------------------
@@ -91,8 +99,10 @@ class Examples:
 # -- HyperLoRA -------------------------------------------------------------------------
 def train_hyperlora(models, pairs: list[Pair], out: str, steps: int, lr: float = 1e-3,
                     seed: int = 0, save_every: int = 100, rank: int = 4, bases: int = 8,
-                    targets=TARGETS, accelerator=None, progress: bool = True, note: str = "") -> list[float]:
-    """Train (or resume, when `out` holds a training state) for `steps` steps in total.
+                    targets=TARGETS, accelerator=None, progress: bool = True, note: str = "",
+                    low_timestep: int = 0) -> list[float]:
+    """Train (or resume, when `out` holds a training state) for `steps` steps in total,
+    at timesteps from `low_timestep` up (where the garment's look is still undecided).
     Returns the loss of every step run so far (resumed runs include the earlier ones)."""
     from accelerate import Accelerator
     from tqdm.auto import tqdm
@@ -134,7 +144,7 @@ def train_hyperlora(models, pairs: list[Pair], out: str, steps: int, lr: float =
         for step in bar:
             tokens, latents, cond = data[(step * acc.num_processes + acc.process_index) % len(data)]
             params = functional_params(hyper(tokens), ADAPTER)
-            loss = diffusion_loss(models, latents, cond, gen, params)
+            loss = diffusion_loss(models, latents, cond, gen, params, low=low_timestep)
             acc.backward(loss)
             opt.step()
             opt.zero_grad()

@@ -117,12 +117,14 @@ def assemble(root: str, weights: str = WEIGHTS, unet=None, ip_adapter: dict | No
         vae.load_state_dict({k: v.float() for k, v in load_file(os.path.join(weights, "decoder.safetensors")).items()},
                             strict=False)
     vae.register_to_config(scaling_factor=info["vae_scaling_factor"])
-    if unet is None:  # the refined UNet when that stage has run
-        refined = os.path.join(weights, "unet_refine.safetensors")
-        unet = _load(arch.unet(), refined if os.path.exists(refined) else os.path.join(weights, "unet.safetensors"))
+    from .train import trained_unet_file
+
+    unet_file, prediction = trained_unet_file(weights)  # the v-prediction UNet once trained
+    if unet is None:
+        unet = _load(arch.unet(), unet_file)
     one, two = text_encoders(clip)
     pipe = StableDiffusionXLPipeline(vae=vae, text_encoder=one, text_encoder_2=two, tokenizer=tok,
-                                     tokenizer_2=tok, unet=unet, scheduler=arch.scheduler(),
+                                     tokenizer_2=tok, unet=unet, scheduler=arch.scheduler(prediction),
                                      image_encoder=None, feature_extractor=None)
     pipe.save_pretrained(os.path.join(root, "pipeline"))
 

@@ -100,13 +100,13 @@ def unet():
     )
 
 
-def scheduler():
+def scheduler(prediction_type: str = "epsilon"):
     from diffusers import DDIMScheduler
 
     # SDXL's training schedule (scaled_linear 0.00085-0.012), as the DDIM of its pipelines
     return DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
                          clip_sample=False, set_alpha_to_one=False, steps_offset=1,
-                         num_train_timesteps=1000)
+                         num_train_timesteps=1000, prediction_type=prediction_type)
 
 
 def ip_adapter_plus(unet_model, vision_hidden: int, generator) -> dict[str, torch.Tensor]:

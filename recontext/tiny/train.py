@@ -10,7 +10,7 @@ interrupted stage resumes from its checkpoint in `--work`):
                 the mode's decoding, a small L2 term keeping latents bounded)
 2. `clip`       CLIPModel, contrastive on captioned scenes, garments and figures
 3. `unet`       SDXL-shaped UNet, diffusion loss, text-conditioned with caption dropout
-3b. `unet_refine` the UNet trained further at high noise, loss weighted toward x0 error
+3b. `unet_v`     the UNet fine-tuned to v-prediction (samples well when small)
 4. `ip_adapter` IP-Adapter *plus* on the frozen UNet: the image itself as condition
 5. `hyperlora`  the HyperLoRA hypernetwork on garment → worn-figure pairs
 6. `decoder`    the VAE's decoder trained further (larger crops, perturbed latents), the
@@ -40,9 +40,9 @@ from ..garment import synthetic
 from . import arch, world
 
 log = logging.getLogger(__name__)
-STAGES = ("vae", "clip", "unet", "unet_refine", "ip_adapter", "hyperlora", "decoder")
+STAGES = ("vae", "clip", "unet", "unet_v", "ip_adapter", "hyperlora", "decoder")
 DEFAULT_STAGES = STAGES
-STEPS = {"vae": 3000, "clip": 1000, "unet": 2000, "unet_refine": 400, "ip_adapter": 600, "hyperlora": 1500, "decoder": 400}
+STEPS = {"vae": 3000, "clip": 1000, "unet": 2000, "unet_v": 1200, "ip_adapter": 600, "hyperlora": 1500, "decoder": 400}
 CARD = "MODEL_CARD.md"
 DONE = {"hyperlora": os.path.join("hyperlora", "hyperlora.safetensors")}  # else {stage}.safetensors
 PX = arch.RESOLUTION
@@ -400,6 +400,11 @@ def noised(sched, z0, rng, low: int = 0):
     return sched.add_noise(z0, noise, t), t, noise
 
 
+def target(sched, z0, noise, t):
+    """What the UNet learns to predict: the noise, or v for a v-prediction scheduler."""
+    return sched.get_velocity(z0, noise, t) if sched.config.prediction_type == "v_prediction" else noise
+
+
 # -- 3. the UNet -------------------------------------------------------------------------
 def train_unet(out: str, work: str, seed: int, steps: int, batch: int = 16, drop: float = 0.15) -> dict:
     data = bank(out, work, seed)
@@ -421,45 +426,47 @@ def train_unet(out: str, work: str, seed: int, steps: int, batch: int = 16, drop
     return summary
 
 
-def train_unet_refine(out: str, work: str, seed: int, steps: int, batch: int = 16, drop: float = 0.15,
-                      cap: float = 20.0) -> dict:
-    """The UNet trained further where sampling from noise needs it: at high noise the
-    sampler steers toward x0 = (x - sqrt(1-a) eps) / sqrt(a), so an epsilon error there is
-    magnified by 1/SNR. Timesteps from 300 up, each sample's loss weighted by
-    1 + min(1/SNR, cap) (the x0 error, capped). Saved as `unet_refine.safetensors`, which
-    the later stages and the preset use in place of `unet.safetensors`."""
+def train_unet_v(out: str, work: str, seed: int, steps: int, batch: int = 16, drop: float = 0.15) -> dict:
+    """The UNet fine-tuned to predict v = sqrt(a) eps - sqrt(1-a) x0 (Salimans & Ho 2022;
+    how Stable Diffusion 2 moved from epsilon). An epsilon model samples badly when small:
+    at high noise the sampler's x0 = (x - sqrt(1-a) eps) / sqrt(a) magnifies every epsilon
+    error by up to 1/sqrt(a) (15x at t=999), and the picture's layout is decided there.
+    A v-model's error is not magnified; `ModelOwner.unet_call` turns v back into noise, so
+    every method runs unchanged. Saved as `unet_v.safetensors`, which the later stages and
+    the preset use (with `prediction_type="v_prediction"` in the scheduler)."""
     data = bank(out, work, seed)
     pipe, _ = pipeline_parts(out)
     torch.manual_seed(seed)
     unet = load_weights(arch.unet(), os.path.join(out, "unet.safetensors")).train()
-    sched = arch.scheduler()
+    sched = arch.scheduler("v_prediction")
     z_all = data["latents"] * data["scaling_factor"]
-    inv_snr = (1 - sched.alphas_cumprod) / sched.alphas_cumprod
-    stage = Stage("unet_refine", work, {"unet": unet}, unet.parameters(), lr=2e-4, steps=steps)
+    stage = Stage("unet_v", work, {"unet": unet}, unet.parameters(), lr=4e-4, steps=steps)
 
     def loss_fn(step):
-        rng = rng_for(seed, "unet_refine", step)
+        rng = rng_for(seed, "unet_v", step)
         idx, text, added = captioned_batch(pipe, data, rng, batch, drop)
-        x, t, noise = noised(sched, z_all[idx], rng, low=300)
-        pred = unet(x, t, encoder_hidden_states=text, added_cond_kwargs=added).sample
-        weight = 1 + inv_snr[t].clamp(max=cap)
-        return ((pred - noise).square().mean((1, 2, 3)) * weight).mean() / weight.mean()
+        x, t, noise = noised(sched, z_all[idx], rng)
+        return F.mse_loss(unet(x, t, encoder_hidden_states=text, added_cond_kwargs=added).sample,
+                          target(sched, z_all[idx], noise, t))
 
     summary = stage.run(loss_fn, save_every=100)
-    save_weights(unet.eval(), os.path.join(out, "unet_refine.safetensors"))
+    save_weights(unet.eval(), os.path.join(out, "unet_v.safetensors"))
     return summary
 
 
-def trained_unet_file(out: str) -> str:
-    refined = os.path.join(out, "unet_refine.safetensors")
-    return refined if os.path.exists(refined) else os.path.join(out, "unet.safetensors")
+def trained_unet_file(out: str) -> tuple[str, str]:
+    """(the UNet the later stages and the preset use, its prediction type)."""
+    v = os.path.join(out, "unet_v.safetensors")
+    return (v, "v_prediction") if os.path.exists(v) else (os.path.join(out, "unet.safetensors"), "epsilon")
 
 
 # -- 4. IP-Adapter plus ----------------------------------------------------------------------
 def train_ip_adapter(out: str, work: str, seed: int, steps: int, batch: int = 16) -> dict:
     """IP-Adapter *plus* on the frozen UNet, loaded the way the studio loads it
     (`load_ip_adapter` on the assembled preset): each image conditions its own denoising,
-    which is what Tight Inversion asks of it. Saved back in the Hub key layout."""
+    which is what Tight Inversion asks of it. Timesteps from 300 up: below, the noisy
+    latent already shows the image and the adapter has nothing to add, so those steps only
+    add noise to its gradient. Saved back in the Hub key layout."""
     from diffusers import StableDiffusionXLPipeline
 
     from . import assemble
@@ -468,7 +475,8 @@ def train_ip_adapter(out: str, work: str, seed: int, steps: int, batch: int = 16
     root = os.path.join(work, "assembled-ip")
     shutil.rmtree(root, ignore_errors=True)
     torch.manual_seed(seed)
-    unet = load_weights(arch.unet(), trained_unet_file(out))
+    unet_file, prediction = trained_unet_file(out)
+    unet = load_weights(arch.unet(), unet_file)
     clip_hidden = arch.vision_config().hidden_size
     initial = arch.ip_adapter_plus(unet, clip_hidden, torch.Generator().manual_seed(seed + 1))
     assemble(root, out, unet=unet, ip_adapter=initial)
@@ -482,12 +490,12 @@ def train_ip_adapter(out: str, work: str, seed: int, steps: int, batch: int = 16
     for p in params.values():
         p.requires_grad_(True)
     mapping = hub_key_map(unet, initial)
-    sched = arch.scheduler()
+    sched = arch.scheduler(prediction)
     z_all = data["latents"] * data["scaling_factor"]
     tokens = vision_bank(pipe, data["images"])
     blank = vision_tokens(pipe, [Image.new("RGB", (PX, PX))])[0]
     stage = Stage("ip_adapter", work, {"ip": torch.nn.ParameterDict(
-        {k.replace(".", "__"): p for k, p in params.items()})}, list(params.values()), lr=5e-4, steps=steps)
+        {k.replace(".", "__"): p for k, p in params.items()})}, list(params.values()), lr=2e-3, steps=steps)
 
     def loss_fn(step):
         rng = rng_for(seed, "ip_adapter", step)
@@ -496,10 +504,10 @@ def train_ip_adapter(out: str, work: str, seed: int, steps: int, batch: int = 16
         text, added = text_batch(pipe, prompts)
         cond = torch.stack([tokens[i] if rng.random() >= 0.1 else blank for i in idx])[:, None]
         pipe.set_ip_adapter_scale(float(rng.uniform(0.3, 1.0)))
-        x, t, noise = noised(sched, z_all[idx], rng)
+        x, t, noise = noised(sched, z_all[idx], rng, low=300)
         pred = unet(x, t, encoder_hidden_states=text,
                     added_cond_kwargs={**added, "image_embeds": [cond]}).sample
-        return F.mse_loss(pred, noise)
+        return F.mse_loss(pred, target(sched, z_all[idx], noise, t))
 
     with torch.enable_grad():
         summary = stage.run(loss_fn, save_every=200)
@@ -590,7 +598,7 @@ def train_hyperlora_stage(out: str, work: str, seed: int, steps: int, pairs: int
     start = time.perf_counter()
     ckpt = os.path.join(work, "hyperlora")
     losses = train_hyperlora(models, synthetic_pairs(pairs, PX), ckpt, steps=steps, seed=seed,
-                             save_every=250, progress=False,
+                             save_every=250, progress=False, lr=3e-3, low_timestep=300,
                              note=f"tiny world: {steps} steps on {pairs} synthetic pairs, seed {seed}")
     dest = os.path.join(out, "hyperlora")
     shutil.rmtree(dest, ignore_errors=True)
@@ -603,7 +611,7 @@ def train_hyperlora_stage(out: str, work: str, seed: int, steps: int, pairs: int
 
 
 # -- the command -------------------------------------------------------------------------
-TRAINERS = {"vae": train_vae, "clip": train_clip, "unet": train_unet, "unet_refine": train_unet_refine,
+TRAINERS = {"vae": train_vae, "clip": train_clip, "unet": train_unet, "unet_v": train_unet_v,
             "ip_adapter": train_ip_adapter,
             "hyperlora": train_hyperlora_stage, "decoder": train_decoder}
 
@@ -646,11 +654,12 @@ DATA = {
             "figures; batches of 48 distinct scene captions + 16 distinct others",
     "unet": f"a bank of {BANK} images (55% scenes, 20% garments and figures, 25% photo crops at "
             "128 px), captions dropped 15% of the time",
-    "unet_refine": "the same bank, timesteps 300-999, each sample's loss weighted by 1 + min(1/SNR, 20)",
+    "unet_v": "the same bank, the unet stage's weights fine-tuned to predict v (timesteps uniform)",
     "ip_adapter": "the same bank; each image conditions its own denoising (image dropped 10%, "
-                  "caption 50%, adapter scale uniform in 0.3-1.0)",
+                  "caption 50%, adapter scale uniform in 0.3-1.0; timesteps 300-999, where the "
+                  "image decides the prediction)",
     "hyperlora": "256 procedural garment -> worn-figure pairs (seeds 0-255); prompts name the "
-                 "garment kind and scene, not its look",
+                 "garment kind and scene, not its look; lr 3e-3, timesteps 300-999, v-prediction loss",
     "decoder": "batches of 8 crops of 64 px, the VAE's mix; encoder frozen; half the latents "
                "perturbed by 0.1 (unit-variance units)",
 }
