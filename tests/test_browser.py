@@ -71,11 +71,15 @@ def assert_results_enlarged(page, at_least=200):
     shown = page.evaluate("""() => [...document.querySelectorAll('.result-image img, .whole-image img')]
         .filter(i => i.offsetParent !== null && i.naturalWidth > 0).map(i => {
             const s = getComputedStyle(i), k = Math.min(i.clientWidth / i.naturalWidth, i.clientHeight / i.naturalHeight);
-            return {fit: s.objectFit, drawn: Math.round(k * Math.max(i.naturalWidth, i.naturalHeight)), natural: i.naturalWidth};
+            const r = i.getBoundingClientRect(), c = i.closest('.block').getBoundingClientRect();
+            return {fit: s.objectFit, drawn: Math.round(k * Math.max(i.naturalWidth, i.naturalHeight)),
+                    natural: i.naturalWidth, inside: r.top >= c.top - 1 && r.bottom <= c.bottom + 1
+                                                    && r.left >= c.left - 1 && r.right <= c.right + 1};
         })""")
     assert shown, "no result image on the page"
     for im in shown:
-        assert im["fit"] == "contain" and im["drawn"] >= min(at_least, 2 * im["natural"]), shown
+        assert im["fit"] == "contain" and im["inside"], shown  # whole, not cut by its box
+        assert im["drawn"] >= min(at_least, 2 * im["natural"]), shown  # not a thumbnail
 
 
 def test_garment_tab_runs_its_example(page):
@@ -98,6 +102,7 @@ def test_inversion_tab_runs_its_example(page):
     page.get_by_text("inversion PSNR").first.wait_for(timeout=RUN_TIMEOUT)
     page.get_by_text("Saved as run").wait_for(timeout=RUN_TIMEOUT)
     no_error_toast(page)
+    assert_results_enlarged(page)  # the before/after sliders: whole, not a crop
     shot(page, "inversion")
 
 
