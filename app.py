@@ -6,7 +6,7 @@ import os
 
 from recontext import Studio
 from recontext.logs import quiet_libraries
-from recontext.ui import CSS, build_demo, theme
+from recontext.ui import build_demo, css, theme
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -30,7 +30,7 @@ def main(argv=None):
     demo = build_demo(studio)
     demo.queue(default_concurrency_limit=1).launch(
         server_name=args.host, server_port=args.port, share=args.share, mcp_server=args.mcp,
-        theme=theme(), css=CSS)
+        theme=theme(), css=css(studio))
 
 
 if __name__ == "__main__":

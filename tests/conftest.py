@@ -42,11 +42,17 @@ def app_data(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def app_url(tmp_path_factory, app_data):
+def app_log(tmp_path_factory):
+    """The log (stdout and stderr) of the app under test."""
+    return tmp_path_factory.mktemp("app") / "app.log"
+
+
+@pytest.fixture(scope="session")
+def app_url(app_log, app_data):
     """`python app.py --preset tiny --mcp` launched on a free port, as a user would run it."""
     port = free_port()
-    log = open(tmp_path_factory.mktemp("app") / "app.log", "w")
-    env = {**os.environ, "RECONTEXT_DATA_DIR": str(app_data)}
+    log = open(app_log, "w")
+    env = {**os.environ, "RECONTEXT_DATA_DIR": str(app_data), "PYTHONUNBUFFERED": "1"}  # the log as it happens
     proc = subprocess.Popen([sys.executable, "app.py", "--preset", "tiny", "--port", str(port), "--mcp"],
                             cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=env)
     url = f"http://127.0.0.1:{port}/"

@@ -163,6 +163,37 @@ def test_bad_inputs_end_to_end(client, tmp_path):
     assert "Saved as run" in notes
 
 
+def test_wrong_values_name_the_field_and_log_no_traceback(client, app_log):
+    """A client's bad value is the client's error: a message naming the field, and no
+    Python traceback in the server's log (Gradio prints one for its own range and choice
+    checks)."""
+    cat, shirt = handle_file(CAT), handle_file(os.path.join(ROOT, "assets", "garments",
+                                                            "green-plain-t-shirt.png"))
+    one = dict(photo=cat, methods=["ddim"], variants=["plain"], api_name="/reconstruct")
+    edit = dict(photo=cat, source="a cat", target="a tiger", steps=2, api_name="/edit")
+    cases = [
+        ({**one, "steps": "abc"}, "Steps must be a number"),
+        ({**one, "steps": 5000}, "Steps: .*maximum value"),
+        ({**one, "steps": 2, "seed": -1}, "Seed: .*minimum value"),
+        ({**one, "steps": 2, "methods": ["ddim", "foo"]}, "Methods: .*foo"),
+        ({**edit, "method": "foo"}, "Inversion method: .*foo"),
+        ({**edit, "tight": "abc"}, "Tight Inversion: give true or false"),
+        ({**edit, "edit_method": "prompt-to-prompt", "cross_replace": 9},
+         "Cross-attention replace: .*maximum value"),
+        (dict(garment=shirt, prompt="a person", checkpoint="/etc", steps=2, api_name="/dress"),
+         "HyperLoRA checkpoint: .*not in the list of choices"),
+        (dict(rater="ana", item_id="x", scores={}, reveal="abc", api_name="/rate"),
+         "reveal must be true or false"),
+    ]
+    start = app_log.stat().st_size
+    for kwargs, message in cases:
+        with pytest.raises(Exception, match=message):
+            client.predict(**kwargs)
+    with open(app_log) as f:
+        f.seek(start)
+        assert "Traceback" not in f.read()
+
+
 def test_dress_endpoint(client):
     shirt = os.path.join(ROOT, "assets", "garments", "green-plain-t-shirt.png")
     out = client.predict(garment=handle_file(shirt), prompt="a person on a beach", steps=3,

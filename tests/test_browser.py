@@ -65,15 +65,32 @@ def no_error_toast(page):
     assert page.locator(".toast-body.error").count() == 0
 
 
+def assert_results_enlarged(page, at_least=200):
+    """Every visible result image is drawn at its box's size (the tiny preset's 128-px
+    outputs enlarged to >= `at_least` px), not left a thumbnail, and whole (contain)."""
+    shown = page.evaluate("""() => [...document.querySelectorAll('.result-image img, .whole-image img')]
+        .filter(i => i.offsetParent !== null && i.naturalWidth > 0).map(i => {
+            const s = getComputedStyle(i), k = Math.min(i.clientWidth / i.naturalWidth, i.clientHeight / i.naturalHeight);
+            const r = i.getBoundingClientRect(), c = i.closest('.block').getBoundingClientRect();
+            return {fit: s.objectFit, drawn: Math.round(k * Math.max(i.naturalWidth, i.naturalHeight)),
+                    natural: i.naturalWidth, inside: r.top >= c.top - 1 && r.bottom <= c.bottom + 1
+                                                    && r.left >= c.left - 1 && r.right <= c.right + 1};
+        })""")
+    assert shown, "no result image on the page"
+    for im in shown:
+        assert im["fit"] == "contain" and im["inside"], shown  # whole, not cut by its box
+        assert im["drawn"] >= min(at_least, 2 * im["natural"]), shown  # not a thumbnail
+
+
 def test_garment_tab_runs_its_example(page):
     open_tab(page, "Garment → model")
     page.get_by_text("a person wearing trousers at the beach").first.click()
     steps(page, 8)
     page.get_by_role("button", name="Dress").click()
-    page.get_by_label("hyperlora: adapt").or_(page.get_by_text("hyperlora: adapt")).first.wait_for(
-        timeout=RUN_TIMEOUT)
     page.get_by_text("Saved as run").wait_for(timeout=RUN_TIMEOUT)
+    assert page.locator("td", has_text="hyperlora").count() >= 1  # its row in the timings
     no_error_toast(page)
+    assert_results_enlarged(page)
     shot(page, "garment")
 
 
@@ -85,6 +102,7 @@ def test_inversion_tab_runs_its_example(page):
     page.get_by_text("inversion PSNR").first.wait_for(timeout=RUN_TIMEOUT)
     page.get_by_text("Saved as run").wait_for(timeout=RUN_TIMEOUT)
     no_error_toast(page)
+    assert_results_enlarged(page)  # the before/after sliders: whole, not a crop
     shot(page, "inversion")
 
 

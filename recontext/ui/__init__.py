@@ -14,17 +14,33 @@ def theme() -> gr.themes.Base:
     files (the default declares 400 and 600 only, so bold text fell back to another
     font), and system fonts behind it: nothing is fetched from outside."""
     sans = gr.themes.LocalFont("Source Sans Pro", weights=(400, 600, 700))
-    mono = gr.themes.LocalFont("IBM Plex Mono", weights=(400, 600))
+    mono = gr.themes.LocalFont("IBM Plex Mono", weights=(400, 600, 700))
     return gr.themes.Default(font=[sans, "ui-sans-serif", "system-ui", "sans-serif"],
                              font_mono=[mono, "ui-monospace", "monospace"])
 
 
 CSS = """
-/* tables: long headers wrap instead of running off the right edge */
-.table-wrap th, .table-wrap td { white-space: normal !important; overflow-wrap: anywhere; }
-/* before/after sliders: the whole image, letterboxed, not a zoomed crop */
-.whole-image img { object-fit: contain !important; }
+/* tables: long headers wrap between words instead of running off the right edge (never
+   inside a word: "anywhere" broke "tight" into "tigh t") */
+.table-wrap th, .table-wrap td { white-space: normal !important; overflow-wrap: normal; word-break: normal; }
+/* before/after sliders: the whole image, letterboxed in the box, not a zoomed crop (Gradio
+   sizes the picture by the box's width, so a square image overflowed a wide box's height) */
+.whole-image img { object-fit: contain !important; width: 100% !important; height: 100% !important;
+                   max-height: 100% !important; }
+/* result images fill their box, letterboxed: a small model's 128-px output is shown
+   enlarged, not as a thumbnail in the middle of an empty frame (Gradio's scale-down) */
+.result-image img { object-fit: contain !important; }
 """
+PIXELATED = """
+/* a low-resolution preset: enlarge pixel for pixel instead of blurring */
+.whole-image img, .result-image img, .result-gallery img { image-rendering: pixelated; }
+"""
+
+
+def css(studio) -> str:
+    """The page's CSS; for presets below 256 px (the tiny world's 128 px) results are
+    enlarged pixel for pixel."""
+    return CSS + (PIXELATED if studio.preset.resolution < 256 else "")
 
 
 def build_demo(studio, data=None) -> gr.Blocks:

@@ -103,6 +103,18 @@ def _number(label: str, payload, whole: bool):
     return value
 
 
+def _named(label: str, preprocess, payload):
+    """Gradio's own check of an API value (`preprocess`: range, choices) with its message
+    prefixed by the field's label and logged without a traceback: a bad value is the
+    client's error, not the server's (Gradio's own errors print one)."""
+    try:
+        return preprocess(payload)
+    except gr.Error as e:
+        if not e.print_exception:
+            raise
+        raise gr.Error(f"{label}: {e.message}", print_exception=False) from None
+
+
 class Slider(gr.Slider):
     """A slider whose API value is checked first: "abc" or 1.5 for a whole-number slider
     get a message naming the field (not Gradio's generic error or silent rounding).
@@ -115,12 +127,12 @@ class Slider(gr.Slider):
         value = _number(self.label, payload, self.precision == 0)
         if value is None:
             raise gr.Error(f"{self.label}: give a number", print_exception=False)
-        return super().preprocess(value)
+        return _named(self.label, super().preprocess, value)
 
 
 class Choices(gr.CheckboxGroup):
     """A checkbox group whose API value may also be left out (None: nothing chosen, which
-    the handler names) and is otherwise checked to be a list."""
+    the handler names) and is otherwise checked to be a list of its choices."""
 
     def get_block_name(self) -> str:
         return "checkboxgroup"
@@ -133,7 +145,31 @@ class Choices(gr.CheckboxGroup):
         if not isinstance(payload, (list, tuple)):
             raise gr.Error(f"{self.label}: give a list of choices, got {payload!r}",
                            print_exception=False)
-        return super().preprocess(list(payload))
+        return _named(self.label, super().preprocess, list(payload))
+
+
+class Choice(gr.Dropdown):
+    """A dropdown whose API value must be one of its choices; anything else gets a
+    message naming the field and the choices."""
+
+    def get_block_name(self) -> str:
+        return "dropdown"
+
+    def preprocess(self, payload):
+        return _named(self.label, super().preprocess, payload)
+
+
+class Flag(gr.Checkbox):
+    """A checkbox whose API value must be true or false ("abc" is refused, not read as
+    true)."""
+
+    def get_block_name(self) -> str:
+        return "checkbox"
+
+    def preprocess(self, payload):
+        if payload is not None and not isinstance(payload, bool):
+            raise gr.Error(f"{self.label}: give true or false, got {payload!r}", print_exception=False)
+        return bool(payload)
 
 
 class WholeNumber(gr.Number):
@@ -143,7 +179,7 @@ class WholeNumber(gr.Number):
         return "number"
 
     def preprocess(self, payload):
-        return super().preprocess(_number(self.label, payload, True))
+        return _named(self.label, super().preprocess, _number(self.label, payload, True))
 
 
 def steps_slider(studio) -> Slider:

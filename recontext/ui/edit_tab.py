@@ -12,8 +12,8 @@ from ..editing import EDIT_HELP, EDIT_METHODS, SWEEP_SCALES, sweep_plot
 from ..inversion import COST, METHODS, defaults
 from ..studio import EDIT_DEFAULTS
 from ..runs import save_edits
-from .common import (Slider, asset, fmt, mcp_tool, not_mcp_tool, on_gpu, photo_input, progress_fn,
-                     save_run, seed_number, steps_slider, user_errors)
+from .common import (Choice, Flag, Slider, asset, fmt, mcp_tool, not_mcp_tool, on_gpu, photo_input,
+                     progress_fn, save_run, seed_number, steps_slider, user_errors)
 
 ABOUT = """Invert the photo under its **source prompt**, then regenerate it from that noise
 under the **target prompt**. With **Tight** on, the photo also conditions both passes through
@@ -144,23 +144,23 @@ def build(studio, runs=None):
             source = gr.Textbox("", label="Source prompt", placeholder="what the photo shows", max_lines=2)
             target = gr.Textbox(label="Target prompt", placeholder="what the edit should show", max_lines=2)
             with gr.Row():
-                method = gr.Dropdown(list(METHODS), value="ddim", label="Inversion method")
-                tight = gr.Checkbox(value=True, label="Tight Inversion")
-            edit_method = gr.Dropdown(list(EDIT_METHODS), value="regenerate", label="Editing method")
+                method = Choice(list(METHODS), value="ddim", label="Inversion method")
+                tight = Flag(value=True, label="Tight Inversion")
+            edit_method = Choice(list(EDIT_METHODS), value="regenerate", label="Editing method")
             method_help = gr.Markdown(defaults_note(studio.preset.name, "ddim", "regenerate"))
             with gr.Group(visible=False) as p2p_box:
-                cross_replace = gr.Slider(0.0, 1.0, value=EDIT_DEFAULTS["cross_replace"], step=0.05,
+                cross_replace = Slider(0.0, 1.0, value=EDIT_DEFAULTS["cross_replace"], step=0.05,
                                           label="Cross-attention replace",
                                           info="fraction of steps with the source's word maps")
-                self_replace = gr.Slider(0.0, 1.0, value=EDIT_DEFAULTS["self_replace"], step=0.05,
+                self_replace = Slider(0.0, 1.0, value=EDIT_DEFAULTS["self_replace"], step=0.05,
                                          label="Self-attention replace",
                                          info="fraction of steps with the source's layout maps")
                 reweight = gr.Textbox(value="", label="Re-weight a target word", placeholder="e.g. green=2",
                                       max_lines=1)
             with gr.Group(visible=False) as ledits_box:
-                edit_guidance = gr.Slider(0.0, 20.0, value=EDIT_DEFAULTS["edit_guidance"], step=0.5,
+                edit_guidance = Slider(0.0, 20.0, value=EDIT_DEFAULTS["edit_guidance"], step=0.5,
                                           label="Edit guidance", info="strength toward the target")
-                edit_threshold = gr.Slider(0.5, 0.99, value=EDIT_DEFAULTS["edit_threshold"], step=0.01,
+                edit_threshold = Slider(0.5, 0.99, value=EDIT_DEFAULTS["edit_threshold"], step=0.01,
                                            label="Mask threshold",
                                            info="quantile: higher edits a smaller region")
             scale = Slider(0.0, 1.0, value=0.4, step=0.05, label="Image scale",
@@ -186,12 +186,12 @@ def build(studio, runs=None):
             table = gr.Dataframe(value=pd.DataFrame(columns=TABLE_COLUMNS), label="Metrics",
                                  interactive=False, wrap=True)
             notes = gr.Markdown()
-            with gr.Row():
-                gallery = gr.Gallery(label="Sweep: edits by image scale", format="png", columns=3,
-                                     height=300)
-                plot = gr.Plot(label="Fidelity–editability trade-off", show_label=False)
+            gallery = gr.Gallery(label="Sweep: edits by image scale", format="png", columns=3,
+                                 height=560, object_fit="contain", elem_classes="result-gallery")
+            plot = gr.Plot(label="Fidelity–editability trade-off", show_label=False)
             compared = gr.Gallery(label="Compare: every editing method, tight and plain", format="png",
-                                  columns=3, height=300)
+                                  columns=3, height=560, object_fit="contain",
+                                  elem_classes="result-gallery")
     gr.Examples(examples(), inputs=[photo, source, target],
                 label="Examples (tiny-world scenes: a colour word edited; scikit-image photos)")
 

@@ -10,8 +10,8 @@ import pandas as pd
 from ..garment import FINETUNE_STEPS, METHODS
 from ..runs import save_dressed
 from ..progress import segment
-from .common import (Choices, Slider, asset, mcp_tool, on_gpu, photo_input, progress_fn, save_run,
-                     seed_number, steps_slider, user_errors)
+from .common import (Choice, Choices, Slider, asset, mcp_tool, on_gpu, photo_input, progress_fn,
+                     save_run, seed_number, steps_slider, user_errors)
 
 ABOUT = """Upload a garment and describe a scene. **HyperLoRA** reads the garment once and
 predicts LoRA weights for the UNet, so a new garment needs no training
@@ -102,8 +102,7 @@ def dress(studio, garment, prompt, methods, lora_scale, ip_scale, finetune_steps
             {"lora_scale": lora_scale, "ip_scale": ip_scale, "steps": steps,
              "finetune_steps": finetune_steps}, seed), len(results)))
     outputs = [gr.Image(value=results[m].image if m in results else None, visible=m in results,
-                        label=f"{m}: adapt {results[m].adapt_seconds:.2f} s, generate "
-                              f"{results[m].generate_seconds:.2f} s" if m in results else m)
+                        label=m)  # the timings are in the table: a long label is cut off
                for m in METHODS]
     table = pd.DataFrame(rows, columns=TIMING_COLUMNS)
     return (*outputs, table, "\n".join(f"- {n}" for n in notes))
@@ -122,7 +121,7 @@ def build(studio, runs=None):
                 value=["hyperlora", "ip-adapter", "prompt-only"], label="Methods")
             with gr.Accordion("Method options", open=False):
                 choices = checkpoint_choices(studio)
-                checkpoint = gr.Dropdown(choices, value=choices[0][1], label="HyperLoRA checkpoint",
+                checkpoint = Choice(choices, value=choices[0][1], label="HyperLoRA checkpoint",
                                          info="the checkpoints this server is configured with")
                 lora_scale = Slider(0.0, 2.0, value=1.0, step=0.05,
                                     label="LoRA scale (HyperLoRA, fine-tuned LoRA)")
@@ -137,7 +136,8 @@ def build(studio, runs=None):
         with gr.Column(scale=2):
             with gr.Row():
                 images = [gr.Image(label=m, type="pil", format="png", interactive=False,
-                                   visible=False, height=280) for m in METHODS]
+                                   visible=False, height=280, elem_classes="result-image")
+                          for m in METHODS]
             table = gr.Dataframe(value=pd.DataFrame(columns=TIMING_COLUMNS), label="Timings (seconds)",
                                  interactive=False, wrap=True)
             notes = gr.Markdown()

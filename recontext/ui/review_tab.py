@@ -165,7 +165,7 @@ def build(studio, data, demo, remembered):
     info = gr.Markdown("Give your name and press **Next item**.")
     with gr.Row():
         source = gr.Image(label="Source", type="pil", format="png", interactive=False, height=220,
-                          scale=1)
+                          scale=1, elem_classes="result-image")
         gr.Column(scale=3)
     images, fid, real = [], [], []
     for row in range(0, SLOTS, 4):
@@ -173,7 +173,8 @@ def build(studio, data, demo, remembered):
             for i in range(row, row + 4):
                 with gr.Column(min_width=180):
                     images.append(gr.Image(label=f"Output {LABELS[i]}", type="pil", format="png",
-                                           interactive=False, visible=False, height=200))
+                                           interactive=False, visible=False, height=256,
+                                           elem_classes="result-image"))
                     fid.append(gr.Radio(SCORES, label=f"{LABELS[i]}: fidelity", visible=False))
                     real.append(gr.Radio(SCORES, label=f"{LABELS[i]}: realism", visible=False))
     comment = gr.Textbox(label="Comment (optional)", max_lines=3)
@@ -218,6 +219,8 @@ def build(studio, data, demo, remembered):
             comment: optional remark
             reveal: show which method made each output; afterwards the item cannot be rated again
         """
+        if not isinstance(reveal, bool):
+            raise ValueError(f"reveal must be true or false, got {reveal!r}")
         return rate(data, studio.preset.name, signed_rater(rater, profile), item_id, scores,
                     comment, reveal)
 
