@@ -135,6 +135,19 @@ def cmd_train_tiny(args) -> int:
     return 0
 
 
+def cmd_train_tiny_flux(args) -> int:
+    import logging
+
+    from .tiny import flux_train
+
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s")
+    logging.getLogger("recontext.tiny").setLevel(logging.INFO)
+    result = flux_train.run(args.out, args.work, seed=args.seed, steps=args.steps, batch=args.batch,
+                            command=" ".join(["python -m recontext", *sys.argv[1:]]))
+    print(dump_json(result))
+    return 0
+
+
 def cmd_batch(args) -> int:
     from .batch import run_batch
     from .data import open_data
@@ -267,6 +280,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stages", default="vae,clip,unet,unet_refine,ip_adapter,hyperlora,decoder")
     p.add_argument("--steps", default="", help="override steps per stage: unet=500,clip=100")
     p.set_defaults(func=cmd_train_tiny)
+
+    p = sub.add_parser("train-tiny-flux", help="train the tiny-flux preset (FLUX transformer, tiny T5, "
+                       "XLabs-layout IP-Adapter) on the tiny world's data; resumes from --work")
+    p.add_argument("--out", default=os.path.join("recontext", "tiny", "flux_weights"),
+                   help="where the weights and MODEL_CARD.md go")
+    p.add_argument("--work", default=os.path.join(".cache", "tiny-train"),
+                   help="the checkpoint (flux.pt) and the tiny world's latent bank")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--steps", type=int, default=1500)
+    p.add_argument("--batch", type=int, default=8)
+    p.set_defaults(func=cmd_train_tiny_flux)
 
     p = sub.add_parser("batch", help="run a manifest of invert / edit / dress rows (resumable; "
                        "split across processes under accelerate launch)")
