@@ -135,3 +135,33 @@ def test_every_flow_method_and_an_edit_share_one_base_load(fstudio):
     assert e.image.size == img.size
     assert fstudio.generate(cap, steps=4).size == (fstudio.preset.resolution,) * 2
     assert fstudio.base_loads == 1
+
+
+def test_spaces_preload_the_flux_preset_and_budget_its_gpu_time():
+    import os
+
+    import yaml
+
+    from recontext.ui.common import gpu_seconds
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    meta = yaml.safe_load(open(os.path.join(root, "spaces_config", "front_matter.yaml")))
+    preloaded = " ".join(meta["preload_from_hub"])
+    p = presets.get("flux")
+    for repo in (p.base, p.ip_adapter, p.image_encoder_folder):
+        assert repo in meta["models"] and repo in preloaded
+    for file in ("transformer/config.json", "text_encoder_2/config.json", "tokenizer_2/spiece.model",
+                 p.ip_adapter_weight):
+        assert file in preloaded
+    assert gpu_seconds(200, "flux") > gpu_seconds(200, "sdxl")
+
+
+def test_flux_dev_shapes_are_its_public_config():
+    from diffusers import FluxTransformer2DModel
+
+    from recontext import fixtures
+
+    with torch.device("meta"):
+        model = FluxTransformer2DModel(**fixtures.FLUX_TRANSFORMER)
+    assert 11.8e9 < sum(p.numel() for p in model.parameters()) < 12.0e9  # FLUX.1-dev: 11.9 B
+    assert model.inner_dim == 3072 and model.config.guidance_embeds

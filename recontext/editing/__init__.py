@@ -39,7 +39,7 @@ EDIT_HELP = {
     "ledits++": "the inversion replayed, plus guidance toward the target only where the edited "
                 "words attend and the edit direction is strong (Brack et al. 2024)",
 }
-STOCHASTIC = {"edit-friendly"}  # methods whose inversion draws noise (the seed matters)
+STOCHASTIC = {"edit-friendly", "rf-inversion"}  # methods whose inversion draws noise (the seed matters)
 
 
 @dataclass

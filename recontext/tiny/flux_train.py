@@ -107,12 +107,15 @@ def base_state(transformer) -> dict:
 
 
 def run(out: str, work: str, seed: int = 0, steps: int = STEPS, batch: int = BATCH,
-        command: str = "python -m recontext train-tiny-flux") -> dict:
+        command: str = "python -m recontext train-tiny-flux", export: bool = False) -> dict:
+    """Train (resuming from `work`) and write the weights and model card into `out`.
+    `export`: write what the checkpoint in `work` holds now, without training further (a
+    run cut short; the card says how many of the planned steps it had done)."""
     torch.set_flush_denormal(True)
     torch.set_num_threads(max(1, os.cpu_count() or 1))
     os.makedirs(work, exist_ok=True)
     copy_world(out)
-    data = latents(out, work, seed)
+    data = None if export else latents(out, work, seed)
     root = os.path.join(work, "assembled-flux")
     shutil.rmtree(root, ignore_errors=True)
     torch.manual_seed(seed)
@@ -121,8 +124,8 @@ def run(out: str, work: str, seed: int = 0, steps: int = STEPS, batch: int = BAT
     model, t5 = pipe.transformer.train(), pipe.text_encoder_2.train()
     params = [p for m in (model, t5) for p in m.parameters()]
     stage = train.Stage("flux", work, {"transformer": model, "t5": t5}, params, lr=5e-4, steps=steps)
-    z_all = data["latents"]
-    n, side = len(z_all), z_all.shape[-1]
+    z_all = None if export else data["latents"]
+    n, side = train.BANK if export else len(z_all), arch.RESOLUTION // pipe.vae_scale_factor
     img_ids = pipe._prepare_latent_image_ids(batch, side // 2, side // 2, "cpu", torch.float32)
     txt_ids = torch.zeros(flux.T5_LENGTH, 3)
 
@@ -151,7 +154,8 @@ def run(out: str, work: str, seed: int = 0, steps: int = STEPS, batch: int = BAT
                      joint_attention_kwargs={"ip_adapter_image_embeds": [embeds]}, return_dict=False)[0]
         return F.mse_loss(pred, noise - z0)
 
-    summary = stage.run(loss_fn, save_every=50)
+    summary = {**stage.summary(), "planned_steps": steps, "steps": stage.step} if export else \
+        {**stage.run(loss_fn, save_every=50), "planned_steps": steps}
     model.eval()
     train.save_weights(base_state(model), os.path.join(out, "transformer.safetensors"))
     train.save_weights(t5.eval(), os.path.join(out, "text_encoder_2.safetensors"))
@@ -169,7 +173,9 @@ def write_card(out: str, r: dict) -> None:
         "# The tiny-flux weights", "",
         "FLUX.1's architecture at the tiny world's size (see `recontext/tiny/flux.py`), trained by "
         f"`{r['command']}` (recontext/tiny/flux_train.py).", "",
-        f"- seed {r['seed']}; {r['steps']} steps of batch {r['batch']}; AdamW 5e-4, one-cycle schedule",
+        f"- seed {r['seed']}; {r['steps']} steps of batch {r['batch']}"
+        + (f" (exported from the checkpoint: {r['planned_steps']} were planned)" if r['steps'] < r['planned_steps'] else "")
+        + f"; AdamW 5e-4, one-cycle schedule over {r['planned_steps']} steps",
         f"- data: the tiny world's latent bank ({r['bank']} images: 55% procedural scenes, 20% garments "
         "and figures, 25% photo crops at 128 px, with captions), made from the same seed by "
         "`train.bank`; captions dropped 15%; IP-Adapter scale 0 for 30% of batches, else uniform "
