@@ -25,7 +25,7 @@ from recontext import Studio  # noqa: E402
 from recontext.logs import quiet_libraries  # noqa: E402
 from recontext.tiny import claims  # noqa: E402
 
-METHODS = ("flow-euler", "rf-inversion")
+METHODS = ("rf-inversion", "flow-euler")  # the claim first
 
 
 def tiny_flux(args) -> dict:

@@ -136,7 +136,7 @@ def compute_in(module: torch.nn.Module, dtype: torch.dtype) -> torch.nn.Module:
 
 
 def _size_multiple(pipe) -> int:
-    if hasattr(pipe, "transformer"):  # FLUX: the VAE's downsampling, then latents packed 2x2
+    if "transformer" in pipe.components:  # FLUX: the VAE's downsampling, then latents packed 2x2
         return max(16, pipe.vae_scale_factor * 2)
     return max(8, pipe.vae_scale_factor * 2 ** (len(pipe.unet.config.block_out_channels) - 1))
 

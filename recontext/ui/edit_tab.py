@@ -8,8 +8,8 @@ import json
 import gradio as gr
 import pandas as pd
 
-from ..editing import EDIT_HELP, EDIT_METHODS, SWEEP_SCALES, sweep_plot
-from ..inversion import COST, METHODS, defaults, rf_inversion
+from ..editing import EDIT_HELP, SWEEP_SCALES, sweep_plot
+from ..inversion import COST, defaults, rf_inversion
 from ..studio import EDIT_DEFAULTS
 from ..runs import save_edits
 from .common import (Slider, asset, fmt, mcp_tool, not_mcp_tool, on_gpu, photo_input, progress_fn,
