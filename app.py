@@ -1,4 +1,4 @@
-"""recontext studio: `python app.py [--preset tiny|sd15|sdxl|sdxl-turbo|auto] [--port N] [--mcp]`."""
+"""recontext studio: `python app.py [--preset tiny|tiny-flux|sd15|sdxl|sdxl-turbo|flux|auto] [--port N] [--mcp]`."""
 
 import argparse
 import logging

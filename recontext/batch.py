@@ -30,7 +30,7 @@ COLUMNS = ("task", "input", "prompt", "target", "method", "tight", "scale", "ste
 OPTIONAL = ("edit_method",)  # part of a row's key only when given (older results stay valid)
 RESULTS = ["row", "key", "status", "task", "input", "method", "prompt", "target", "output",
            "run_id", "seconds", "metrics", "error"]
-DEFAULT_METHOD = {"invert": "ddim", "edit": "ddim", "dress": "hyperlora"}
+DEFAULT_METHOD = {"invert": "ddim", "edit": "ddim", "dress": "hyperlora"}  # flow presets: flow-euler
 
 
 def read_manifest(path: str) -> list[dict]:
@@ -93,7 +93,7 @@ def run_row(studio, job: dict, out: str, runs: RunStore) -> dict:
     if not os.path.exists(job["path"]):
         raise ValueError(f"input file not found: {job['path']} (paths are relative to the "
                          "manifest's folder)")
-    method = job["method"] or DEFAULT_METHOD[task]
+    method = job["method"] or (DEFAULT_METHOD[task] if task == "dress" else studio.methods[0])
     if job.get("edit_method") and task != "edit":
         raise ValueError(f"edit_method applies to edit rows only, not {task!r}")
     tight = job["tight"].lower() in ("1", "true", "yes") if job["tight"] else task == "edit"

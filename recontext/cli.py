@@ -16,7 +16,7 @@ def dump_json(obj) -> str:
 
 def _add_preset(p):
     p.add_argument("--preset", default=None,
-                   help="tiny, sd15, sdxl, sdxl-turbo or auto (default: $RECONTEXT_PRESET or auto)")
+                   help="tiny, tiny-flux, sd15, sdxl, sdxl-turbo, flux or auto (default: $RECONTEXT_PRESET or auto)")
 
 
 def _studio(args):
@@ -135,6 +135,19 @@ def cmd_train_tiny(args) -> int:
     return 0
 
 
+def cmd_train_tiny_flux(args) -> int:
+    import logging
+
+    from .tiny import flux_train
+
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s")
+    logging.getLogger("recontext.tiny").setLevel(logging.INFO)
+    result = flux_train.run(args.out, args.work, seed=args.seed, steps=args.steps, batch=args.batch,
+                            command=" ".join(["python -m recontext", *sys.argv[1:]]), export=args.export)
+    print(dump_json(result))
+    return 0
+
+
 def cmd_batch(args) -> int:
     from .batch import run_batch
     from .data import open_data
@@ -200,7 +213,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("invert", help="invert a photo and reconstruct it; print metrics as JSON")
     p.add_argument("photo")
-    p.add_argument("--method", default="ddim", help="ddim, renoise or edit-friendly")
+    p.add_argument("--method", default=None, help="ddim, renoise or edit-friendly; flux presets: flow-euler "
+                   "or rf-inversion (default: ddim / flow-euler)")
     p.add_argument("--prompt", default="", help="caption of the photo (optional)")
     p.add_argument("--tight", action="store_true", help="condition on the photo (Tight Inversion)")
     p.add_argument("--scale", type=float, default=0.4, help="IP-Adapter scale for --tight")
@@ -214,7 +228,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("photo")
     p.add_argument("--source", default="", help="what the photo shows")
     p.add_argument("--target", required=True, help="what the edit should show")
-    p.add_argument("--method", default="ddim", help="ddim, renoise or edit-friendly")
+    p.add_argument("--method", default=None, help="ddim, renoise or edit-friendly; flux presets: flow-euler "
+                   "or rf-inversion (default: ddim / flow-euler)")
     p.add_argument("--tight", action="store_true", help="condition on the photo (Tight Inversion)")
     p.add_argument("--scale", type=float, default=0.4, help="IP-Adapter scale for --tight")
     p.add_argument("--sweep", default=None,
@@ -235,7 +250,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--edit-guidance", type=float, default=None, help="LEDITS++: edit guidance (5)")
     p.add_argument("--edit-threshold", type=float, default=None,
                    help="LEDITS++: mask threshold quantile (0.9)")
-    p.add_argument("--guidance", type=float, default=7.5)
+    p.add_argument("--guidance", type=float, default=None, help="default: the preset's (7.5; flux 3.5)")
     p.add_argument("--steps", type=int, default=None, help="default: the preset's")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="edits", help="folder for the PNGs and metrics.json")
@@ -267,6 +282,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stages", default="vae,clip,unet,unet_v,ip_adapter,hyperlora,decoder")
     p.add_argument("--steps", default="", help="override steps per stage: unet=500,clip=100")
     p.set_defaults(func=cmd_train_tiny)
+
+    p = sub.add_parser("train-tiny-flux", help="train the tiny-flux preset (FLUX transformer, tiny T5, "
+                       "XLabs-layout IP-Adapter) on the tiny world's data; resumes from --work")
+    p.add_argument("--out", default=os.path.join("recontext", "tiny", "flux_weights"),
+                   help="where the weights and MODEL_CARD.md go")
+    p.add_argument("--work", default=os.path.join(".cache", "tiny-train"),
+                   help="the checkpoint (flux.pt) and the tiny world's latent bank")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--steps", type=int, default=1500)
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--export", action="store_true",
+                   help="write the checkpoint's weights now, without training further")
+    p.set_defaults(func=cmd_train_tiny_flux)
 
     p = sub.add_parser("batch", help="run a manifest of invert / edit / dress rows (resumable; "
                        "split across processes under accelerate launch)")

@@ -167,6 +167,36 @@ CLIP_PROCESSOR = dict(size=224, crop_size=224, do_center_crop=True, do_normalize
 # feed-forward x4; shapes of h94/IP-Adapter's sdxl_models/ip-adapter-plus_sdxl_vit-h.safetensors
 # and models/ip-adapter-plus_sd15.safetensors.
 PLUS_SDXL = dict(dim=1280, queries=16, depth=4, ff_mult=4)
+
+# FLUX.1-dev (flow presets). Written out as configurations only: its weights (a 12 B
+# transformer, the 4.7 B T5-XXL encoder: ~34 GB in bfloat16) are beyond what `build_shapes`
+# can draw on a CPU machine, so the shape mirror does not write the `flux` preset;
+# `bench/flow_inversion.py --flux-shapes` builds the transformer from this on a GPU.
+FLUX_DEV = "black-forest-labs/FLUX.1-dev"
+FLUX_IP_ADAPTER = "XLabs-AI/flux-ip-adapter"
+# https://huggingface.co/black-forest-labs/FLUX.1-dev/blob/main/transformer/config.json
+FLUX_TRANSFORMER = dict(attention_head_dim=128, axes_dims_rope=(16, 56, 56), guidance_embeds=True,
+                        in_channels=64, joint_attention_dim=4096, num_attention_heads=24, num_layers=19,
+                        num_single_layers=38, patch_size=1, pooled_projection_dim=768)
+# https://huggingface.co/black-forest-labs/FLUX.1-dev/blob/main/vae/config.json
+FLUX_VAE = dict(
+    act_fn="silu", block_out_channels=[128, 256, 512, 512], down_block_types=["DownEncoderBlock2D"] * 4,
+    up_block_types=["UpDecoderBlock2D"] * 4, force_upcast=True, in_channels=3, out_channels=3,
+    latent_channels=16, layers_per_block=2, norm_num_groups=32, sample_size=1024, scaling_factor=0.3611,
+    shift_factor=0.1159, use_quant_conv=False, use_post_quant_conv=False, mid_block_add_attention=True,
+)
+# https://huggingface.co/black-forest-labs/FLUX.1-dev/blob/main/scheduler/scheduler_config.json
+FLUX_SCHEDULER = dict(base_image_seq_len=256, base_shift=0.5, max_image_seq_len=4096, max_shift=1.15,
+                      num_train_timesteps=1000, shift=3.0, use_dynamic_shifting=True)
+# https://huggingface.co/black-forest-labs/FLUX.1-dev/blob/main/text_encoder_2/config.json
+# (google/t5-v1_1-xxl's encoder)
+FLUX_T5 = dict(d_ff=10240, d_kv=64, d_model=4096, num_heads=64, num_layers=24, feed_forward_proj="gated-gelu",
+               dense_act_fn="gelu_new", is_gated_act=True, vocab_size=32128, relative_attention_num_buckets=32,
+               layer_norm_epsilon=1e-06)
+# XLabs-AI/flux-ip-adapter ip_adapter.safetensors: `ip_adapter_proj_model.proj` maps the CLIP
+# ViT-L/14 image embedding (768) to 4 tokens of 4096; per double-stream block (19),
+# `double_blocks.{i}.processor.ip_adapter_double_stream_{k,v}_proj` (3072 x 4096, biased)
+FLUX_IP = dict(tokens=4, embed_dim=768, blocks=19)
 PLUS_SD15 = dict(dim=768, queries=16, depth=4, ff_mult=4)
 
 

@@ -136,6 +136,8 @@ def compute_in(module: torch.nn.Module, dtype: torch.dtype) -> torch.nn.Module:
 
 
 def _size_multiple(pipe) -> int:
+    if "transformer" in pipe.components:  # FLUX: the VAE's downsampling, then latents packed 2x2
+        return max(16, pipe.vae_scale_factor * 2)
     return max(8, pipe.vae_scale_factor * 2 ** (len(pipe.unet.config.block_out_channels) - 1))
 
 
@@ -181,6 +183,8 @@ class ModelOwner:
                                StableDiffusionPipeline, StableDiffusionXLPipeline)
 
         p = self.preset
+        if p.flow:
+            return self._load_flux()
         if p.local:
             from . import tiny
 
@@ -219,6 +223,41 @@ class ModelOwner:
                              f"a multiple of {multiple} for this model")
         return pipe
 
+    def _load_flux(self):
+        """FLUX.1 (a flow-matching transformer) with the XLabs IP-Adapter, loaded as diffusers
+        documents it: `FluxPipeline.from_pretrained`, then `load_ip_adapter` with the CLIP
+        image encoder's repo; the adapter's scale starts at 0."""
+        from diffusers import FluxPipeline
+
+        p = self.preset
+        if p.local:
+            from .tiny import flux
+
+            flux.build(os.path.dirname(p.base))
+        check_mirror(p)
+        log.info("loading %s from %s", p.name, p.base)
+        pipe = FluxPipeline.from_pretrained(p.base, torch_dtype=self.weights_dtype, local_files_only=p.offline)
+        pipe.load_ip_adapter(p.ip_adapter, subfolder=p.ip_adapter_subfolder, weight_name=p.ip_adapter_weight,
+                             image_encoder_pretrained_model_name_or_path=p.image_encoder_folder,
+                             image_encoder_dtype=self.weights_dtype, local_files_only=p.offline)
+        pipe.set_ip_adapter_scale(0.0)
+        pipe.to(self.device)
+        pipe.set_progress_bar_config(disable=True)
+        for module in (pipe.transformer, pipe.vae, pipe.text_encoder, pipe.text_encoder_2, pipe.image_encoder):
+            module.requires_grad_(False).eval()
+            if self.weights_dtype != self.dtype:
+                compute_in(module, self.dtype)
+        multiple = _size_multiple(pipe)
+        if p.resolution % multiple:
+            raise ValueError(f"preset {p.name}: resolution {p.resolution} (RECONTEXT_RESOLUTION) must be "
+                             f"a multiple of {multiple} for this model")
+        return pipe
+
+    @property
+    def flow(self) -> bool:
+        """A flow-matching model (velocity prediction), not an epsilon-prediction UNet."""
+        return self.preset.flow
+
     @property
     def clip(self):
         """(CLIPModel, tokenizer, image processor) for edit-alignment scores, loaded once."""
@@ -248,6 +287,8 @@ class ModelOwner:
                   negative: str = "") -> Cond:
         """Text conditioning for an image of `size` = (width, height)."""
         pipe, guided = self.pipe, guidance > 1.0
+        if self.flow:
+            return self._flux_text_cond(prompt, guidance, negative)
         with torch.no_grad():
             if self.preset.pipeline == "sdxl":
                 text, neg, pooled, neg_pooled = pipe.encode_prompt(
@@ -265,12 +306,37 @@ class ModelOwner:
             text, neg = pipe.encode_prompt(prompt, self.device, 1, guided, negative)
             return Cond(torch.cat([neg, text]) if guided else text, {}, guidance)
 
+    def _flux_text_cond(self, prompt: str, guidance: float, negative: str) -> Cond:
+        """FLUX conditioning: T5 tokens, CLIP's pooled embedding, text position ids. A
+        guidance-distilled model (FLUX.1-dev) takes `guidance` as an input; one without a
+        guidance embedding is guided by classifier-free guidance (the negative prompt's
+        conditioning first, as diffusers' `true_cfg_scale`)."""
+        pipe = self.pipe
+        n = self.preset.max_sequence_length
+        with torch.no_grad():
+            text, pooled, ids = pipe.encode_prompt(prompt, None, device=self.device, max_sequence_length=n)
+            added = {"pooled_projections": pooled, "txt_ids": ids}
+            if pipe.transformer.config.guidance_embeds:
+                added["guidance"] = torch.full([1], float(guidance), device=self.device)
+                return Cond(text, added, 1.0)
+            if guidance > 1.0:
+                neg, neg_pooled, _ = pipe.encode_prompt(negative, None, device=self.device, max_sequence_length=n)
+                text = torch.cat([neg, text])
+                added["pooled_projections"] = torch.cat([neg_pooled, pooled])
+            return Cond(text, added, guidance)
+
     def image_embeds(self, image: Image.Image) -> tuple[torch.Tensor, torch.Tensor]:
         """(photo, blank) IP-Adapter embeddings, computed once per photo and kept."""
         key = image_key(image)
         with self.lock:
             if key not in self._embeds:
                 pipe = self.pipe
+                if self.flow:  # XLabs: CLIP image embeddings, one token set per image
+                    blank = Image.new("RGB", image.size)
+                    with torch.no_grad():
+                        self._embeds.put(key, (pipe.encode_image(image, self.device, 1),
+                                               pipe.encode_image(blank, self.device, 1)))
+                    return self._embeds.get(key)
                 plus = not type(pipe.unet.encoder_hid_proj.image_projection_layers[0]).__name__ == "ImageProjection"
                 with torch.no_grad():
                     self._embeds.put(key, pipe.encode_image(image, self.device, 1, output_hidden_states=plus))
@@ -279,7 +345,7 @@ class ModelOwner:
     def with_image(self, cond: Cond, image: Image.Image | None) -> Cond:
         """Add IP-Adapter image embeddings to `cond`: the photo's, or (None) a blank image's.
 
-        The UNet needs image embeddings once an adapter is attached; without tight
+        The model needs image embeddings once an adapter is attached; without tight
         conditioning the scale is 0 and diffusers skips the adapter branch entirely.
         """
         if image is None:
@@ -377,6 +443,47 @@ class ModelOwner:
             eps = uncond + cond.guidance * (text - uncond)
         return eps
 
+    def velocity(self, x: torch.Tensor, t, cond: Cond) -> torch.Tensor:
+        """FLUX's predicted velocity dx/dsigma (noise - image) for latents `x` (batch,
+        channels, h, w; float32 in and out) at noise level `t` = sigma in [0, 1]. Packs the
+        latents 2x2 into tokens as FluxPipeline does, unpacks the prediction."""
+        pipe = self.pipe
+        xin = torch.cat([x, x]) if cond.guided else x
+        b, c, h, w = xin.shape
+        self._unet_evaluations += b
+        tokens = pipe._pack_latents(xin.to(self.dtype), b, c, h, w)
+        ids = pipe._prepare_latent_image_ids(b, h // 2, w // 2, self.device, self.dtype)
+        added = cond.added
+        out = pipe.transformer(
+            hidden_states=tokens, timestep=torch.as_tensor(t, dtype=self.dtype, device=self.device).expand(b),
+            guidance=added["guidance"].expand(b) if "guidance" in added else None,
+            pooled_projections=added["pooled_projections"], encoder_hidden_states=cond.text,
+            txt_ids=added["txt_ids"], img_ids=ids,
+            joint_attention_kwargs={"ip_adapter_image_embeds": added["image_embeds"]},  # a new dict: diffusers pops it
+            return_dict=False)[0]
+        v = pipe._unpack_latents(out, h * pipe.vae_scale_factor, w * pipe.vae_scale_factor,
+                                 pipe.vae_scale_factor).float()
+        if cond.guided:
+            uncond, text = v.chunk(2)
+            v = uncond + cond.guidance * (text - uncond)
+        return v
+
+    @property
+    def model_call(self):
+        """What the inversion methods of this preset's family call: `velocity` for flow
+        models, `unet_call` (predicted noise) for the others."""
+        return self.velocity if self.flow else self.unet_call
+
+    def levels(self, steps: int, latents: torch.Tensor):
+        """The noise levels a method walks for `latents`: (timesteps, alphas_cumprod) for
+        epsilon models, (sigmas 1..N, sigmas 0..N) for flow models (FLUX's shifted
+        schedule for this many image tokens)."""
+        from .inversion import flow_levels, levels
+
+        if self.flow:
+            return flow_levels(self.pipe.scheduler, steps, latents.shape[-2] * latents.shape[-1] // 4)
+        return levels(self.pipe.scheduler, steps)
+
     def unet_evaluations(self) -> int:
         """How many latents the UNet has denoised so far (for benchmarks)."""
         return self._unet_evaluations
@@ -387,12 +494,13 @@ class ModelOwner:
         x = pipe.image_processor.preprocess(image).to(self.device, pipe.vae.dtype)
         with torch.no_grad():
             z = pipe.vae.encode(x).latent_dist.mode()
-        return z.float() * pipe.vae.config.scaling_factor
+        return (z.float() - (pipe.vae.config.shift_factor or 0.0)) * pipe.vae.config.scaling_factor
 
     def decode(self, latents: torch.Tensor) -> Image.Image:
         pipe = self.pipe
         with torch.no_grad():
-            x = pipe.vae.decode((latents / pipe.vae.config.scaling_factor).to(pipe.vae.dtype)).sample
+            z = latents / pipe.vae.config.scaling_factor + (pipe.vae.config.shift_factor or 0.0)
+            x = pipe.vae.decode(z.to(pipe.vae.dtype)).sample
         return pipe.image_processor.postprocess(x.float(), output_type="pil")[0]
 
     def word_tokens(self, word: str) -> int:

@@ -18,12 +18,12 @@ import torch
 class Preset:
     name: str
     description: str
-    pipeline: str                  # "sdxl" or "sd15": which diffusers pipeline class
+    pipeline: str                  # "sdxl", "sd15" or "flux": which diffusers pipeline class
     base: str                      # repo id or folder for `from_pretrained`
     ip_adapter: str                # repo id or folder for `load_ip_adapter`
     ip_adapter_subfolder: str
     ip_adapter_weight: str
-    image_encoder_folder: str      # relative to the IP-Adapter repo
+    image_encoder_folder: str      # relative to the IP-Adapter repo; flux: the encoder's own repo
     resolution: int                # native side length in pixels
     steps: int                     # default inversion / denoising steps
     dtype: str = "float32"         # "float16" on GPU presets
@@ -34,6 +34,13 @@ class Preset:
     local: bool = False            # weights come from a folder built on this machine
     hyperlora: str | None = None   # HyperLoRA checkpoint (folder or Hub repo); None: not configured
     mirror: str | None = None      # RECONTEXT_MODELS_DIR: the repos are read from <mirror>/<org>/<name>
+    guidance: float = 7.5          # default guidance of edits and generation
+    max_sequence_length: int = 512  # flux: T5 tokens
+
+    @property
+    def flow(self) -> bool:
+        """A flow-matching model (FLUX): velocity prediction, the flow inversion methods."""
+        return self.pipeline == "flux"
 
     @property
     def torch_dtype(self) -> torch.dtype:
@@ -45,9 +52,13 @@ class Preset:
         return self.local or self.mirror is not None
 
     def repos(self) -> dict[str, str]:
-        """What each source is: {"base": ..., "vae": ..., "ip_adapter": ..., "clip": ...}."""
-        return {k: v for k, v in (("base", self.base), ("vae", self.vae),
-                                  ("ip_adapter", self.ip_adapter), ("clip", self.clip)) if v}
+        """What each source is: {"base": ..., "vae": ..., "ip_adapter": ..., "clip": ...}
+        (flux: also "image_encoder_folder", the image encoder's own repo)."""
+        out = {k: v for k, v in (("base", self.base), ("vae", self.vae),
+                                 ("ip_adapter", self.ip_adapter), ("clip", self.clip)) if v}
+        if self.flow:
+            out["image_encoder_folder"] = self.image_encoder_folder
+        return out
 
 
 def models_dir() -> str | None:
@@ -111,6 +122,33 @@ def _tiny() -> Preset:
     )
 
 
+def _tiny_flux() -> Preset:
+    from .tiny import flux
+
+    root = os.path.join(cache_dir(), f"tiny-{flux.version()}")
+    return Preset(
+        name="tiny-flux",
+        description=(
+            "The tiny world in FLUX.1's architecture: a small flow-matching transformer, T5 and "
+            "CLIP text encoders and an XLabs-layout IP-Adapter, trained by this project on the "
+            "tiny world's scenes and photos at 128 px. Expect toy images; the flow inversion "
+            "methods behave as in their papers."
+        ),
+        pipeline="flux",
+        base=os.path.join(root, "pipeline"),
+        ip_adapter=os.path.join(root, "ip_adapter"),
+        ip_adapter_subfolder="",
+        ip_adapter_weight=flux.IP_WEIGHT,
+        image_encoder_folder=os.path.join(root, "image_encoder"),
+        resolution=128,
+        steps=28,
+        clip=os.path.join(root, "clip"),
+        local=True,
+        guidance=3.5,
+        max_sequence_length=flux.T5_LENGTH,
+    )
+
+
 _HUB = {
     "sd15": dict(
         description="Stable Diffusion 1.5 with IP-Adapter plus (SD 1.5), DDIM, 512 px.",
@@ -158,9 +196,30 @@ _HUB = {
         scheduler_kwargs={"timestep_spacing": "trailing"},
         clip="openai/clip-vit-large-patch14",
     ),
+    "flux": dict(
+        description=(
+            "FLUX.1-dev (bfloat16) with the XLabs FLUX IP-Adapter, 28 steps, guidance 3.5, "
+            "1024 px: Tight Inversion's large-model setting (RF-Inversion)."
+        ),
+        pipeline="flux",
+        base="black-forest-labs/FLUX.1-dev",
+        # diffusers' FLUX IP-Adapter docs: load_ip_adapter("XLabs-AI/flux-ip-adapter",
+        # weight_name="ip_adapter.safetensors", image_encoder_pretrained_model_name_or_path=
+        # "openai/clip-vit-large-patch14")
+        ip_adapter="XLabs-AI/flux-ip-adapter",
+        ip_adapter_subfolder="",
+        ip_adapter_weight="ip_adapter.safetensors",
+        image_encoder_folder="openai/clip-vit-large-patch14",
+        resolution=1024,
+        steps=28,
+        dtype="bfloat16",
+        clip="openai/clip-vit-large-patch14",
+        guidance=3.5,
+        max_sequence_length=512,
+    ),
 }
 
-NAMES = ("tiny", "sd15", "sdxl", "sdxl-turbo")
+NAMES = ("tiny", "tiny-flux", "sd15", "sdxl", "sdxl-turbo", "flux")
 
 
 def resolve_name(name: str | None = None) -> str:
@@ -175,7 +234,8 @@ def resolve_name(name: str | None = None) -> str:
 
 def get(name: str | None = None) -> Preset:
     name = resolve_name(name)
-    preset = _tiny() if name == "tiny" else Preset(name=name, **_HUB[name])
+    preset = (_tiny() if name == "tiny" else _tiny_flux() if name == "tiny-flux"
+              else Preset(name=name, **_HUB[name]))
     side = resolution_override()
     if side:
         preset = replace(preset, resolution=side)
@@ -217,8 +277,13 @@ def missing_files(preset: Preset) -> list[tuple[str, str]]:
     if preset.vae:
         need += [(preset.vae, "config.json", ""), (preset.vae, "diffusion_pytorch_model.safetensors", ".")]
     enc = preset.image_encoder_folder
-    need += [(preset.ip_adapter, f"{preset.ip_adapter_subfolder}/{preset.ip_adapter_weight}", ""),
-             (preset.ip_adapter, f"{enc}/config.json", ""), (preset.ip_adapter, f"{enc}/model.safetensors", enc)]
+    if preset.flow:  # the XLabs file at its repo's root; the image encoder is a repo of its own
+        need += [(preset.ip_adapter, preset.ip_adapter_weight, ""), (enc, "config.json", ""),
+                 (enc, "model.safetensors", ".")]
+    else:
+        need += [(preset.ip_adapter, f"{preset.ip_adapter_subfolder}/{preset.ip_adapter_weight}", ""),
+                 (preset.ip_adapter, f"{enc}/config.json", ""),
+                 (preset.ip_adapter, f"{enc}/model.safetensors", enc)]
     if preset.clip:
         need += [(preset.clip, f, "") for f in ("config.json", "tokenizer_config.json",
                                                 "preprocessor_config.json")]

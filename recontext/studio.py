@@ -86,6 +86,21 @@ class Studio:
     def base_loads(self) -> int:
         return self.models.base_loads
 
+    @property
+    def methods(self) -> list[str]:
+        """The inversion methods that fit this preset's model (epsilon or flow)."""
+        return inversion.fitting(self.preset.flow)
+
+    @property
+    def edit_methods(self) -> list[str]:
+        """The editing methods that fit this preset's model."""
+        return editing.fitting(self.preset.flow)
+
+    def method(self, name: str):
+        """The inversion method `name`, refused (ValueError naming the fitting ones) when it
+        does not fit this preset's model."""
+        return inversion.get(name, self.preset.flow)
+
     def setup(self, progress: Progress | None = None) -> float:
         """One-off work before the first job: build (the tiny preset) and load the base
         model. Says so through `progress`; returns the seconds it took (0 once done), which
@@ -148,25 +163,27 @@ class Studio:
             cond = self.condition(prompt, photo.image, tight, image_scale, guidance)
             generator = torch.Generator().manual_seed(seed)
             with torch.no_grad():
-                state = module.invert(self.models.unet_call, photo.latents, timesteps, alphas,
+                state = module.invert(self.models.model_call, photo.latents, timesteps, alphas,
                                       cond, generator=generator, callback=tick, **(options or {}))
-                z_rec = module.reconstruct(self.models.unet_call, state, timesteps, alphas, cond,
+                z_rec = module.reconstruct(self.models.model_call, state, timesteps, alphas, cond,
                                            callback=tick)
         return state, z_rec
 
     # -- inversion tab -------------------------------------------------------------------
-    def reconstruct(self, image, prompt: str = "", method: str = "ddim", tight: bool = False,
+    def reconstruct(self, image, prompt: str = "", method: str | None = None, tight: bool = False,
                     image_scale: float = 0.4, steps: int | None = None, seed: int = 0,
                     guidance: float = 1.0, progress: Progress | None = None) -> Reconstruction:
-        """Invert a photo with `method` and reconstruct it; metrics against the input."""
-        module = inversion.get(method)
+        """Invert a photo with `method` (None: the preset's first, ddim or flow-euler) and
+        reconstruct it; metrics against the input."""
+        method = method or self.methods[0]
+        module = self.method(method)
         image_scale, guidance, steps, seed = self._checked(image_scale, guidance, steps, seed)
         setup = self.setup(progress)
         start = time.perf_counter()
         with self.models.lock:
             photo = self.prepare(image)
             notes = photo.notes + self.prompt_notes(prompt)
-            timesteps, alphas = inversion.levels(self.models.pipe.scheduler, steps)
+            timesteps, alphas = self.models.levels(steps, photo.latents)
             tick = ticker(progress, 2 * steps, f"{method}{' + tight' if tight else ''}")
             _, z_rec = self.invert(photo, prompt, module, tight, image_scale, timesteps, alphas,
                                    seed, guidance, tick, self.inversion_options(method))
@@ -179,8 +196,8 @@ class Studio:
 
 
     # -- text editing tab ------------------------------------------------------------------
-    def edit(self, image, source_prompt: str, target_prompt: str, method: str = "ddim",
-             tight: bool = True, image_scale: float = 0.4, guidance: float = 7.5,
+    def edit(self, image, source_prompt: str, target_prompt: str, method: str | None = None,
+             tight: bool = True, image_scale: float = 0.4, guidance: float | None = None,
              steps: int | None = None, seed: int = 0, progress: Progress | None = None,
              edit_method: str = "regenerate", skip: float | None = None,
              source_guidance: float | None = None, cross_replace: float | None = None,
@@ -191,9 +208,11 @@ class Studio:
         None take their authors' defaults (`inversion.defaults`, `EDIT_DEFAULTS`):
         `skip`, `source_guidance` for the inversion; `cross_replace`, `self_replace`,
         `reweight` ("word=factor") for prompt-to-prompt; `edit_guidance`, `edit_threshold`
-        for LEDITS++."""
-        inversion.get(method)
-        editing.get(edit_method)
+        for LEDITS++. `guidance` None: the preset's (7.5; FLUX 3.5)."""
+        method = method or self.methods[0]
+        self.method(method)
+        editing.get(edit_method, self.preset.flow)
+        guidance = self.preset.guidance if guidance is None else guidance
         image_scale, guidance, steps, seed = self._checked(image_scale, guidance, steps, seed)
         _require_text(target_prompt, "target prompt")
         _require_text(source_prompt, "source prompt", allow_empty=True)
@@ -212,7 +231,7 @@ class Studio:
                 for k, v in {**dict.fromkeys(defaults), **given}.items()}
 
     def edit_sweep(self, image, source_prompt: str, target_prompt: str,
-                   scales=editing.SWEEP_SCALES, method: str = "ddim", guidance: float = 7.5,
+                   scales=editing.SWEEP_SCALES, method: str | None = None, guidance: float | None = None,
                    steps: int | None = None, seed: int = 0,
                    progress: Progress | None = None, **settings) -> list[editing.Edit]:
         """Tight edits at several image scales: one inversion per scale (each scale
@@ -229,15 +248,15 @@ class Studio:
                                      **settings))
         return results
 
-    def edit_compare(self, image, source_prompt: str, target_prompt: str, method: str = "ddim",
-                     image_scale: float = 0.4, guidance: float = 7.5, steps: int | None = None,
+    def edit_compare(self, image, source_prompt: str, target_prompt: str, method: str | None = None,
+                     image_scale: float = 0.4, guidance: float | None = None, steps: int | None = None,
                      seed: int = 0, progress: Progress | None = None,
                      **settings) -> list[editing.Edit]:
         """The same edit by every editing method, tight and plain. Each method runs on the
         inversion its paper pairs it with: LEDITS++ on edit-friendly DDPM, the others on
         `method`. `settings` as for `edit` (each method takes the ones that are its own)."""
         settings.pop("edit_method", None)
-        runs = [(m, tight) for m in editing.EDIT_METHODS for tight in (True, False)]
+        runs = [(m, tight) for m in self.edit_methods for tight in (True, False)]
         return [self.edit(image, source_prompt, target_prompt,
                           method="edit-friendly" if m == "ledits++" else method, tight=tight,
                           image_scale=image_scale, guidance=guidance, steps=steps, seed=seed,
@@ -246,10 +265,12 @@ class Studio:
                 for i, (m, tight) in enumerate(runs)]
 
     # -- text to image ---------------------------------------------------------------------------
-    def generate(self, prompt: str, steps: int | None = None, guidance: float = 7.5, seed: int = 0,
+    def generate(self, prompt: str, steps: int | None = None, guidance: float | None = None, seed: int = 0,
                  progress: Progress | None = None) -> Image.Image:
-        """Plain text-to-image on the shared pipeline (no image conditioning)."""
+        """Plain text-to-image on the shared pipeline (no image conditioning); `guidance`
+        None: the preset's."""
         _require_text(prompt, "prompt")
+        guidance = self.preset.guidance if guidance is None else guidance
         _, guidance, steps, seed = self._checked(0.0, guidance, steps, seed)
         side = self.preset.resolution
         with self.models.lock:
@@ -265,6 +286,9 @@ class Studio:
         `scale`), "ip-adapter" (the garment as image prompt at `scale`) or "finetune-lora"
         (a LoRA fitted for `finetune_steps`, at `scale`) or "prompt-only" (no garment)."""
         garments.get(method)
+        if self.preset.flow:
+            raise ValueError(f"the garment tab needs a UNet (epsilon) preset such as tiny or sdxl; "
+                             f"{self.preset.name} is a flow-matching model")
         _require_text(prompt, "prompt")
         scale = check_range("scale", scale)
         if method == "ip-adapter":

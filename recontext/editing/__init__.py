@@ -39,7 +39,7 @@ EDIT_HELP = {
     "ledits++": "the inversion replayed, plus guidance toward the target only where the edited "
                 "words attend and the edit direction is strong (Brack et al. 2024)",
 }
-STOCHASTIC = {"edit-friendly"}  # methods whose inversion draws noise (the seed matters)
+STOCHASTIC = {"edit-friendly", "rf-inversion"}  # methods whose inversion draws noise (the seed matters)
 
 
 @dataclass
@@ -65,10 +65,21 @@ class Inverted:
     reconstruction: Image.Image   # working size
 
 
-def get(edit_method: str):
+FLOW_EDIT_METHODS = ("regenerate",)  # prompt-to-prompt and LEDITS++ steer a UNet's attention
+
+
+def fitting(flow: bool) -> list[str]:
+    """The editing methods that fit a model family (flow-matching or epsilon-prediction)."""
+    return list(FLOW_EDIT_METHODS) if flow else list(EDIT_METHODS)
+
+
+def get(edit_method: str, flow: bool | None = None):
     if edit_method not in EDIT_METHODS:
         raise ValueError(f"unknown editing method {edit_method!r}; valid editing methods: "
                          f"{', '.join(EDIT_METHODS)}")
+    if flow and edit_method not in FLOW_EDIT_METHODS:
+        raise ValueError(f"editing method {edit_method!r} does not fit this flow-matching model; use one "
+                         f"of: {', '.join(fitting(True))}")
     return EDIT_METHODS[edit_method]
 
 
@@ -112,15 +123,15 @@ def edit(studio, image, source_prompt: str, target_prompt: str, method: str, tig
     """Invert (or take the cached inversion), then edit toward `target_prompt` with
     `edit_method` (see EDIT_METHODS; `settings` are its own options)."""
     start = time.perf_counter()
-    module = inversion.get(method)
-    editor = get(edit_method)
     models = studio.models
+    module = inversion.get(method, models.flow)
+    editor = get(edit_method, models.flow)
     scale = image_scale if tight else 0.0
     with models.lock:
         photo = studio.prepare(image)
         notes = (photo.notes + studio.prompt_notes(source_prompt, "source prompt")
                  + studio.prompt_notes(target_prompt, "target prompt"))
-        timesteps, alphas = inversion.levels(models.pipe.scheduler, steps)
+        timesteps, alphas = models.levels(steps, photo.latents)
         kept = max(1, steps - round(skip * steps))  # skip: the noisiest steps are neither inverted nor edited
         timesteps, alphas = timesteps[:kept], alphas[:kept + 1]
         key = (image_key(photo.image), source_prompt, method, steps, tight, scale,
@@ -139,7 +150,7 @@ def edit(studio, image, source_prompt: str, target_prompt: str, method: str, tig
                                   1.0 if edit_method == "ledits++" else guidance)
         extra = _method_args(studio, edit_method, source_prompt, target_prompt, settings)
         with torch.no_grad():
-            z = editor.edit(models.unet_call, models.attention, cached.state, timesteps, alphas,
+            z = editor.edit(models.model_call, models.attention, cached.state, timesteps, alphas,
                             source, target, module.reconstruct, callback=tick, **extra)
         output = models.decode(z)
         scores = {

@@ -235,17 +235,21 @@ def photo_input(**kwargs) -> PhotoInput:
 
 
 SECONDS_PER_UNET_CALL = 0.12  # SDXL at 1024 px, fp16, guided, on a ZeroGPU slice (generous)
+# FLUX.1-dev's 12 B transformer at 1024 px (4096 image + 512 text tokens), bfloat16, one call
+# per step (guidance is an input): ~110 TFLOP a call, about 4x an SDXL guided step (generous)
+SECONDS_PER_CALL = {"flux": 0.5}
 
 
-def gpu_seconds(calls: float) -> int:
-    """The ZeroGPU duration asked for a request of `calls` UNet calls."""
-    return int(min(600, max(30, 15 + SECONDS_PER_UNET_CALL * calls)))
+def gpu_seconds(calls: float, preset: str | None = None) -> int:
+    """The ZeroGPU duration asked for a request of `calls` model calls on `preset`."""
+    per = SECONDS_PER_CALL.get(preset, SECONDS_PER_UNET_CALL)
+    return int(min(600, max(30, 15 + per * calls)))
 
 
-def on_gpu(fn, unet_calls):
+def on_gpu(fn, unet_calls, preset: str | None = None):
     """On a ZeroGPU Space (`spaces` importable, SPACES_ZERO_GPU set), run `fn` under
-    `spaces.GPU` for a duration estimated from `unet_calls(*args)`, the UNet calls the
-    request will make. Anywhere else `fn` is returned unchanged."""
+    `spaces.GPU` for a duration estimated from `unet_calls(*args)`, the model calls the
+    request will make on `preset`. Anywhere else `fn` is returned unchanged."""
     if not os.environ.get("SPACES_ZERO_GPU"):
         return fn
     try:
@@ -258,6 +262,6 @@ def on_gpu(fn, unet_calls):
             calls = float(unet_calls(*args))
         except Exception:  # a bad value: the handler will say so; ask for the default
             return 60
-        return gpu_seconds(calls)
+        return gpu_seconds(calls, preset)
 
     return spaces.GPU(duration=duration)(fn)

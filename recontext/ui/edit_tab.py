@@ -8,8 +8,8 @@ import json
 import gradio as gr
 import pandas as pd
 
-from ..editing import EDIT_HELP, EDIT_METHODS, SWEEP_SCALES, sweep_plot
-from ..inversion import COST, METHODS, defaults
+from ..editing import EDIT_HELP, SWEEP_SCALES, sweep_plot
+from ..inversion import COST, defaults, rf_inversion
 from ..studio import EDIT_DEFAULTS
 from ..runs import save_edits
 from .common import (Choice, Flag, Slider, asset, fmt, mcp_tool, not_mcp_tool, on_gpu, photo_input,
@@ -115,6 +115,10 @@ def defaults_note(preset: str, method: str, edit_method: str) -> str:
     d = defaults.for_edit(preset, method, edit_method)
     text = (f"{EDIT_HELP[edit_method]}.  \nInversion for this edit: source guidance "
             f"{d['source_guidance']:g}, skip {d['skip']:g} of the noisiest steps")
+    if method == "rf-inversion":
+        text += (f"; RF-Inversion controllers: gamma {rf_inversion.GAMMA:g} while inverting, eta "
+                 f"{rf_inversion.ETA:g} over {rf_inversion.START:g}–{rf_inversion.STOP:g} of the "
+                 "trajectory while editing (the diffusers community pipeline's defaults)")
     if method == "renoise":
         r = defaults.renoise(preset)
         window = (f"iterations {r['average'][0]}–{r['average'][1] - 1} averaged" if r["average"]
@@ -144,10 +148,10 @@ def build(studio, runs=None):
             source = gr.Textbox("", label="Source prompt", placeholder="what the photo shows", max_lines=2)
             target = gr.Textbox(label="Target prompt", placeholder="what the edit should show", max_lines=2)
             with gr.Row():
-                method = Choice(list(METHODS), value="ddim", label="Inversion method")
+                method = Choice(studio.methods, value=studio.methods[0], label="Inversion method")
                 tight = Flag(value=True, label="Tight Inversion")
-            edit_method = Choice(list(EDIT_METHODS), value="regenerate", label="Editing method")
-            method_help = gr.Markdown(defaults_note(studio.preset.name, "ddim", "regenerate"))
+            edit_method = Choice(studio.edit_methods, value="regenerate", label="Editing method")
+            method_help = gr.Markdown(defaults_note(studio.preset.name, studio.methods[0], "regenerate"))
             with gr.Group(visible=False) as p2p_box:
                 cross_replace = Slider(0.0, 1.0, value=EDIT_DEFAULTS["cross_replace"], step=0.05,
                                           label="Cross-attention replace",
@@ -165,7 +169,7 @@ def build(studio, runs=None):
                                            info="quantile: higher edits a smaller region")
             scale = Slider(0.0, 1.0, value=0.4, step=0.05, label="Image scale",
                            info="IP-Adapter scale for inversion and edit alike")
-            guidance = Slider(1.0, 15.0, value=7.5, step=0.5, label="Guidance")
+            guidance = Slider(1.0, 15.0, value=studio.preset.guidance, step=0.5, label="Guidance")
             with gr.Row():
                 steps = steps_slider(studio)
                 seed = seed_number()
@@ -208,13 +212,13 @@ def build(studio, runs=None):
             photo: the photo (a file)
             source: what the photo shows (optional)
             target: what the edit should show
-            method: inversion method: ddim, renoise or edit-friendly
+            method: inversion method: ddim, renoise or edit-friendly (flow presets: flow-euler or rf-inversion)
             tight: condition both passes on the photo through IP-Adapter (Tight Inversion)
             image_scale: IP-Adapter scale for the tight edit, 0-1
             guidance: classifier-free guidance of the edit
             steps: inversion steps (default: the preset's)
             seed: random seed
-            edit_method: editing method: regenerate, prompt-to-prompt or ledits++
+            edit_method: editing method: regenerate, prompt-to-prompt or ledits++ (flow presets: regenerate)
             cross_replace: prompt-to-prompt: fraction of steps with the source's word maps
             self_replace: prompt-to-prompt: fraction of steps with the source's layout maps
             reweight: prompt-to-prompt: re-weight a target word, e.g. "green=2" (optional)
@@ -237,12 +241,12 @@ def build(studio, runs=None):
             photo: the photo (a file)
             source: what the photo shows (optional)
             target: what the edit should show
-            method: inversion method: ddim, renoise or edit-friendly
+            method: inversion method: ddim, renoise or edit-friendly (flow presets: flow-euler or rf-inversion)
             scales: image scales separated by commas, e.g. "0, 0.4, 0.8"
             guidance: classifier-free guidance of the edits
             steps: inversion steps (default: the preset's)
             seed: random seed
-            edit_method: editing method: regenerate, prompt-to-prompt or ledits++
+            edit_method: editing method: regenerate, prompt-to-prompt or ledits++ (flow presets: regenerate)
             cross_replace: prompt-to-prompt: fraction of steps with the source's word maps
             self_replace: prompt-to-prompt: fraction of steps with the source's layout maps
             reweight: prompt-to-prompt: re-weight a target word, e.g. "green=2" (optional)
@@ -265,7 +269,7 @@ def build(studio, runs=None):
             photo: the photo (a file)
             source: what the photo shows (optional)
             target: what the edit should show
-            method: inversion method: ddim, renoise or edit-friendly
+            method: inversion method: ddim, renoise or edit-friendly (flow presets: flow-euler or rf-inversion)
             image_scale: IP-Adapter scale of the tight runs, 0-1
             guidance: classifier-free guidance of the edits
             steps: inversion steps (default: the preset's)
@@ -287,6 +291,8 @@ def build(studio, runs=None):
         return (COST[method] + 4) * int(steps) * len(_parse_scales(scales))
 
     def compare_calls(photo, source, target, method, scale, guidance, steps, *_):
+        if studio.preset.flow:  # regenerate only, tight and plain
+            return 2 * (COST[method] + 2) * int(steps)
         return 2 * (2 * COST[method] + COST["edit-friendly"] + 12) * int(steps)
 
     def on_method(method, edit_method):
@@ -298,12 +304,12 @@ def build(studio, runs=None):
         control.change(on_method, [method, edit_method], [method_help, p2p_box, ledits_box],
                        api_name=False)
     own = [edit_method, cross_replace, self_replace, reweight, edit_guidance, edit_threshold]
-    run.click(on_gpu(on_edit, edit_calls),
+    run.click(on_gpu(on_edit, edit_calls, studio.preset.name),
               [photo, source, target, method, tight, scale, guidance, steps, seed, *own],
               [rec, out, table, notes], api_name="edit")
-    sweep.click(on_gpu(on_sweep, sweep_calls),
+    sweep.click(on_gpu(on_sweep, sweep_calls, studio.preset.name),
                 [photo, source, target, method, scales, guidance, steps, seed, *own],
                 [gallery, plot, table, notes], api_name="edit_sweep")
-    compare.click(on_gpu(on_compare, compare_calls),
+    compare.click(on_gpu(on_compare, compare_calls, studio.preset.name),
                   [photo, source, target, method, scale, guidance, steps, seed, *own[1:]],
                   [compared, table, notes], api_name="edit_compare")

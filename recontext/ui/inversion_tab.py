@@ -12,7 +12,12 @@ from .common import (Choices, Slider, asset, fmt, mcp_tool, on_gpu, photo_input,
                      seed_number, steps_slider, user_errors)
 
 VARIANTS = {"plain": False, "tight": True}
-SLOTS = [(m, v) for m in METHODS for v in VARIANTS]  # one slider per method × variant
+SLOTS = [(m, v) for m in METHODS for v in VARIANTS]  # one slider per method × variant (tiny, sdxl…)
+
+
+def slots(methods) -> list[tuple[str, str]]:
+    """One slider per method × variant, for the methods that fit the running preset."""
+    return [(m, v) for m in methods for v in VARIANTS]
 COLUMNS = ["method", "tight", "PSNR ↑", "SSIM ↑", "L2 ↓", "LPIPS ↓", "latent error ↓",
            "inversion PSNR ↑", "seconds"]
 KEYS = ("psnr", "ssim", "l2", "lpips", "latent_error", "inversion_psnr")
@@ -33,7 +38,10 @@ noise of every step, so it rebuilds the latents exactly
 ([Huberman-Spiegelglas et al. 2024](https://arxiv.org/abs/2304.06140)). **Tight** runs also
 show the photo itself to the model through IP-Adapter, for inversion and reconstruction
 alike ([Tight Inversion, 2025](https://arxiv.org/abs/2502.20376)). Drag each slider to compare
-the reconstruction with the original."""
+the reconstruction with the original. On flow-matching presets (FLUX) the methods are
+**flow-Euler**, the flow ODE run backwards and forwards, and **RF-Inversion**, whose
+controllers steer the inversion toward noise and the reconstruction back toward the photo
+([Rout et al. 2024](https://arxiv.org/abs/2410.10792))."""
 
 
 def reconstruct(studio, photo, prompt, methods, variants, image_scale, steps, seed,
@@ -41,7 +49,9 @@ def reconstruct(studio, photo, prompt, methods, variants, image_scale, steps, se
     """Run every chosen method × variant; return one slider value per slot, the metrics
     table and notes. Saved as a run in `runs` when given. A plain function: tests call it
     without a browser."""
-    methods = [m for m in METHODS if m in (methods or [])]
+    for m in methods or []:
+        studio.method(m)  # a method that does not fit this preset: ValueError naming the ones that do
+    methods = [m for m in studio.methods if m in (methods or [])]
     variants = [v for v in VARIANTS if v in (variants or [])]
     if not methods:
         raise ValueError("choose at least one method")
@@ -73,7 +83,7 @@ def reconstruct(studio, photo, prompt, methods, variants, image_scale, steps, se
             runs, studio.preset.name, list(results.values()), prompt or "", steps, seed, image_scale),
             len(results)))
     sliders = []
-    for slot in SLOTS:
+    for slot in slots(studio.methods):
         r = results.get(slot)
         label = f"{slot[0]}{' + tight' if slot[1] == 'tight' else ''}"
         if r is None:
@@ -93,7 +103,7 @@ def build(studio, runs=None):
             photo = photo_input(label="Photo", sources=["upload", "clipboard"], height=280)
             prompt = gr.Textbox("", label="Caption (optional)", placeholder="describe the photo",
                                 max_lines=2)
-            methods = Choices(list(METHODS), value=list(METHODS), label="Methods")
+            methods = Choices(studio.methods, value=studio.methods, label="Methods")
             variants = Choices(
                 [("without image conditioning", "plain"), ("with Tight Inversion", "tight")],
                 value=list(VARIANTS), label="Run each method")
@@ -108,7 +118,8 @@ def build(studio, runs=None):
                                  label="Metrics (against the photo at the model's size)")
             notes = gr.Markdown()
             sliders = []
-            for rows in (SLOTS[i:i + 2] for i in range(0, len(SLOTS), 2)):
+            shown = slots(studio.methods)
+            for rows in (shown[i:i + 2] for i in range(0, len(shown), 2)):
                 with gr.Row():
                     for m, v in rows:
                         sliders.append(gr.ImageSlider(
@@ -126,7 +137,8 @@ def build(studio, runs=None):
         Args:
             photo: the photo (a file)
             prompt: an optional caption of the photo
-            methods: any of ddim, renoise, edit-friendly
+            methods: the preset's methods: ddim, renoise, edit-friendly (epsilon presets) or
+                flow-euler, rf-inversion (flow presets)
             variants: plain (no image conditioning), tight (Tight Inversion), or both
             image_scale: IP-Adapter scale for the tight runs, 0-1
             steps: inversion steps (default: the preset's)
@@ -138,5 +150,5 @@ def build(studio, runs=None):
     def unet_calls(photo, prompt, methods, variants, image_scale, steps, seed, *_):
         return sum(COST[m] for m in methods or []) * len(variants or []) * int(steps)
 
-    run.click(on_gpu(handler, unet_calls), [photo, prompt, methods, variants, scale, steps, seed],
+    run.click(on_gpu(handler, unet_calls, studio.preset.name), [photo, prompt, methods, variants, scale, steps, seed],
               [*sliders, table, notes], api_name="reconstruct")
