@@ -20,9 +20,8 @@ def theme() -> gr.themes.Base:
 
 
 CSS = """
-/* tables: long headers wrap between words instead of running off the right edge (never
-   inside a word: "anywhere" broke "tight" into "tigh t") */
-.table-wrap th, .table-wrap td { white-space: normal !important; overflow-wrap: normal; word-break: normal; }
+/* tables: long headers wrap instead of running off the right edge */
+.table-wrap th, .table-wrap td { white-space: normal !important; overflow-wrap: anywhere; }
 /* before/after sliders: the whole image, letterboxed in the box, not a zoomed crop (Gradio
    sizes the picture by the box's width, so a square image overflowed a wide box's height) */
 .whole-image img { object-fit: contain !important; width: 100% !important; height: 100% !important;
