@@ -7,6 +7,7 @@ import shutil
 from urllib.parse import urlparse
 
 import pytest
+from playwright.sync_api import expect
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ARTIFACTS = os.path.join(ROOT, "test-artifacts")
@@ -85,10 +86,13 @@ def assert_results_enlarged(page, at_least=200):
 def test_garment_tab_runs_its_example(page):
     open_tab(page, "Garment → model")
     page.get_by_text("a person wearing trousers at the beach").first.click()
+    # the example has filled the form (clicking Dress before it does sends no garment)
+    expect(page.get_by_label("Scene prompt")).to_have_value("a person wearing trousers at the beach")
+    page.wait_for_timeout(1000)  # the example's garment image settles into its box
     steps(page, 8)
     page.get_by_role("button", name="Dress").click()
     page.get_by_text("Saved as run").wait_for(timeout=RUN_TIMEOUT)
-    assert page.locator("td", has_text="hyperlora").count() >= 1  # its row in the timings
+    page.locator(".cell-wrap", has_text="hyperlora").first.wait_for(timeout=30_000)  # its row in the timings
     no_error_toast(page)
     assert_results_enlarged(page)
     shot(page, "garment")
