@@ -20,8 +20,10 @@ def theme() -> gr.themes.Base:
 
 
 CSS = """
-/* tables: long headers wrap instead of running off the right edge */
-.table-wrap th, .table-wrap td { white-space: normal !important; overflow-wrap: anywhere; }
+/* tables: long headers wrap between words instead of running off the right edge, and never
+   inside a word (Gradio's wrapped cells break anywhere: "tigh t", "second s") */
+.table-wrap th, .table-wrap td { white-space: normal !important; }
+.table-wrap th *, .table-wrap td *, .cell-wrap * { word-break: normal !important; overflow-wrap: normal !important; }
 /* before/after sliders: the whole image, letterboxed in the box, not a zoomed crop (Gradio
    sizes the picture by the box's width, so a square image overflowed a wide box's height) */
 .whole-image img { object-fit: contain !important; width: 100% !important; height: 100% !important;
