@@ -209,19 +209,8 @@ class ModelOwner:
                              image_encoder_folder=p.image_encoder_folder, local_files_only=p.offline)
         pipe.set_ip_adapter_scale(0.0)
         pipe.unet.encoder_hid_proj = ProjectOnce(pipe.unet.encoder_hid_proj)
-        pipe.to(self.device)
-        pipe.set_progress_bar_config(disable=True)
-        for module in (pipe.unet, pipe.vae, pipe.text_encoder, getattr(pipe, "text_encoder_2", None),
-                       pipe.image_encoder):
-            if module is not None:
-                module.requires_grad_(False).eval()
-                if self.weights_dtype != self.dtype:
-                    compute_in(module, self.dtype)
-        multiple = _size_multiple(pipe)
-        if p.resolution % multiple:
-            raise ValueError(f"preset {p.name}: resolution {p.resolution} (RECONTEXT_RESOLUTION) must be "
-                             f"a multiple of {multiple} for this model")
-        return pipe
+        return self._ready(pipe, (pipe.unet, pipe.vae, pipe.text_encoder,
+                                  getattr(pipe, "text_encoder_2", None), pipe.image_encoder))
 
     def _load_flux(self):
         """FLUX.1 (a flow-matching transformer) with the XLabs IP-Adapter, loaded as diffusers
@@ -241,12 +230,20 @@ class ModelOwner:
                              image_encoder_pretrained_model_name_or_path=p.image_encoder_folder,
                              image_encoder_dtype=self.weights_dtype, local_files_only=p.offline)
         pipe.set_ip_adapter_scale(0.0)
+        return self._ready(pipe, (pipe.transformer, pipe.vae, pipe.text_encoder, pipe.text_encoder_2,
+                                  pipe.image_encoder))
+
+    def _ready(self, pipe, modules):
+        """A loaded pipeline on the device, its `modules` frozen (float16 weights computed
+        in float32 where asked), its working size checked; shared by every model family."""
+        p = self.preset
         pipe.to(self.device)
         pipe.set_progress_bar_config(disable=True)
-        for module in (pipe.transformer, pipe.vae, pipe.text_encoder, pipe.text_encoder_2, pipe.image_encoder):
-            module.requires_grad_(False).eval()
-            if self.weights_dtype != self.dtype:
-                compute_in(module, self.dtype)
+        for module in modules:
+            if module is not None:
+                module.requires_grad_(False).eval()
+                if self.weights_dtype != self.dtype:
+                    compute_in(module, self.dtype)
         multiple = _size_multiple(pipe)
         if p.resolution % multiple:
             raise ValueError(f"preset {p.name}: resolution {p.resolution} (RECONTEXT_RESOLUTION) must be "

@@ -45,12 +45,20 @@ TINY_VERSION = "v3-" + weights_version()
 
 def build(root: str, weights: str = WEIGHTS) -> str:
     """Write the tiny preset into `root` once (safe across processes); return `root`."""
+    if not os.path.exists(os.path.join(root, "BUILT")) and \
+            not os.path.exists(os.path.join(weights, "unet.safetensors")):
+        raise RuntimeError(f"the tiny world's weights are missing from {weights}: "
+                           "train them with `python -m recontext train-tiny`")
+    return build_once(root, lambda tmp: assemble(tmp, weights), TINY_VERSION)
+
+
+def build_once(root: str, write, version: str) -> str:
+    """Run `write(folder)` into a temporary folder beside `root` and move it into place,
+    once: under a file lock, skipped when `root` is already built (its BUILT marker holds
+    `version`). Shared by the tiny presets."""
     done = os.path.join(root, "BUILT")
     if os.path.exists(done):
         return root
-    if not os.path.exists(os.path.join(weights, "unet.safetensors")):
-        raise RuntimeError(f"the tiny world's weights are missing from {weights}: "
-                           "train them with `python -m recontext train-tiny`")
     parent = os.path.dirname(os.path.abspath(root))
     os.makedirs(parent, exist_ok=True)
     with FileLock(os.path.abspath(root) + ".lock"):
@@ -58,9 +66,9 @@ def build(root: str, weights: str = WEIGHTS) -> str:
             return root
         tmp = tempfile.mkdtemp(prefix=".tiny-", dir=parent)
         try:
-            assemble(tmp, weights)
+            write(tmp)
             with open(os.path.join(tmp, "BUILT"), "w") as f:
-                f.write(TINY_VERSION + "\n")
+                f.write(version + "\n")
             if os.path.exists(root):
                 shutil.rmtree(root)
             os.replace(tmp, root)

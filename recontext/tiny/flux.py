@@ -29,11 +29,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
-import tempfile
 
 import torch
-from filelock import FileLock
 
 from . import arch
 
@@ -207,25 +204,10 @@ def assemble(root: str, weights: str = WEIGHTS, components: dict | None = None,
 
 def build(root: str, weights: str = WEIGHTS) -> str:
     """Write the tiny-flux preset into `root` once (safe across processes); return `root`."""
-    done = os.path.join(root, "BUILT")
-    if os.path.exists(done):
-        return root
-    if not os.path.exists(os.path.join(weights, "transformer.safetensors")):
+    from . import build_once
+
+    if not os.path.exists(os.path.join(root, "BUILT")) and \
+            not os.path.exists(os.path.join(weights, "transformer.safetensors")):
         raise RuntimeError(f"the tiny-flux weights are missing from {weights}: "
                            "train them with `python -m recontext train-tiny-flux`")
-    parent = os.path.dirname(os.path.abspath(root))
-    os.makedirs(parent, exist_ok=True)
-    with FileLock(os.path.abspath(root) + ".lock"):
-        if os.path.exists(done):
-            return root
-        tmp = tempfile.mkdtemp(prefix=".tiny-flux-", dir=parent)
-        try:
-            assemble(tmp, weights)
-            with open(os.path.join(tmp, "BUILT"), "w") as f:
-                f.write(version() + "\n")
-            if os.path.exists(root):
-                shutil.rmtree(root)
-            os.replace(tmp, root)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-    return root
+    return build_once(root, lambda tmp: assemble(tmp, weights), version())
