@@ -222,6 +222,12 @@ def test_mcp_server_lists_the_four_tools(app_url):
     assert set(listed) == {"reconstruct", "edit", "dress", "summary"}
     assert "Tight Inversion" in listed["reconstruct"].description
     assert "steps" in listed["dress"].inputSchema["properties"]
+    # Gradio's debugging schema (read by the Hugging Face MCP server) lists every named
+    # endpoint; only these four are marked as tools, the rest as HTTP-API only
+    import httpx
+
+    schema = httpx.get(app_url + "gradio_api/mcp/schema", timeout=30).json()
+    assert {t["name"] for t in schema if t["meta"]["mcp_type"] == "tool"} == set(listed)
 
 
 def test_mcp_is_off_by_default(monkeypatch):

@@ -77,6 +77,30 @@ def test_second_rating_before_the_reveal_replaces_after_it_is_refused(tmp_path):
     rate(data.runs, data.ratings, "bo", run_id, _scores(2, 1), data.secret)  # others still can
 
 
+def test_a_rating_that_may_still_change_is_not_served_until_it_is_final(tmp_path, monkeypatch):
+    """The loophole: rate without the reveal, download the ratings, match your own scores
+    to methods, rate again knowing them. Served data holds only final ratings; once final,
+    a rating can no longer be replaced."""
+    from recontext.review import final, queue
+
+    data = open_data(tmp_path)
+    run_id = _item(data.runs, n=2)
+    rate(data.runs, data.ratings, "ana", run_id, {"A": [1, 1], "B": [5, 5]}, data.secret, reveal=False)
+    rate(data.runs, data.ratings, "bo", run_id, _scores(2, 3), data.secret, reveal=True)
+
+    def served():
+        with open(data.ratings.export(str(tmp_path / "export.csv"), keep=final), newline="") as f:
+            return sorted({r["rater"] for r in csv.DictReader(f)})
+    assert served() == ["bo"]  # ana's scores could still change: not served
+    rate(data.runs, data.ratings, "ana", run_id, {"A": [2, 2], "B": [4, 4]}, data.secret, reveal=False)
+    assert sorted(data.ratings.read().query("rater == 'ana'")["fidelity"]) == [2, 4]  # replaced
+    monkeypatch.setattr(queue, "OPEN_SECONDS", 0)  # time passes: ana's rating is final
+    assert served() == ["ana", "bo"]
+    with pytest.raises(ValueError, match="is final"):
+        rate(data.runs, data.ratings, "ana", run_id, _scores(2, 3), data.secret, reveal=False)
+    assert sorted(data.ratings.read().query("rater == 'ana'")["fidelity"]) == [2, 4]
+
+
 def test_formula_like_rater_gets_a_new_item_and_names_stay_apart(tmp_path):
     data = open_data(tmp_path)
     first, second = _item(data.runs, n=2), _item(data.runs, n=3)
@@ -130,7 +154,8 @@ def test_latin1_byte_breaks_neither_summary_nor_queue(tmp_path):
     data = open_data(tmp_path)
     run_id = _item(data.runs, n=2)
     _item(data.runs, n=2)
-    rate(data.runs, data.ratings, "ana", run_id, _scores(2), data.secret, comment="très bien")
+    rate(data.runs, data.ratings, "ana", run_id, _scores(2), data.secret, comment="très bien",
+         reveal=True)
     raw = open(data.ratings.path, "rb").read().replace("très".encode(), "très".encode("latin-1"))
     open(data.ratings.path, "wb").write(raw)
     table, _, text, _, csv_path = summary(data)
@@ -195,7 +220,7 @@ def test_read_only_folder_serves_next_item_and_summary_and_refuses_ratings(tmp_p
 
     data = open_data(tmp_path / "data")
     first, second = _item(data.runs, n=2), _item(data.runs, n=2)
-    rate(data.runs, data.ratings, "ana", first, _scores(2), data.secret)
+    rate(data.runs, data.ratings, "ana", first, _scores(2), data.secret, reveal=True)
     before = open(data.ratings.path, "rb").read()
     os.remove(data.ratings.path + ".lock")
     _read_only(monkeypatch, tmp_path / "data")

@@ -5,6 +5,12 @@ gradio.
 The blind order is keyed by the deployment's secret (see `recontext.data`): without it,
 nothing a client can see (the ratings CSV, the item ids, its own past orders) tells the
 order another rater, or the same rater on another item, will get.
+
+A rater's scores for an item may be replaced until they are *final*: once the rater has
+seen the item's methods (`reveal`), or `OPEN_SECONDS` after their last rating of it. Only
+final ratings are served (summary, chart, CSV): served scores would tell a rater which of
+their labels was which method, and a rating that can still change would then no longer be
+blind.
 """
 
 from __future__ import annotations
@@ -14,10 +20,13 @@ import hmac
 import string
 from dataclasses import dataclass
 
+import pandas as pd
+
 from .store import _text
 
 LABELS = string.ascii_uppercase
 TARGET = 3  # ratings wanted per item before it stops being preferred
+OPEN_SECONDS = 600  # how long a rating made without the reveal may still be replaced
 
 
 def blind_order(secret: bytes, rater: str, item_id: str, n: int) -> list[int]:
@@ -91,7 +100,26 @@ def rate(runs, ratings, rater: str, item_id: str, scores, secret: bytes, comment
             raise ValueError(f"you have already rated item {item_id!r} and seen which method made "
                              "each output: a second rating would not be blind, so it is refused. "
                              "Press Next item for another one.")
+        if len(mine) and final(mine).any():
+            raise ValueError(f"you rated item {item_id!r} more than {OPEN_SECONDS / 60:g} minutes ago: "
+                             "that rating is final (the summary shows it, so a new one would not be "
+                             "blind). Press Next item for another one.")
     return ratings.add_many(rows, check=not_seen)
+
+
+def final(df: pd.DataFrame, now: pd.Timestamp | None = None, window: float | None = None) -> pd.Series:
+    """Which rows are final (see the module's text): their rater has seen the item's
+    methods, or last rated it more than `window` seconds before `now`. A row whose
+    timestamp cannot be read counts as old."""
+    if not len(df):
+        return pd.Series(False, index=df.index, dtype=bool)
+    key = [df["rater"], df["item_id"]]
+    last = pd.to_datetime(df["timestamp"], utc=True, errors="coerce", format="ISO8601")
+    last = last.groupby(key).transform("max")
+    now = pd.Timestamp.now(tz="UTC") if now is None else now
+    window = OPEN_SECONDS if window is None else window
+    seen = df["revealed"].astype(bool).groupby(key).transform("any")
+    return (seen | last.isna() | (last <= now - pd.Timedelta(seconds=window))).astype(bool)
 
 
 def _scores(scores, n: int) -> list[tuple]:

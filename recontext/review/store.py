@@ -186,10 +186,13 @@ class RatingStore:
             df = df.drop_duplicates(["rater", "item_id", "method"], keep="last")
         return df.reset_index(drop=True), problems
 
-    def export(self, path: str) -> str:
-        """The ratings a client may download, at `path`: every valid record, texts made
-        safe for spreadsheets, without the blind label and position (what a rater saw)."""
+    def export(self, path: str, keep=None) -> str:
+        """The ratings a client may download, at `path`: every valid record (with `keep`,
+        those where `keep(df)` is true), texts made safe for spreadsheets, without the
+        blind label and position (what a rater saw)."""
         df, _ = self.read_checked(latest=False)
+        if keep is not None:
+            df = df[keep(df)]
         df = df.drop(columns=["label", "position"])
         for col in TEXT:
             if col in df:

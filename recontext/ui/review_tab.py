@@ -8,7 +8,7 @@ import gradio as gr
 import pandas as pd
 from PIL import Image
 
-from ..review import next_item as pick_next, rate as record, report, summarize, summary_plot
+from ..review import OPEN_SECONDS, final, next_item as pick_next, rate as record, report, summarize, summary_plot
 from ..review.queue import LABELS, TARGET
 from .common import fmt, mcp_tool, not_mcp_tool, user_errors
 
@@ -88,6 +88,9 @@ def rate(data, preset, rater, item_id, scores, comment="", reveal=True):
     text = f"Saved {len(rows)} ratings for item `{item_id}`. Press **Next item** to go on."
     if reveal:
         text += "  \n" + "  \n".join(f"**{r['label']}** was `{r['method']}`" for r in rows)
+    else:
+        text += (f"  \nThe methods stay hidden. You may send new scores for this item for "
+                 f"{OPEN_SECONDS // 60} minutes; then they are final and join the summary.")
     return text
 
 
@@ -105,8 +108,11 @@ def plural(n: int, word: str) -> str:
 
 def summary(data):
     """The ratings summary: per-method table, chart with 95% intervals, agreement and win
-    rates, and the ratings CSV to download (without the blind labels)."""
+    rates, and the ratings CSV to download (without the blind labels). Only final ratings
+    are shown (see `review.queue`): one that may still change would not stay blind."""
     df, problems = data.ratings.read_checked()
+    done = final(df)
+    waiting, df = int((~done).sum()), df[done]
     table = summarize(df)
     shown = (table.rename(columns=SUMMARY_COLUMNS).map(fmt) if len(table)
              else pd.DataFrame(columns=list(SUMMARY_COLUMNS.values())))
@@ -119,6 +125,9 @@ def summary(data):
                 f"Agreement between raters (Krippendorff's α, ordinal): {alpha}.")
     else:
         wins, text = pd.DataFrame(columns=WIN_COLUMNS), "No ratings yet."
+    if waiting:
+        text += (f"  \n{plural(waiting, 'rating')} made without the reveal may still change and "
+                 f"join the summary {OPEN_SECONDS // 60} minutes after they were given.")
     if problems:
         text += "  \n**The ratings file has problems** (the rest was read): " + "; ".join(problems) + "."
     csv = _export(data.ratings) if len(df) or problems else None
@@ -135,7 +144,7 @@ def _export(ratings) -> str | None:
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(suffix=".csv", dir=folder)
     os.close(fd)
-    ratings.export(tmp)
+    ratings.export(tmp, keep=final)
     with open(tmp, "rb") as f:
         digest = hashlib.sha256(f.read()).hexdigest()[:16]
     path = os.path.join(folder, f"ratings-{digest}.csv")
