@@ -290,7 +290,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--work", default=os.path.join(".cache", "tiny-train"),
                    help="the checkpoint (flux.pt) and the tiny world's latent bank")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--steps", type=int, default=1500)
+    p.add_argument("--steps", type=int, default=3000)
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--export", action="store_true",
                    help="write the checkpoint's weights now, without training further")

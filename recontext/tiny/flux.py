@@ -18,7 +18,10 @@ The same classes and Hub folder layout as `black-forest-labs/FLUX.1-dev` plus
 - `scheduler`: FLUX.1-dev's FlowMatchEulerDiscreteScheduler config;
 - IP-Adapter: a file in the XLabs key layout (`ip_adapter_proj_model.*`,
   `double_blocks.{i}.processor.ip_adapter_double_stream_{k,v}_proj.*`), its image encoder
-  the tiny CLIP's vision tower (XLabs uses openai/clip-vit-large-patch14's).
+  a `CLIPVisionModelWithProjection` (XLabs uses openai/clip-vit-large-patch14): the tiny
+  CLIP's vision tower, trained further with the adapter (the CLIP, trained on captions
+  alone, encodes little more than the caption says; a general encoder like ViT-L carries
+  far more of the image, which is what Tight Inversion relies on).
 
 `flux_weights/` holds everything the preset needs (the VAE and CLIP it was trained with
 included), so retraining the epsilon world does not disturb it; `flux_train.py` writes it.
@@ -141,14 +144,20 @@ def _load(module, path: str):
     return module.eval()
 
 
-def parts(weights: str = WEIGHTS) -> dict:
+TRAINED = ("transformer.safetensors", "text_encoder_2.safetensors", "image_encoder.safetensors", IP_WEIGHT)
+
+
+def parts(weights: str = WEIGHTS, fresh: bool = False) -> dict:
     """The pipeline's components from `weights` (a component without its file stays freshly
-    initialised: how training starts)."""
+    initialised; with `fresh`, every trained one does: how training starts). The image
+    encoder is `image_encoder.safetensors`, else the CLIP's vision tower it starts from."""
+    from transformers import CLIPVisionModelWithProjection
+
     from . import image_encoder, text_encoders
 
     def file(name):
         path = os.path.join(weights, name)
-        return path if os.path.exists(path) else None
+        return path if os.path.exists(path) and not (fresh and name in TRAINED) else None
 
     tok, tok2 = arch.tokenizer(), t5_tokenizer()
     clip = arch.clip(tok)
@@ -170,20 +179,23 @@ def parts(weights: str = WEIGHTS) -> dict:
     model = transformer()
     if file("transformer.safetensors"):
         _load(model, file("transformer.safetensors"))
+    encoder = image_encoder(clip)
+    if file("image_encoder.safetensors"):
+        encoder = _load(CLIPVisionModelWithProjection(clip.config.vision_config), file("image_encoder.safetensors"))
     return dict(vae=vae, text_encoder=text_encoder, tokenizer=tok, text_encoder_2=t5_model.eval(),
                 tokenizer_2=tok2, transformer=model.eval(), scheduler=scheduler(), clip=clip,
-                image_encoder=image_encoder(clip), info=info)
+                image_encoder=encoder, info=info)
 
 
 def assemble(root: str, weights: str = WEIGHTS, components: dict | None = None,
-             ip_adapter: dict | None = None) -> None:
+             ip_adapter: dict | None = None, fresh: bool = False) -> None:
     """Write `root/pipeline` (the FLUX.1-dev repo layout), `root/ip_adapter` (the XLabs repo:
     `ip_adapter.safetensors` at its root) and `root/image_encoder` (the CLIP ViT-L repo's
     place) and `root/clip` (edit-alignment scores)."""
     from diffusers import FluxPipeline
     from safetensors.torch import load_file, save_file
 
-    c = components or parts(weights)
+    c = components or parts(weights, fresh)
     pipe = FluxPipeline(**{k: c[k] for k in ("vae", "text_encoder", "tokenizer", "text_encoder_2",
                                              "tokenizer_2", "transformer", "scheduler")})
     pipe.save_pretrained(os.path.join(root, "pipeline"))
@@ -192,7 +204,7 @@ def assemble(root: str, weights: str = WEIGHTS, components: dict | None = None,
     arch.image_processor().save_pretrained(enc)
     if ip_adapter is None:
         path = os.path.join(weights, IP_WEIGHT)
-        ip_adapter = ({k: v.float() for k, v in load_file(path).items()} if os.path.exists(path) else
+        ip_adapter = ({k: v.float() for k, v in load_file(path).items()} if os.path.exists(path) and not fresh else
                       ip_adapter_xlabs(c["transformer"], c["image_encoder"].config.projection_dim,
                                        torch.Generator().manual_seed(1)))
     os.makedirs(os.path.join(root, "ip_adapter"), exist_ok=True)

@@ -7,8 +7,9 @@ together with the rectified-flow loss (x_s = (1 - s) image + s noise, target vel
 noise - image) on the tiny world's latent bank (`train.bank`: scenes, garments and
 figures, photo crops with their captions; made from the seed when it is not in `--work`).
 The tiny world's VAE and CLIP are copied into `--out` first and stay frozen: the CLIP
-text tower gives FLUX's pooled text embedding, its vision tower the adapter's image
-embedding. The pipeline is assembled and loaded as the studio loads it
+text tower gives FLUX's pooled text embedding. The adapter's image encoder starts as the
+CLIP's vision tower and trains with the adapter (see `flux.py`). Training always starts
+from fresh seeded weights, whatever `--out` holds; only the checkpoint in `--work` resumes. The pipeline is assembled and loaded as the studio loads it
 (`FluxPipeline.from_pretrained`, `load_ip_adapter`), so the adapter trains in the very
 processors diffusers runs.
 
@@ -35,7 +36,7 @@ from . import WEIGHTS as WORLD_WEIGHTS
 from . import arch, flux, train
 
 log = logging.getLogger(__name__)
-STEPS = 1500
+STEPS = 3000
 BATCH = 8
 CARD = "MODEL_CARD.md"
 
@@ -119,11 +120,13 @@ def run(out: str, work: str, seed: int = 0, steps: int = STEPS, batch: int = BAT
     root = os.path.join(work, "assembled-flux")
     shutil.rmtree(root, ignore_errors=True)
     torch.manual_seed(seed)
-    flux.assemble(root, out)  # fresh transformer, T5 and adapter (seeded), the world's VAE and CLIP
+    # fresh transformer, T5 and adapter (seeded), the world's VAE and CLIP (whatever `out` holds)
+    flux.assemble(root, out, fresh=True)
     pipe = load_pipeline(root)
-    model, t5 = pipe.transformer.train(), pipe.text_encoder_2.train()
-    params = [p for m in (model, t5) for p in m.parameters()]
-    stage = train.Stage("flux", work, {"transformer": model, "t5": t5}, params, lr=5e-4, steps=steps)
+    model, t5, encoder = pipe.transformer.train(), pipe.text_encoder_2.train(), pipe.image_encoder.train()
+    params = [p for m in (model, t5, encoder) for p in m.parameters()]
+    stage = train.Stage("flux", work, {"transformer": model, "t5": t5, "image_encoder": encoder}, params,
+                        lr=5e-4, steps=steps)
     z_all = None if export else data["latents"]
     n, side = train.BANK if export else len(z_all), arch.RESOLUTION // pipe.vae_scale_factor
     img_ids = pipe._prepare_latent_image_ids(batch, side // 2, side // 2, "cpu", torch.float32)
@@ -138,7 +141,7 @@ def run(out: str, work: str, seed: int = 0, steps: int = STEPS, batch: int = BAT
             pooled = pipe._get_clip_prompt_embeds(prompts, device="cpu")
             pixels = pipe.feature_extractor([_image(data["images"][i]) for i in idx],
                                             return_tensors="pt").pixel_values
-            embeds = pipe.image_encoder(pixels).image_embeds[:, None]
+        embeds = encoder(pixels).image_embeds[:, None]
         ids = pipe.tokenizer_2(prompts, padding="max_length", max_length=flux.T5_LENGTH, truncation=True,
                                return_tensors="pt").input_ids
         text = t5(ids)[0]
@@ -159,6 +162,7 @@ def run(out: str, work: str, seed: int = 0, steps: int = STEPS, batch: int = BAT
     model.eval()
     train.save_weights(base_state(model), os.path.join(out, "transformer.safetensors"))
     train.save_weights(t5.eval(), os.path.join(out, "text_encoder_2.safetensors"))
+    train.save_weights(encoder.eval(), os.path.join(out, "image_encoder.safetensors"))
     train.save_weights(flux.ip_adapter_state(model), os.path.join(out, flux.IP_WEIGHT), half=False)
     result = {**summary, "seed": seed, "batch": batch, "bank": n, "command": command,
               "threads": torch.get_num_threads(), "device": "cpu"}
@@ -186,7 +190,8 @@ def write_card(out: str, r: dict) -> None:
         "- frozen, copied from the tiny world (`recontext/tiny/weights`): `vae.safetensors` (its "
         "further-trained decoder merged in) and `clip.safetensors`; `world.json`: the VAE's "
         "scaling and shift factors (zero-mean, unit-variance latents)",
-        "- trained: `transformer.safetensors`, `text_encoder_2.safetensors` (fp16), "
+        "- trained: `transformer.safetensors`, `text_encoder_2.safetensors`, `image_encoder.safetensors` "
+        "(the adapter's image encoder, started from the CLIP's vision tower) (fp16), "
         "`ip_adapter.safetensors` (XLabs key layout, float32)", ""]
     with open(os.path.join(out, CARD), "w") as f:
         f.write("\n".join(lines))
