@@ -89,8 +89,9 @@ def rate(data, preset, rater, item_id, scores, comment="", reveal=True):
     if reveal:
         text += "  \n" + "  \n".join(f"**{r['label']}** was `{r['method']}`" for r in rows)
     else:
-        text += (f"  \nThe methods stay hidden. You may send new scores for this item for "
-                 f"{OPEN_SECONDS // 60} minutes; then they are final and join the summary.")
+        text += (f"  \nThe methods stay hidden. To change your scores, change them above and "
+                 f"submit again within {OPEN_SECONDS // 60} minutes; then they are final and join "
+                 "the summary.")
     return text
 
 
@@ -124,7 +125,7 @@ def summary(data):
         text = (f"{plural(rep['ratings'], 'rating')} from {plural(rep['raters'], 'rater')}. "
                 f"Agreement between raters (Krippendorff's α, ordinal): {alpha}.")
     else:
-        wins, text = pd.DataFrame(columns=WIN_COLUMNS), "No ratings yet."
+        wins, text = pd.DataFrame(columns=WIN_COLUMNS), "No final ratings yet." if waiting else "No ratings yet."
     if waiting:
         text += (f"  \n{plural(waiting, 'rating')} made without the reveal may still change and "
                  f"join the summary {OPEN_SECONDS // 60} minutes after they were given.")
