@@ -194,18 +194,30 @@ def header(studio) -> str:
     p = studio.preset
     tiny = (" Try the scene examples: prompts of that grammar are what this world understands."
             if p.name == "tiny" else "")
+    tight = "each with and without [Tight Inversion](https://arxiv.org/abs/2502.20376)"
+    if p.flow:
+        garment = "a garment onto a generated person with HyperLoRA, IP-Adapter, a fine-tuned LoRA " \
+                  "or the prompt alone: needs a UNet preset (tiny, sdxl); not on this flow model."
+        inversion = ("rebuild a photo with the Euler flow ODE and [RF-Inversion]"
+                     f"(https://arxiv.org/abs/2410.10792), {tight}.")
+        editing = "invert, then regenerate with an edited prompt; sweep the image scale."
+    else:
+        garment = ("a garment onto a generated person, no per-garment training (HyperLoRA, NeurIPS "
+                   "2024), against [IP-Adapter](https://arxiv.org/abs/2308.06721) and a fine-tuned "
+                   "LoRA and the prompt alone.")
+        inversion = ("rebuild a photo with [DDIM](https://arxiv.org/abs/2010.02502), "
+                     "[ReNoise](https://arxiv.org/abs/2403.14602) and [edit-friendly DDPM]"
+                     f"(https://arxiv.org/abs/2304.06140), {tight}.")
+        editing = ("invert, then edit with [prompt-to-prompt](https://arxiv.org/abs/2208.01626), "
+                   "[LEDITS++](https://arxiv.org/abs/2311.16711) or plain regeneration; sweep the "
+                   "image scale.")
     return (
         "# recontext — diffusion image recontextualization studio\n"
         "Try, compare and rate diffusion methods that put real images in new contexts. "
         f"Running preset **`{p.name}`**: {p.description}{tiny}\n\n"
-        "- **Garment → model**: a garment onto a generated person, no per-garment training "
-        "(HyperLoRA, NeurIPS 2024), against [IP-Adapter](https://arxiv.org/abs/2308.06721) and a "
-        "fine-tuned LoRA and the prompt alone.\n"
-        "- **Inversion**: rebuild a photo with [DDIM](https://arxiv.org/abs/2010.02502), "
-        "[ReNoise](https://arxiv.org/abs/2403.14602) and [edit-friendly DDPM]"
-        "(https://arxiv.org/abs/2304.06140), each with and without "
-        "[Tight Inversion](https://arxiv.org/abs/2502.20376).\n"
-        "- **Text editing**: invert, then regenerate with an edited prompt; sweep the image scale.\n"
+        f"- **Garment → model**: {garment}\n"
+        f"- **Inversion**: {inversion}\n"
+        f"- **Text editing**: {editing}\n"
         "- **Review**: rate the outputs of every run above, blind; see the summary."
     )
 

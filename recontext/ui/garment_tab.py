@@ -110,6 +110,10 @@ def dress(studio, garment, prompt, methods, lora_scale, ip_scale, finetune_steps
 
 def build(studio, runs=None):
     gr.Markdown(ABOUT)
+    if studio.preset.flow:
+        gr.Markdown(f"**Not on this preset.** `{studio.preset.name}` is a flow-matching model; "
+                    "the garment methods adapt a UNet. Start the studio with a UNet preset "
+                    "(`--preset tiny`, or `sdxl` on a GPU) to dress garments.")
     with gr.Row():
         with gr.Column(scale=1):
             garment = photo_input(label="Garment", sources=["upload", "clipboard"], height=240)
@@ -131,7 +135,7 @@ def build(studio, runs=None):
             with gr.Row():
                 steps = steps_slider(studio)
                 seed = seed_number()
-            run = gr.Button("Dress", variant="primary")
+            run = gr.Button("Dress", variant="primary", interactive=not studio.preset.flow)
             gr.Markdown(hyperlora_note(studio))
         with gr.Column(scale=2):
             with gr.Row():
