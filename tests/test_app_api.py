@@ -108,7 +108,9 @@ def test_review_endpoints(client):
     with pytest.raises(Exception, match="already rated"):  # the methods were revealed
         client.predict(rater="rater-api", item_id=item_id, scores=scores, api_name="/rate")
     table, plot, stats, wins, csv = client.predict(api_name="/summary")
-    assert table["data"] != before["data"] and "1 rater." in stats and csv.endswith(".csv")
+    # other tests sharing the app may have rated too: the summary changed, in plain English
+    assert table["data"] != before["data"] and "ratings from" in stats and "1 raters" not in stats
+    assert csv.endswith(".csv")
     assert any(row[1].startswith("ddim") for row in table["data"])
     with open(csv) as f:
         header = f.readline()
