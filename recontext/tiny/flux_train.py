@@ -186,7 +186,7 @@ def write_card(out: str, r: dict) -> None:
         "0.3-1.0 with each image as its own condition; noise levels half uniform, half logit-normal",
         "- loss: rectified flow, MSE between the predicted and the true velocity (noise - image), "
         f"first → last {r['loss_first']:.4f} → {r['loss_last']:.4f}",
-        f"- wall time {r['seconds'] / 60:.1f} min on {r['threads']} CPU threads (shared with other jobs)",
+        f"- wall time {r['seconds'] / 60:.1f} min on {r['threads']} CPU threads",
         "- frozen, copied from the tiny world (`recontext/tiny/weights`): `vae.safetensors` (its "
         "further-trained decoder merged in) and `clip.safetensors`; `world.json`: the VAE's "
         "scaling and shift factors (zero-mean, unit-variance latents)",
