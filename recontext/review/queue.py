@@ -107,19 +107,18 @@ def rate(runs, ratings, rater: str, item_id: str, scores, secret: bytes, comment
     return ratings.add_many(rows, check=not_seen)
 
 
-def final(df: pd.DataFrame, now: pd.Timestamp | None = None, window: float | None = None) -> pd.Series:
+def final(df: pd.DataFrame) -> pd.Series:
     """Which rows are final (see the module's text): their rater has seen the item's
-    methods, or last rated it more than `window` seconds before `now`. A row whose
-    timestamp cannot be read counts as old."""
+    methods, or last rated it more than `OPEN_SECONDS` ago. A row whose timestamp cannot
+    be read counts as old."""
     if not len(df):
         return pd.Series(False, index=df.index, dtype=bool)
     key = [df["rater"], df["item_id"]]
     last = pd.to_datetime(df["timestamp"], utc=True, errors="coerce", format="ISO8601")
     last = last.groupby(key).transform("max")
-    now = pd.Timestamp.now(tz="UTC") if now is None else now
-    window = OPEN_SECONDS if window is None else window
     seen = df["revealed"].astype(bool).groupby(key).transform("any")
-    return (seen | last.isna() | (last <= now - pd.Timedelta(seconds=window))).astype(bool)
+    cutoff = pd.Timestamp.now(tz="UTC") - pd.Timedelta(seconds=OPEN_SECONDS)
+    return (seen | last.isna() | (last <= cutoff)).astype(bool)
 
 
 def _scores(scores, n: int) -> list[tuple]:

@@ -147,6 +147,13 @@ def _load(module, path: str):
 TRAINED = ("transformer.safetensors", "text_encoder_2.safetensors", "image_encoder.safetensors", IP_WEIGHT)
 
 
+def weight_file(weights: str, name: str, fresh: bool = False) -> str | None:
+    """The path of file `name` in `weights`, or None when it is missing (or, with `fresh`,
+    is one of the trained files: how training starts)."""
+    path = os.path.join(weights, name)
+    return path if os.path.exists(path) and not (fresh and name in TRAINED) else None
+
+
 def parts(weights: str = WEIGHTS, fresh: bool = False) -> dict:
     """The pipeline's components from `weights` (a component without its file stays freshly
     initialised; with `fresh`, every trained one does: how training starts). The image
@@ -156,8 +163,7 @@ def parts(weights: str = WEIGHTS, fresh: bool = False) -> dict:
     from . import image_encoder, text_encoders
 
     def file(name):
-        path = os.path.join(weights, name)
-        return path if os.path.exists(path) and not (fresh and name in TRAINED) else None
+        return weight_file(weights, name, fresh)
 
     tok, tok2 = arch.tokenizer(), t5_tokenizer()
     clip = arch.clip(tok)
@@ -203,8 +209,8 @@ def assemble(root: str, weights: str = WEIGHTS, components: dict | None = None,
     c["image_encoder"].save_pretrained(enc)
     arch.image_processor().save_pretrained(enc)
     if ip_adapter is None:
-        path = os.path.join(weights, IP_WEIGHT)
-        ip_adapter = ({k: v.float() for k, v in load_file(path).items()} if os.path.exists(path) and not fresh else
+        path = weight_file(weights, IP_WEIGHT, fresh)
+        ip_adapter = ({k: v.float() for k, v in load_file(path).items()} if path else
                       ip_adapter_xlabs(c["transformer"], c["image_encoder"].config.projection_dim,
                                        torch.Generator().manual_seed(1)))
     os.makedirs(os.path.join(root, "ip_adapter"), exist_ok=True)

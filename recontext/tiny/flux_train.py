@@ -9,7 +9,8 @@ figures, photo crops with their captions; made from the seed when it is not in `
 The tiny world's VAE and CLIP are copied into `--out` first and stay frozen: the CLIP
 text tower gives FLUX's pooled text embedding. The adapter's image encoder starts as the
 CLIP's vision tower and trains with the adapter (see `flux.py`). Training always starts
-from fresh seeded weights, whatever `--out` holds; only the checkpoint in `--work` resumes. The pipeline is assembled and loaded as the studio loads it
+from fresh seeded weights, whatever `--out` holds; only the checkpoint in `--work`
+resumes. The pipeline is assembled and loaded as the studio loads it
 (`FluxPipeline.from_pretrained`, `load_ip_adapter`), so the adapter trains in the very
 processors diffusers runs.
 
