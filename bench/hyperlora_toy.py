@@ -44,6 +44,9 @@ def main():
         print(f"training loss: first {k} steps {sum(losses[:k]) / k:.4f}, last {k} {sum(losses[-k:]) / k:.4f}")
     r = claims.hyperlora_matched_ratio(studio, args.held_out, args.noise_draws, hyper=hyper)
     print(f"held-out loss: matched {r['matched']:.5f}, mismatched {r['mismatched']:.5f}")
+    if args.preset == "tiny":  # the UNet's own conditioning, the garment named in the prompt
+        print(f"the same ratio, the prompt naming the garment instead: "
+              f"{claims.named_garment_ratio(studio, args.held_out, args.noise_draws):.4f}")
     print(f"matched/mismatched loss: {r['ratio']:.4f}")
 
 

@@ -112,6 +112,7 @@ def cmd_train_hyperlora(args) -> int:
              else synthetic_pairs(args.synthetic, preset.resolution))
     losses = train_hyperlora(models, pairs, args.out, steps=args.steps, lr=args.lr, seed=args.seed,
                              save_every=args.save_every, rank=args.rank, accelerator=acc,
+                             mask_weight=args.mask_weight,
                              note=f"data: {args.data or f'{args.synthetic} synthetic pairs'}")
     if acc.is_main_process:
         k = max(1, min(50, len(losses) // 5))
@@ -305,13 +306,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train-hyperlora", help="train the HyperLoRA hypernetwork (accelerate launch "
                        "for several GPUs); resumes from --out")
-    p.add_argument("--data", default=None, help="CSV with columns garment,image,prompt")
+    p.add_argument("--data", default=None, help="CSV with columns garment,image,prompt "
+                   "(and optionally mask: the garment's region in the image)")
     p.add_argument("--synthetic", type=int, default=0, help="train on N procedural pairs instead")
     p.add_argument("--steps", type=int, default=500, help="total steps (a resumed run continues)")
     p.add_argument("--out", required=True, help="checkpoint folder")
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--rank", type=int, default=4)
     p.add_argument("--save-every", type=int, default=100)
+    p.add_argument("--mask-weight", type=float, default=None,
+                   help="extra loss weight on the garment's region, where a pair has a mask (default 9)")
     p.add_argument("--seed", type=int, default=0)
     _add_preset(p)
     p.set_defaults(func=cmd_train_hyperlora)

@@ -69,14 +69,19 @@ def no_error_toast(page):
 def assert_results_enlarged(page, at_least=200):
     """Every visible result image is drawn at its box's size (the tiny preset's 128-px
     outputs enlarged to >= `at_least` px), not left a thumbnail, and whole (contain)."""
-    shown = page.evaluate("""() => [...document.querySelectorAll('.result-image img, .whole-image img')]
-        .filter(i => i.offsetParent !== null && i.naturalWidth > 0).map(i => {
+    visible = """() => [...document.querySelectorAll('.result-image img, .whole-image img')]
+        .filter(i => i.offsetParent !== null)"""
+    loaded = f"() => ({visible})().filter(i => i.naturalWidth > 0)"
+    # the run's message can arrive before the browser has fetched and decoded its images
+    page.wait_for_function(f"({loaded})().length > 0 && ({visible})().every(i => i.complete)",
+                           timeout=60_000)
+    shown = page.evaluate(f"""() => ({loaded})().map(i => {{
             const s = getComputedStyle(i), k = Math.min(i.clientWidth / i.naturalWidth, i.clientHeight / i.naturalHeight);
             const r = i.getBoundingClientRect(), c = i.closest('.block').getBoundingClientRect();
-            return {fit: s.objectFit, drawn: Math.round(k * Math.max(i.naturalWidth, i.naturalHeight)),
+            return {{fit: s.objectFit, drawn: Math.round(k * Math.max(i.naturalWidth, i.naturalHeight)),
                     natural: i.naturalWidth, inside: r.top >= c.top - 1 && r.bottom <= c.bottom + 1
-                                                    && r.left >= c.left - 1 && r.right <= c.right + 1};
-        })""")
+                                                    && r.left >= c.left - 1 && r.right <= c.right + 1}};
+        }})""")
     assert shown, "no result image on the page"
     for im in shown:
         assert im["fit"] == "contain" and im["inside"], shown  # whole, not cut by its box

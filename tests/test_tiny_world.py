@@ -61,10 +61,10 @@ def test_clip_ranks_the_true_caption_first(studio):
     assert claims.clip_top1(studio) >= 0.9
 
 
-@pytest.mark.xfail(strict=False, reason="not reached yet (issue 10): HyperLoRA has not learned garment-specific weights; colour error 0.565 against IP-Adapter's 0.528 and prompt-only's 0.548 (bench/garment_fidelity.py)")
 def test_hyperlora_carries_the_garment_colour(studio):
-    error = claims.garment_colour_error(studio, n=8)
+    error = claims.garment_colour_error(studio, ("hyperlora", "ip-adapter", "prompt-only", claims.MISMATCHED), n=8)
     assert error["hyperlora"] < error["ip-adapter"] and error["hyperlora"] < error["prompt-only"], error
+    assert error["hyperlora"] < error[claims.MISMATCHED], error  # its own garment's weights, not any
 
 
 def test_scene_masks_and_captions_agree():
@@ -76,7 +76,9 @@ def test_scene_masks_and_captions_agree():
     assert cap in world.captions() and len(world.captions()) == 90
 
 
-@pytest.mark.xfail(strict=False, reason="not reached yet (issue 10): HyperLoRA has not learned garment-specific weights; matched/mismatched held-out loss 0.9995")
+@pytest.mark.xfail(strict=False, reason="not reached (issue 10): matched/mismatched held-out loss 1.002 (bench/hyperlora_toy.py). "
+                   "The UNet's own text conditioning does not reach 0.9 either: the same ratio with the prompt naming "
+                   "each garment instead of a HyperLoRA is 0.921. The garment is a small part of the picture")
 def test_hyperlora_is_garment_specific_on_held_out_pairs(studio):
     result = claims.hyperlora_matched_ratio(studio, n=16, draws=4)
     assert result["ratio"] < 0.9, result

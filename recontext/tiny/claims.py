@@ -21,6 +21,7 @@ NAMES = list(world.COLOURS)
 PALETTE = np.array([world.COLOURS[n] for n in NAMES], np.float32) / 255
 GARMENT_SEED = 10_000  # HyperLoRA trains on pairs 0..255
 SCALES = {"ip-adapter": 0.6}  # the garment tab's default scales (LoRA scales: 1.0)
+MISMATCHED = "hyperlora, next garment"
 
 
 def as_float(img: Image.Image) -> np.ndarray:
@@ -154,17 +155,20 @@ def clip_top1(studio, n: int = 200) -> float:
 
 # -- garments ----------------------------------------------------------------------------------
 def garment_colour_error(studio, methods=("hyperlora", "ip-adapter", "prompt-only"), n: int = 8,
-                         steps=None) -> dict:
+                         steps=None, first: int = GARMENT_SEED) -> dict:
     """Mean RGB distance (0-1 scale) between the garment region of the dressed figure and
-    the garment as worn, over `n` held-out garments; the prompt names no colour."""
+    the garment as worn, over `n` held-out garments from seed `first`; the prompt names no
+    colour. Method `MISMATCHED` is HyperLoRA given the next garment's photo: what the
+    predicted weights do whatever the garment."""
     errors = {m: [] for m in methods}
     for i in range(n):
-        seed = GARMENT_SEED + i
+        seed = first + i
         worn, mask = synthetic.worn(seed, studio.preset.resolution)
         goal = as_float(worn)[mask].mean(0)
         for m in methods:
-            d = studio.dress(synthetic.garment(seed), synthetic.scene_prompt(seed), method=m,
-                             scale=SCALES.get(m, 1.0), steps=steps, seed=i)
+            photo, method = (first + (i + 1) % n, "hyperlora") if m == MISMATCHED else (seed, m)
+            d = studio.dress(synthetic.garment(photo), synthetic.scene_prompt(seed), method=method,
+                             scale=SCALES.get(method, 1.0), steps=steps, seed=i)
             errors[m].append(float(np.linalg.norm(as_float(d.image)[mask].mean(0) - goal)))
     return {m: float(np.mean(v)) for m, v in errors.items()}
 
@@ -184,7 +188,7 @@ def hyperlora_matched_ratio(studio, n: int = 16, draws: int = 8, hyper=None) -> 
     with models.lock, models.lora(ADAPTER, [m[0] for m in hyper.config.modules], hyper.config.rank), \
             torch.no_grad():
         for i in range(len(held)):
-            _, latents, cond = held[i]
+            _, latents, cond, _ = held[i]
             own = functional_params(hyper(held[i][0]), ADAPTER)
             other = functional_params(hyper(held[(i + 1) % len(held)][0]), ADAPTER)
             for name, params in (("matched", own), ("mismatched", other)):
@@ -194,3 +198,24 @@ def hyperlora_matched_ratio(studio, n: int = 16, draws: int = 8, hyper=None) -> 
     out = {k: v / (len(held) * draws) for k, v in totals.items()}
     out["ratio"] = out["matched"] / out["mismatched"]
     return out
+
+
+def named_garment_ratio(studio, n: int = 16, draws: int = 8) -> float:
+    """The same ratio with no HyperLoRA, the prompt naming the garment instead: its own
+    full description (colour, pattern, kind, scene) against the next garment's. What the
+    UNet's own text conditioning gains: a yardstick for any garment conditioning."""
+    from ..garment.train import diffusion_loss
+
+    models, totals = studio.models, {"matched": 0.0, "mismatched": 0.0}
+    with models.lock, torch.no_grad():
+        models.set_image_scale(0.0)
+        for i in range(n):
+            seed = GARMENT_SEED + i
+            image = synthetic.scene(seed, studio.preset.resolution)
+            latents = models.encode(image)
+            for name, prompt in (("matched", synthetic.prompt(seed)), ("mismatched", synthetic.prompt(seed + 1))):
+                cond = models.with_image(models.text_cond(prompt, image.size), None)
+                gen = torch.Generator().manual_seed(i)
+                for _ in range(draws):
+                    totals[name] += float(diffusion_loss(models, latents, cond, gen))
+    return totals["matched"] / totals["mismatched"]

@@ -659,7 +659,8 @@ DATA = {
                   "caption 50%, adapter scale uniform in 0.3-1.0; timesteps 300-999, where the "
                   "image decides the prediction)",
     "hyperlora": "256 procedural garment -> worn-figure pairs (seeds 0-255); prompts name the "
-                 "garment kind and scene, not its look; lr 3e-3, timesteps 300-999, v-prediction loss",
+                 "garment kind and scene, not its look; lr 3e-3, timesteps 300-999, v-prediction loss "
+                 "weighted 1 + 9 on the garment's region (the pairs' masks)",
     "decoder": "batches of 8 crops of 64 px, the VAE's mix; encoder frozen; half the latents "
                "perturbed by 0.1 (unit-variance units)",
 }
