@@ -1,11 +1,12 @@
 """The tiny world's claims in numbers, on the committed weights and held-out inputs.
 
-    python bench/tiny_world.py [--scenes 6] [--prompt-seeds 2]
+    python bench/tiny_world.py [--scenes 6] [--prompt-seeds 2] [--guidance 3 5]
 
 One line each: VAE round-trip PSNR (the example photos, photos never trained on), CLIP
-top-1 on held-out scenes, Tight Inversion's gain (dB, DDIM and ReNoise at the preset's
-default steps), the prompt-following rate, and last the wall time of the inversion
-tab's example (all six method × variant runs at the default steps).
+top-1 on held-out scenes, Tight Inversion's gain (dB, DDIM, ReNoise and edit-friendly at
+the preset's default steps), the prompt-following rate (at the default guidance, and at
+each --guidance), the image-scale sweep's correlations, and last the wall time of the
+inversion tab's example (all six method × variant runs at the default steps).
 """
 
 import argparse
@@ -27,6 +28,8 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--scenes", type=int, default=6)
     ap.add_argument("--prompt-seeds", type=int, default=2)
+    ap.add_argument("--guidance", type=float, nargs="*", default=[],
+                    help="also measure prompt following at these guidance scales")
     args = ap.parse_args()
     quiet_libraries()
     studio = Studio("tiny")
@@ -40,8 +43,13 @@ def main():
         g = claims.tight_gain(studio, method, inputs)
         print(f"tight gain {method}: {g['gain']:+.2f} dB (plain {g['plain']:.2f}, tight {g['tight']:.2f}; "
               f"{len(inputs)} inputs, {studio.preset.steps} steps)")
-    rate, _ = claims.prompt_following(studio, seeds=tuple(range(args.prompt_seeds)))
-    print(f"prompt following: {rate:.3f} ({len(claims.COMBOS)} combinations x {args.prompt_seeds} seeds)")
+    for guidance in [studio.preset.guidance] + [g for g in args.guidance if g != studio.preset.guidance]:
+        rate, _ = claims.prompt_following(studio, seeds=tuple(range(args.prompt_seeds)), guidance=guidance)
+        print(f"prompt following at guidance {guidance:g}{' (the default)' if guidance == studio.preset.guidance else ''}: "
+              f"{rate:.3f} ({len(claims.COMBOS)} combinations x {args.prompt_seeds} seeds)")
+    rho = claims.sweep_correlations(studio)
+    print(f"image-scale sweep (Spearman with the scale): edit alignment {rho['alignment']:+.2f}, "
+          f"preservation {rho['preservation']:+.2f}")
     photo, prompt = EXAMPLES[0]
     start = time.perf_counter()
     for method, variant in SLOTS:

@@ -57,7 +57,7 @@ class Pair:
     garment: object   # path or PIL image
     image: object     # the garment worn, in a scene
     prompt: str
-    mask: object = None  # where the garment is in `image` (path, PIL or bool array), if known
+    mask: object = None  # where the garment is in `image` (path, PIL or array; white/True = garment)
 
 
 def read_manifest(path: str) -> list[Pair]:
@@ -113,9 +113,8 @@ class Examples:
     def weight(self, pair: Pair, size: tuple[int, int], latents: torch.Tensor) -> torch.Tensor | None:
         if pair.mask is None or not self.mask_weight:
             return None
-        mask = pair.mask if isinstance(pair.mask, Image.Image) else (
-            Image.fromarray(pair.mask.astype("uint8") * 255) if hasattr(pair.mask, "dtype")
-            else Image.open(pair.mask))
+        src = pair.mask.astype(np.uint8) * 255 if getattr(pair.mask, "dtype", None) == bool else pair.mask
+        mask, _ = images.load_image(src)  # clear errors for a file that is not an image
         mask = mask.convert("L").resize(size, Image.BILINEAR)  # as the image was fitted
         area = torch.tensor(np.asarray(mask), dtype=torch.float32)[None, None] / 255
         return 1 + self.mask_weight * F.adaptive_avg_pool2d(area, latents.shape[-2:])

@@ -63,11 +63,12 @@ def follows_prompt(image: Image.Image, colour: str, background: str) -> bool:
     return NAMES[border] == background and bool(rest) and NAMES[rest[0][0]] == colour
 
 
-def prompt_following(studio, combos=COMBOS, seeds=(0, 1), steps=None) -> tuple[float, list]:
+def prompt_following(studio, combos=COMBOS, seeds=(0, 1), steps=None, guidance=None) -> tuple[float, list]:
     results = []
     for colour, shape, background in combos:
         for seed in seeds:
-            img = studio.generate(world.caption(colour, shape, background), steps=steps, seed=seed)
+            img = studio.generate(world.caption(colour, shape, background), steps=steps, seed=seed,
+                                  guidance=guidance)
             results.append(((colour, shape, background, seed), follows_prompt(img, colour, background)))
     return float(np.mean([ok for _, ok in results])), results
 
