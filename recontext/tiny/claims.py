@@ -180,7 +180,7 @@ def hyperlora_matched_ratio(studio, n: int = 16, draws: int = 8, hyper=None) -> 
     the output). `hyper`: a HyperLoRA model; default the preset's checkpoint."""
     from ..garment import hyperlora_model
     from ..garment.hyperlora import functional_params
-    from ..garment.train import ADAPTER, Examples, diffusion_loss, synthetic_pairs
+    from ..garment.train import ADAPTER, Examples, synthetic_pairs
 
     models = studio.models
     hyper = hyper or hyperlora_model(studio)
@@ -192,10 +192,8 @@ def hyperlora_matched_ratio(studio, n: int = 16, draws: int = 8, hyper=None) -> 
             _, latents, cond, _ = held[i]
             own = functional_params(hyper(held[i][0]), ADAPTER)
             other = functional_params(hyper(held[(i + 1) % len(held)][0]), ADAPTER)
-            for name, params in (("matched", own), ("mismatched", other)):
-                gen = torch.Generator().manual_seed(i)  # the same noise and timesteps for both
-                for _ in range(draws):
-                    totals[name] += float(diffusion_loss(models, latents, cond, gen, params))
+            _add_same_noise_losses(totals, models, latents, {"matched": (cond, own), "mismatched": (cond, other)},
+                                   i, draws)
     out = {k: v / (len(held) * draws) for k, v in totals.items()}
     out["ratio"] = out["matched"] / out["mismatched"]
     return out
@@ -205,18 +203,24 @@ def named_garment_ratio(studio, n: int = 16, draws: int = 8) -> float:
     """The same ratio with no HyperLoRA, the prompt naming the garment instead: its own
     full description (colour, pattern, kind, scene) against the next garment's. What the
     UNet's own text conditioning gains: a yardstick for any garment conditioning."""
-    from ..garment.train import diffusion_loss
-
     models, totals = studio.models, {"matched": 0.0, "mismatched": 0.0}
     with models.lock, torch.no_grad():
         models.set_image_scale(0.0)
         for i in range(n):
             seed = GARMENT_SEED + i
             image = synthetic.scene(seed, studio.preset.resolution)
-            latents = models.encode(image)
-            for name, prompt in (("matched", synthetic.prompt(seed)), ("mismatched", synthetic.prompt(seed + 1))):
-                cond = models.with_image(models.text_cond(prompt, image.size), None)
-                gen = torch.Generator().manual_seed(i)
-                for _ in range(draws):
-                    totals[name] += float(diffusion_loss(models, latents, cond, gen))
+            cond = {name: (models.with_image(models.text_cond(synthetic.prompt(s), image.size), None), None)
+                    for name, s in (("matched", seed), ("mismatched", seed + 1))}
+            _add_same_noise_losses(totals, models, models.encode(image), cond, i, draws)
     return totals["matched"] / totals["mismatched"]
+
+
+def _add_same_noise_losses(totals: dict, models, latents, variants: dict, seed: int, draws: int) -> None:
+    """Add to `totals[name]` the diffusion loss of each variant (name -> (cond, params)) over
+    `draws` draws, every variant on the same noise and timesteps (drawn from `seed`)."""
+    from ..garment.train import diffusion_loss
+
+    for name, (cond, params) in variants.items():
+        gen = torch.Generator().manual_seed(seed)
+        for _ in range(draws):
+            totals[name] += float(diffusion_loss(models, latents, cond, gen, params))

@@ -37,6 +37,7 @@ from PIL import Image
 from safetensors.torch import load_file, save_file
 
 from ..garment import synthetic
+from ..garment.train import MASK_WEIGHT
 from . import arch, world
 
 log = logging.getLogger(__name__)
@@ -660,7 +661,7 @@ DATA = {
                   "image decides the prediction)",
     "hyperlora": "256 procedural garment -> worn-figure pairs (seeds 0-255); prompts name the "
                  "garment kind and scene, not its look; lr 3e-3, timesteps 300-999, v-prediction loss "
-                 "weighted 1 + 9 on the garment's region (the pairs' masks)",
+                 f"weighted 1 + {MASK_WEIGHT:g} on the garment's region (the pairs' masks)",
     "decoder": "batches of 8 crops of 64 px, the VAE's mix; encoder frozen; half the latents "
                "perturbed by 0.1 (unit-variance units)",
 }
