@@ -43,7 +43,7 @@ from . import arch, world
 log = logging.getLogger(__name__)
 STAGES = ("vae", "clip", "unet", "unet_v", "ip_adapter", "hyperlora", "decoder")
 DEFAULT_STAGES = STAGES
-STEPS = {"vae": 3000, "clip": 1000, "unet": 2000, "unet_v": 1200, "ip_adapter": 600, "hyperlora": 1500, "decoder": 400}
+STEPS = {"vae": 3000, "clip": 1000, "unet": 2000, "unet_v": 1200, "ip_adapter": 600, "hyperlora": 1500, "decoder": 1500}
 CARD = "MODEL_CARD.md"
 DONE = {"hyperlora": os.path.join("hyperlora", "hyperlora.safetensors")}  # else {stage}.safetensors
 PX = arch.RESOLUTION
@@ -186,7 +186,7 @@ def train_vae(out: str, work: str, seed: int, steps: int, batch: int = 16, crop:
 
 
 def train_decoder(out: str, work: str, seed: int, steps: int, batch: int = 8, crop: int = 64,
-                  noise: float = 0.1) -> dict:
+                  noise: float = 0.1, lr: float = 1e-3) -> dict:
     """The VAE's decoder trained further with the encoder frozen, without moving the latent
     space the UNet, IP-Adapter and HyperLoRA were trained in: on larger crops, and with half
     the latents perturbed (`noise` in unit-variance units) so that the small errors of a
@@ -201,7 +201,7 @@ def train_decoder(out: str, work: str, seed: int, steps: int, batch: int = 8, cr
     for p in params:
         p.requires_grad_(True)
     photos = Photos()
-    stage = Stage("decoder", work, {"vae": vae}, params, lr=3e-4, steps=steps)
+    stage = Stage("decoder", work, {"vae": vae}, params, lr=lr, steps=steps)
 
     def loss_fn(step):
         rng = rng_for(seed, "decoder", step)
@@ -663,7 +663,7 @@ DATA = {
                  "garment kind and scene, not its look; lr 3e-3, timesteps 300-999, v-prediction loss "
                  f"weighted 1 + {MASK_WEIGHT:g} on the garment's region (the pairs' masks)",
     "decoder": "batches of 8 crops of 64 px, the VAE's mix; encoder frozen; half the latents "
-               "perturbed by 0.1 (unit-variance units)",
+               "perturbed by 0.1 (unit-variance units); lr 1e-3",
 }
 
 
