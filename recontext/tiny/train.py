@@ -47,6 +47,7 @@ STEPS = {"vae": 3000, "clip": 1000, "unet": 2000, "unet_v": 1200, "ip_adapter": 
 CARD = "MODEL_CARD.md"
 DONE = {"hyperlora": os.path.join("hyperlora", "hyperlora.safetensors")}  # else {stage}.safetensors
 PX = arch.RESOLUTION
+DECODER_LR = 1e-3
 
 
 def rng_for(seed: int, stage: str, step: int) -> np.random.Generator:
@@ -186,7 +187,7 @@ def train_vae(out: str, work: str, seed: int, steps: int, batch: int = 16, crop:
 
 
 def train_decoder(out: str, work: str, seed: int, steps: int, batch: int = 8, crop: int = 64,
-                  noise: float = 0.1, lr: float = 1e-3) -> dict:
+                  noise: float = 0.1, lr: float = DECODER_LR) -> dict:
     """The VAE's decoder trained further with the encoder frozen, without moving the latent
     space the UNet, IP-Adapter and HyperLoRA were trained in: on larger crops, and with half
     the latents perturbed (`noise` in unit-variance units) so that the small errors of a
@@ -663,7 +664,7 @@ DATA = {
                  "garment kind and scene, not its look; lr 3e-3, timesteps 300-999, v-prediction loss "
                  f"weighted 1 + {MASK_WEIGHT:g} on the garment's region (the pairs' masks)",
     "decoder": "batches of 8 crops of 64 px, the VAE's mix; encoder frozen; half the latents "
-               "perturbed by 0.1 (unit-variance units); lr 1e-3",
+               f"perturbed by 0.1 (unit-variance units); lr {DECODER_LR:g}",
 }
 
 
