@@ -106,8 +106,9 @@ def _tiny() -> Preset:
             "HyperLoRA) trained by this project on procedural scenes captioned "
             "\"a {colour} {shape} on a {colour} background\", procedural garments and a few "
             "dozen sample photos, at 128 px. Expect toy images. Every method runs its real "
-            "algorithm, but not every paper's claim shows here yet: Tight Inversion's adapter "
-            "barely changes a reconstruction in this world (the README has the measurements)."
+            "algorithm, but not every paper's claim shows here yet: Tight Inversion helps the "
+            "photos' reconstructions a little but tips DDIM's inversion of some flat scenes into "
+            "artefacts (the README has the measurements)."
         ),
         pipeline="sdxl",
         base=os.path.join(root, "pipeline"),

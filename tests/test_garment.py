@@ -109,12 +109,36 @@ def test_the_loss_counts_the_garment_region_more(studio, tmp_path):
 
 
 def test_training_lowers_the_loss(studio, tmp_path):
-    """A few hundred steps on synthetic pairs: the mean loss of the last 50 steps is clearly
-    (at least 10%) below that of the first 50."""
-    losses = train_hyperlora(studio.models, synthetic_pairs(16, studio.preset.resolution),
-                             str(tmp_path / "c"), steps=300, progress=False)
-    first, last = np.mean(losses[:50]), np.mean(losses[-50:])
-    assert last < 0.9 * first, (first, last)
+    """A few hundred steps on synthetic pairs lower the (garment-weighted) loss on those pairs
+    by at least 5%, measured on the same noise and timesteps with the trained HyperLoRA's
+    weights and without any LoRA (an untrained or broken one: exactly 0%). This used to ask
+    10% of the running training loss (first 50 steps against the last 50); since the tiny
+    UNet is trained with its IP-Adapter it fits these pairs well on its own, and 300 steps
+    lower the loss by 7.8% on the same noise (600 steps: 8.8%), the running loss's means by
+    2-10% depending on the seed."""
+    from recontext.garment.train import MASK_WEIGHT
+
+    pairs = synthetic_pairs(16, studio.preset.resolution)
+    out = tmp_path / "c"
+    train_hyperlora(studio.models, pairs, str(out), steps=300, progress=False)
+    models = studio.models
+    hyper = HyperLoRA.load(str(out), models.pipe.unet, models.pipe.image_encoder.config.hidden_size)
+    examples = Examples(models, pairs, MASK_WEIGHT)
+    totals = {"trained": 0.0, "none": 0.0}
+
+    def add(name, i, params=None):
+        tokens, latents, cond, weight = examples[i]
+        gen = torch.Generator().manual_seed(i)  # the same noise and timesteps for both
+        for _ in range(4):
+            totals[name] += float(diffusion_loss(models, latents, cond, gen, params, weight=weight))
+
+    with models.lock, torch.no_grad():
+        for i in range(len(examples)):
+            add("none", i)  # the base UNet
+        with models.lora(ADAPTER, [m[0] for m in hyper.config.modules], hyper.config.rank):
+            for i in range(len(examples)):
+                add("trained", i, functional_params(hyper(examples[i][0]), ADAPTER))
+    assert totals["trained"] < 0.95 * totals["none"], totals
 
 
 def test_bad_garment_inputs_say_what_is_wrong(studio, tmp_path):

@@ -129,8 +129,8 @@ def train_hyperlora(models, pairs: list[Pair], out: str, steps: int, lr: float =
     at timesteps from `low_timestep` up (where the garment's look is still undecided).
     Where a pair knows the garment's region, the loss there counts `1 + mask_weight` times
     as much as elsewhere: the garment is a small part of the picture, and without the weight
-    the loss barely depends on it (tiny preset, held-out garments: colour error 0.565
-    unweighted, 0.498 at weight 9; bench/garment_fidelity.py). None: `MASK_WEIGHT`.
+    the loss barely depends on it (tiny preset when the weight was chosen, held-out
+    garments: colour error 0.565 unweighted, 0.498 at weight 9; bench/garment_fidelity.py). None: `MASK_WEIGHT`.
     Returns the loss of every step run so far (resumed runs include the earlier ones)."""
     from accelerate import Accelerator
     from tqdm.auto import tqdm

@@ -31,7 +31,9 @@ log = logging.getLogger(__name__)
 def weights_version(weights: str = WEIGHTS) -> str:
     """A short hash of the committed weights: a new training run builds a new folder."""
     h = hashlib.sha1()
-    for name in sorted(os.listdir(weights)) if os.path.isdir(weights) else []:
+    names = sorted(os.path.relpath(os.path.join(d, n), weights).replace(os.sep, "/")
+                   for d, _, files in os.walk(weights) for n in files)  # subfolders too (hyperlora/)
+    for name in names:
         if name.endswith((".safetensors", ".json")):
             h.update(name.encode())
             h.update(str(os.path.getsize(os.path.join(weights, name))).encode())
@@ -125,14 +127,13 @@ def assemble(root: str, weights: str = WEIGHTS, unet=None, ip_adapter: dict | No
         vae.load_state_dict({k: v.float() for k, v in load_file(os.path.join(weights, "decoder.safetensors")).items()},
                             strict=False)
     vae.register_to_config(scaling_factor=info["vae_scaling_factor"])
-    from .train import trained_unet_file
+    from .train import PREDICTION
 
-    unet_file, prediction = trained_unet_file(weights)  # the v-prediction UNet once trained
     if unet is None:
-        unet = _load(arch.unet(), unet_file)
+        unet = _load(arch.unet(), os.path.join(weights, "unet.safetensors"))
     one, two = text_encoders(clip)
     pipe = StableDiffusionXLPipeline(vae=vae, text_encoder=one, text_encoder_2=two, tokenizer=tok,
-                                     tokenizer_2=tok, unet=unet, scheduler=arch.scheduler(prediction),
+                                     tokenizer_2=tok, unet=unet, scheduler=arch.scheduler(PREDICTION),
                                      image_encoder=None, feature_extractor=None)
     pipe.save_pretrained(os.path.join(root, "pipeline"))
 

@@ -115,8 +115,8 @@ def ip_adapter_plus(unet_model, vision_hidden: int, generator) -> dict[str, torc
     `unet.attn_processors` order, `ip_adapter.{1,3,5,...}.to_{k,v}_ip.weight`."""
     cross, dim, inner = unet_model.config.cross_attention_dim, IP_DIM, 64  # heads = rows // 64
 
-    def rand(*shape, scale=0.02):
-        return torch.randn(*shape, generator=generator) * scale
+    def rand(*shape, scale=None):  # default: 1/sqrt(fan-in), so the resampler's signal starts at unit size
+        return torch.randn(*shape, generator=generator) * (shape[-1] ** -0.5 if scale is None else scale)
 
     sd = {
         "image_proj.latents": rand(1, IP_QUERIES, dim, scale=dim**-0.5),

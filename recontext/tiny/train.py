@@ -9,11 +9,10 @@ interrupted stage resumes from its checkpoint in `--work`):
 1. `vae`        AutoencoderKL on photo crops, scenes, garments and figures (MSE + L1 on
                 the mode's decoding, a small L2 term keeping latents bounded)
 2. `clip`       CLIPModel, contrastive on captioned scenes, garments and figures
-3. `unet`       SDXL-shaped UNet, diffusion loss, text-conditioned with caption dropout
-3b. `unet_v`     the UNet fine-tuned to v-prediction (samples well when small)
-4. `ip_adapter` IP-Adapter *plus* on the frozen UNet: the image itself as condition
-5. `hyperlora`  the HyperLoRA hypernetwork on garment → worn-figure pairs
-6. `decoder`    the VAE's decoder trained further (larger crops, perturbed latents), the
+3. `unet`       SDXL-shaped UNet (v-prediction, text-conditioned with caption dropout)
+                trained together with its IP-Adapter *plus* (the image itself as condition)
+4. `hyperlora`  the HyperLoRA hypernetwork on garment → worn-figure pairs
+5. `decoder`    the VAE's decoder trained further (larger crops, perturbed latents), the
                 encoder frozen, so the latent space the other stages learned stays put
 
 Every batch is drawn from a generator seeded by (seed, stage, step), so a resumed stage
@@ -41,17 +40,22 @@ from ..garment.train import MASK_WEIGHT
 from . import arch, world
 
 log = logging.getLogger(__name__)
-STAGES = ("vae", "clip", "unet", "unet_v", "ip_adapter", "hyperlora", "decoder")
+STAGES = ("vae", "clip", "unet", "hyperlora", "decoder")
 DEFAULT_STAGES = STAGES
-STEPS = {"vae": 3000, "clip": 1000, "unet": 2000, "unet_v": 1200, "ip_adapter": 600, "hyperlora": 1500, "decoder": 1500}
+STEPS = {"vae": 3000, "clip": 1000, "unet": 6000, "hyperlora": 6000, "decoder": 1500}
+# each stage's number in its batches' seeds, fixed: the numbers the committed weights were
+# drawn with (stages since merged into `unet` kept theirs out of use)
+STAGE_IDS = {"vae": 0, "clip": 1, "unet": 2, "hyperlora": 5, "decoder": 6}
+PREDICTION = "v_prediction"  # what the UNet predicts
 CARD = "MODEL_CARD.md"
 DONE = {"hyperlora": os.path.join("hyperlora", "hyperlora.safetensors")}  # else {stage}.safetensors
 PX = arch.RESOLUTION
 DECODER_LR = 1e-3
+HYPERLORA_LR = 1e-3
 
 
 def rng_for(seed: int, stage: str, step: int) -> np.random.Generator:
-    return np.random.default_rng([seed, STAGES.index(stage), step])
+    return np.random.default_rng([seed, STAGE_IDS[stage], step])
 
 
 def to_tensor(images: list[Image.Image]) -> torch.Tensor:
@@ -407,112 +411,62 @@ def target(sched, z0, noise, t):
     return sched.get_velocity(z0, noise, t) if sched.config.prediction_type == "v_prediction" else noise
 
 
-# -- 3. the UNet -------------------------------------------------------------------------
-def train_unet(out: str, work: str, seed: int, steps: int, batch: int = 16, drop: float = 0.15) -> dict:
-    data = bank(out, work, seed)
-    pipe, _ = pipeline_parts(out)
-    torch.manual_seed(seed)
-    unet = arch.unet().train()
-    sched = arch.scheduler()
-    z_all = data["latents"] * data["scaling_factor"]
-    stage = Stage("unet", work, {"unet": unet}, unet.parameters(), lr=5e-4, steps=steps)
+# -- 3. the UNet and its IP-Adapter plus, together ----------------------------------------
+def train_unet(out: str, work: str, seed: int, steps: int, batch: int = 16, drop: float = 0.15,
+               image_drop: float = 0.3) -> dict:
+    """The SDXL-shaped UNet, trained from fresh weights to predict v together with its
+    IP-Adapter *plus*, both loaded the way the studio loads them (the assembled preset,
+    `load_ip_adapter`). v = sqrt(a) eps - sqrt(1-a) x0 (Salimans & Ho 2022): a small epsilon
+    model samples badly, its errors magnified up to 15x in the sampler's x0 at t=999;
+    `ModelOwner.unet_call` turns v back into noise, so every method runs unchanged.
 
-    def loss_fn(step):
-        rng = rng_for(seed, "unet", step)
-        idx, text, added = captioned_batch(pipe, data, rng, batch, drop)
-        x, t, noise = noised(sched, z_all[idx], rng)
-        return F.mse_loss(unet(x, t, encoder_hidden_states=text, added_cond_kwargs=added).sample, noise)
-
-    summary = stage.run(loss_fn, save_every=250)
-    save_weights(unet.eval(), os.path.join(out, "unet.safetensors"))
-    return summary
-
-
-def train_unet_v(out: str, work: str, seed: int, steps: int, batch: int = 16, drop: float = 0.15) -> dict:
-    """The UNet fine-tuned to predict v = sqrt(a) eps - sqrt(1-a) x0 (Salimans & Ho 2022;
-    how Stable Diffusion 2 moved from epsilon). An epsilon model samples badly when small:
-    at high noise the sampler's x0 = (x - sqrt(1-a) eps) / sqrt(a) magnifies every epsilon
-    error by up to 1/sqrt(a) (15x at t=999), and the picture's layout is decided there.
-    A v-model's error is not magnified; `ModelOwner.unet_call` turns v back into noise, so
-    every method runs unchanged. Saved as `unet_v.safetensors`, which the later stages and
-    the preset use (with `prediction_type="v_prediction"` in the scheduler)."""
-    data = bank(out, work, seed)
-    pipe, _ = pipeline_parts(out)
-    torch.manual_seed(seed)
-    unet = load_weights(arch.unet(), os.path.join(out, "unet.safetensors")).train()
-    sched = arch.scheduler("v_prediction")
-    z_all = data["latents"] * data["scaling_factor"]
-    stage = Stage("unet_v", work, {"unet": unet}, unet.parameters(), lr=4e-4, steps=steps)
-
-    def loss_fn(step):
-        rng = rng_for(seed, "unet_v", step)
-        idx, text, added = captioned_batch(pipe, data, rng, batch, drop)
-        x, t, noise = noised(sched, z_all[idx], rng)
-        return F.mse_loss(unet(x, t, encoder_hidden_states=text, added_cond_kwargs=added).sample,
-                          target(sched, z_all[idx], noise, t))
-
-    summary = stage.run(loss_fn, save_every=100)
-    save_weights(unet.eval(), os.path.join(out, "unet_v.safetensors"))
-    return summary
-
-
-def trained_unet_file(out: str) -> tuple[str, str]:
-    """(the UNet the later stages and the preset use, its prediction type)."""
-    v = os.path.join(out, "unet_v.safetensors")
-    return (v, "v_prediction") if os.path.exists(v) else (os.path.join(out, "unet.safetensors"), "epsilon")
-
-
-# -- 4. IP-Adapter plus ----------------------------------------------------------------------
-def train_ip_adapter(out: str, work: str, seed: int, steps: int, batch: int = 16) -> dict:
-    """IP-Adapter *plus* on the frozen UNet, loaded the way the studio loads it
-    (`load_ip_adapter` on the assembled preset): each image conditions its own denoising,
-    which is what Tight Inversion asks of it. Timesteps from 300 up: below, the noisy
-    latent already shows the image and the adapter has nothing to add, so those steps only
-    add noise to its gradient. Saved back in the Hub key layout."""
+    Why together: an adapter trained afterwards on the frozen UNet learns nothing that
+    generalises here (the UNet already predicts what it can without the image, and the
+    adapter only memorises training images: measured, held-out loss no better than without
+    the image). Trained from the first step, the UNet learns to read the image tokens where
+    they help, as tiny-flux's transformer does. Each batch: captions dropped `drop` of the
+    time (for guidance); the adapter scale 0 for `image_drop` of batches (the plain model,
+    exactly what scale 0 runs), else uniform in 0.3-1.0 with each image conditioning its own
+    denoising (what Tight Inversion asks of it). Saved as `unet.safetensors` (the UNet's own
+    weights) and `ip_adapter.safetensors` (the Hub key layout)."""
     from diffusers import StableDiffusionXLPipeline
 
     from . import assemble
 
     data = bank(out, work, seed)
-    root = os.path.join(work, "assembled-ip")
+    root = os.path.join(work, "assembled-unet")
     shutil.rmtree(root, ignore_errors=True)
     torch.manual_seed(seed)
-    unet_file, prediction = trained_unet_file(out)
-    unet = load_weights(arch.unet(), unet_file)
-    clip_hidden = arch.vision_config().hidden_size
-    initial = arch.ip_adapter_plus(unet, clip_hidden, torch.Generator().manual_seed(seed + 1))
+    unet = arch.unet()
+    initial = arch.ip_adapter_plus(unet, arch.vision_config().hidden_size, torch.Generator().manual_seed(seed + 1))
     assemble(root, out, unet=unet, ip_adapter=initial)
     pipe = StableDiffusionXLPipeline.from_pretrained(os.path.join(root, "pipeline"), local_files_only=True)
     pipe.load_ip_adapter(os.path.join(root, "ip_adapter"), subfolder="sdxl_models",
                          weight_name="ip-adapter-plus_sdxl_vit-h.safetensors",
                          image_encoder_folder="models/image_encoder", local_files_only=True)
-    unet = pipe.unet
-    unet.requires_grad_(False)
-    params = ip_parameters(unet)
-    for p in params.values():
-        p.requires_grad_(True)
+    unet = pipe.unet.train()
+    unet.requires_grad_(True)
     mapping = hub_key_map(unet, initial)
-    sched = arch.scheduler(prediction)
+    sched = arch.scheduler(PREDICTION)
     z_all = data["latents"] * data["scaling_factor"]
     tokens = vision_bank(pipe, data["images"])
-    blank = vision_tokens(pipe, [Image.new("RGB", (PX, PX))])[0]
-    stage = Stage("ip_adapter", work, {"ip": torch.nn.ParameterDict(
-        {k.replace(".", "__"): p for k, p in params.items()})}, list(params.values()), lr=2e-3, steps=steps)
+    stage = Stage("unet", work, {"unet": unet}, unet.parameters(), lr=5e-4, steps=steps)
 
     def loss_fn(step):
-        rng = rng_for(seed, "ip_adapter", step)
-        idx = rng.integers(0, len(z_all), batch)
-        prompts = [data["captions"][i] if rng.random() < 0.5 else "" for i in idx]
-        text, added = text_batch(pipe, prompts)
-        cond = torch.stack([tokens[i] if rng.random() >= 0.1 else blank for i in idx])[:, None]
-        pipe.set_ip_adapter_scale(float(rng.uniform(0.3, 1.0)))
-        x, t, noise = noised(sched, z_all[idx], rng, low=300)
+        rng = rng_for(seed, "unet", step)
+        idx, text, added = captioned_batch(pipe, data, rng, batch, drop)
+        pipe.set_ip_adapter_scale(0.0 if rng.random() < image_drop else float(rng.uniform(0.3, 1.0)))
+        x, t, noise = noised(sched, z_all[idx], rng)
         pred = unet(x, t, encoder_hidden_states=text,
-                    added_cond_kwargs={**added, "image_embeds": [cond]}).sample
+                    added_cond_kwargs={**added, "image_embeds": [tokens[idx][:, None]]}).sample
         return F.mse_loss(pred, target(sched, z_all[idx], noise, t))
 
     with torch.enable_grad():
-        summary = stage.run(loss_fn, save_every=200)
+        summary = stage.run(loss_fn, save_every=100)
+    unet.eval()
+    own = {k: v for k, v in unet.state_dict().items()
+           if ".processor." not in k and not k.startswith("encoder_hid_proj.")}
+    save_weights(own, os.path.join(out, "unet.safetensors"))
     save_weights({k: fetch(unet, src).detach() for k, src in mapping.items()},
                  os.path.join(out, "ip_adapter.safetensors"), half=False)
     return summary
@@ -600,7 +554,7 @@ def train_hyperlora_stage(out: str, work: str, seed: int, steps: int, pairs: int
     start = time.perf_counter()
     ckpt = os.path.join(work, "hyperlora")
     losses = train_hyperlora(models, synthetic_pairs(pairs, PX), ckpt, steps=steps, seed=seed,
-                             save_every=250, progress=False, lr=3e-3, low_timestep=300,
+                             save_every=250, progress=False, lr=HYPERLORA_LR, low_timestep=300,
                              note=f"tiny world: {steps} steps on {pairs} synthetic pairs, seed {seed}")
     dest = os.path.join(out, "hyperlora")
     shutil.rmtree(dest, ignore_errors=True)
@@ -613,9 +567,7 @@ def train_hyperlora_stage(out: str, work: str, seed: int, steps: int, pairs: int
 
 
 # -- the command -------------------------------------------------------------------------
-TRAINERS = {"vae": train_vae, "clip": train_clip, "unet": train_unet, "unet_v": train_unet_v,
-            "ip_adapter": train_ip_adapter,
-            "hyperlora": train_hyperlora_stage, "decoder": train_decoder}
+TRAINERS = {"vae": train_vae, "clip": train_clip, "unet": train_unet, "hyperlora": train_hyperlora_stage, "decoder": train_decoder}
 
 
 def main(out: str, work: str, seed: int = 0, stages=DEFAULT_STAGES, steps: dict | None = None,
@@ -633,7 +585,7 @@ def main(out: str, work: str, seed: int = 0, stages=DEFAULT_STAGES, steps: dict 
     card_json = os.path.join(out, "training.json")
     if os.path.exists(card_json):
         with open(card_json) as f:
-            results = json.load(f)
+            results = {k: v for k, v in json.load(f).items() if k in STAGES}
     for name in stages:
         if os.path.exists(os.path.join(out, DONE.get(name, f"{name}.safetensors"))):
             log.info("%s: done already, skipped", name)
@@ -655,13 +607,11 @@ DATA = {
     "clip": "every caption of the scene grammar in 24 random geometries, 1500 garments and "
             "figures; batches of 48 distinct scene captions + 16 distinct others",
     "unet": f"a bank of {BANK} images (55% scenes, 20% garments and figures, 25% photo crops at "
-            "128 px), captions dropped 15% of the time",
-    "unet_v": "the same bank, the unet stage's weights fine-tuned to predict v (timesteps uniform)",
-    "ip_adapter": "the same bank; each image conditions its own denoising (image dropped 10%, "
-                  "caption 50%, adapter scale uniform in 0.3-1.0; timesteps 300-999, where the "
-                  "image decides the prediction)",
+            "128 px); UNet (v-prediction, from fresh weights) and IP-Adapter plus trained together: "
+            "captions dropped 15%, adapter scale 0 for 30% of batches, else uniform 0.3-1.0 with each "
+            "image conditioning its own denoising; timesteps uniform",
     "hyperlora": "256 procedural garment -> worn-figure pairs (seeds 0-255); prompts name the "
-                 "garment kind and scene, not its look; lr 3e-3, timesteps 300-999, v-prediction loss "
+                 f"garment kind and scene, not its look; lr {HYPERLORA_LR:g}, timesteps 300-999, v-prediction loss "
                  f"weighted 1 + {MASK_WEIGHT:g} on the garment's region (the pairs' masks)",
     "decoder": "batches of 8 crops of 64 px, the VAE's mix; encoder frozen; half the latents "
                f"perturbed by 0.1 (unit-variance units); lr {DECODER_LR:g}",
