@@ -117,6 +117,7 @@ def test_training_lowers_the_loss(studio, tmp_path):
     lower the loss by 7.8% on the same noise (600 steps: 8.8%), the running loss's means by
     2-10% depending on the seed."""
     from recontext.garment.train import MASK_WEIGHT
+    from recontext.tiny.claims import _add_same_noise_losses
 
     pairs = synthetic_pairs(16, studio.preset.resolution)
     out = tmp_path / "c"
@@ -125,19 +126,15 @@ def test_training_lowers_the_loss(studio, tmp_path):
     hyper = HyperLoRA.load(str(out), models.pipe.unet, models.pipe.image_encoder.config.hidden_size)
     examples = Examples(models, pairs, MASK_WEIGHT)
     totals = {"trained": 0.0, "none": 0.0}
-
-    def add(name, i, params=None):
-        tokens, latents, cond, weight = examples[i]
-        gen = torch.Generator().manual_seed(i)  # the same noise and timesteps for both
-        for _ in range(4):
-            totals[name] += float(diffusion_loss(models, latents, cond, gen, params, weight=weight))
-
     with models.lock, torch.no_grad():
-        for i in range(len(examples)):
-            add("none", i)  # the base UNet
+        for i in range(len(examples)):  # the base UNet
+            _, latents, cond, weight = examples[i]
+            _add_same_noise_losses(totals, models, latents, {"none": (cond, None)}, i, 4, weight)
         with models.lora(ADAPTER, [m[0] for m in hyper.config.modules], hyper.config.rank):
-            for i in range(len(examples)):
-                add("trained", i, functional_params(hyper(examples[i][0]), ADAPTER))
+            for i in range(len(examples)):  # the same noise and timesteps, the trained LoRA
+                tokens, latents, cond, weight = examples[i]
+                params = functional_params(hyper(tokens), ADAPTER)
+                _add_same_noise_losses(totals, models, latents, {"trained": (cond, params)}, i, 4, weight)
     assert totals["trained"] < 0.95 * totals["none"], totals
 
 

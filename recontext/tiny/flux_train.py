@@ -102,12 +102,6 @@ def load_pipeline(root: str):
     return pipe
 
 
-def base_state(transformer) -> dict:
-    """The transformer's own weights (the adapter's processors and projection left out)."""
-    return {k: v for k, v in transformer.state_dict().items()
-            if ".processor." not in k and not k.startswith("encoder_hid_proj.")}
-
-
 def run(out: str, work: str, seed: int = 0, steps: int = STEPS, batch: int = BATCH,
         command: str = "python -m recontext train-tiny-flux", export: bool = False) -> dict:
     """Train (resuming from `work`) and write the weights and model card into `out`.
@@ -161,7 +155,7 @@ def run(out: str, work: str, seed: int = 0, steps: int = STEPS, batch: int = BAT
     summary = {**stage.summary(), "planned_steps": steps, "steps": stage.step} if export else \
         {**stage.run(loss_fn, save_every=50), "planned_steps": steps}
     model.eval()
-    train.save_weights(base_state(model), os.path.join(out, "transformer.safetensors"))
+    train.save_weights(train.base_state(model), os.path.join(out, "transformer.safetensors"))
     train.save_weights(t5.eval(), os.path.join(out, "text_encoder_2.safetensors"))
     train.save_weights(encoder.eval(), os.path.join(out, "image_encoder.safetensors"))
     train.save_weights(flux.ip_adapter_state(model), os.path.join(out, flux.IP_WEIGHT), half=False)

@@ -366,21 +366,6 @@ def bank(out: str, work: str, seed: int, n: int | None = None) -> dict:
     return data
 
 
-def pipeline_parts(out: str):
-    """The frozen parts the UNet stages condition with: tokenizer, both text encoders (the
-    trained CLIP's text tower), assembled as the SDXL pipeline will use them."""
-    from diffusers import StableDiffusionXLPipeline
-
-    from . import text_encoders
-
-    tok = arch.tokenizer()
-    clip = load_weights(arch.clip(tok), os.path.join(out, "clip.safetensors")).eval()
-    one, two = text_encoders(clip)
-    pipe = StableDiffusionXLPipeline(vae=arch.vae(), text_encoder=one, text_encoder_2=two, tokenizer=tok,
-                                     tokenizer_2=tok, unet=arch.unet(), scheduler=arch.scheduler())
-    return pipe, clip
-
-
 def text_batch(pipe, prompts: list[str]):
     """(encoder hidden states, added cond kwargs) for a batch of prompts at 128 px, exactly
     as `ModelOwner.text_cond` computes them."""
@@ -399,9 +384,9 @@ def captioned_batch(pipe, data, rng, batch: int, drop: float):
     return (idx, *text_batch(pipe, prompts))
 
 
-def noised(sched, z0, rng, low: int = 0):
-    """(noisy latents, timesteps from `low` up, the noise added)."""
-    t = torch.from_numpy(rng.integers(low, sched.config.num_train_timesteps, len(z0)))
+def noised(sched, z0, rng):
+    """(noisy latents, timesteps drawn uniformly, the noise added)."""
+    t = torch.from_numpy(rng.integers(0, sched.config.num_train_timesteps, len(z0)))
     noise = torch.from_numpy(rng.standard_normal(z0.shape).astype(np.float32))
     return sched.add_noise(z0, noise, t), t, noise
 
@@ -463,13 +448,17 @@ def train_unet(out: str, work: str, seed: int, steps: int, batch: int = 16, drop
 
     with torch.enable_grad():
         summary = stage.run(loss_fn, save_every=100)
-    unet.eval()
-    own = {k: v for k, v in unet.state_dict().items()
-           if ".processor." not in k and not k.startswith("encoder_hid_proj.")}
-    save_weights(own, os.path.join(out, "unet.safetensors"))
+    save_weights(base_state(unet.eval()), os.path.join(out, "unet.safetensors"))
     save_weights({k: fetch(unet, src).detach() for k, src in mapping.items()},
                  os.path.join(out, "ip_adapter.safetensors"), half=False)
     return summary
+
+
+def base_state(model) -> dict:
+    """A UNet's or transformer's own weights, its IP-Adapter (the attention processors'
+    image projections and `encoder_hid_proj`) left out."""
+    return {k: v for k, v in model.state_dict().items()
+            if ".processor." not in k and not k.startswith("encoder_hid_proj.")}
 
 
 def ip_parameters(unet) -> dict[str, torch.nn.Parameter]:
