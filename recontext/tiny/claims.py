@@ -81,16 +81,51 @@ def inversion_inputs(n_scenes: int = 6) -> list[tuple[Image.Image, str]]:
 
 
 def tight_gain(studio, method: str, inputs=None, steps=None, scale: float = 0.4) -> dict:
-    """Mean PSNR against the input, tight at `scale` and plain, and their difference."""
+    """Mean PSNR against the input, tight at `scale` and plain, and their difference;
+    `ceiling`: the most any inversion could gain over plain (the VAE round trip's PSNR,
+    which a perfect inversion reaches, minus plain's)."""
     inputs = inputs or inversion_inputs()
-    psnr = {"plain": [], "tight": []}
+    psnr = {"plain": [], "tight": [], "vae": []}
     for img, prompt in inputs:
-        for variant in psnr:
+        for variant in ("plain", "tight"):
             r = studio.reconstruct(img, prompt, method=method, tight=variant == "tight",
                                    image_scale=scale, steps=steps)
             psnr[variant].append(r.metrics["psnr"])
-    plain, tight = float(np.mean(psnr["plain"])), float(np.mean(psnr["tight"]))
-    return {"plain": plain, "tight": tight, "gain": tight - plain}
+        psnr["vae"].append(r.metrics["vae_psnr"])
+    plain, tight, vae = (float(np.mean(psnr[k])) for k in ("plain", "tight", "vae"))
+    return {"plain": plain, "tight": tight, "gain": tight - plain, "ceiling": vae - plain}
+
+
+def adapter_x0_error(studio, inputs=None, level=950, scale: float = 1.0, seed: int = 0) -> dict:
+    """How much the image adapter tells the model: the RMS error (latent units) of its clean
+    latent prediction from the input noised to `level` (a timestep; on flow presets a sigma),
+    under the input's prompt with no image, with the input's own image at `scale`, and with
+    the next input's image."""
+    inputs = inputs or inversion_inputs()
+    models, gen = studio.models, torch.Generator().manual_seed(seed)
+    studio.setup()
+    prepared = [(studio.prepare(img), prompt) for img, prompt in inputs]
+    errors = {"none": [], "own": [], "other": []}
+    with models.lock, torch.no_grad():
+        for i, (photo, prompt) in enumerate(prepared):
+            x0 = photo.latents
+            noise = torch.randn(x0.shape, generator=gen).to(x0)
+            if models.flow:
+                noisy = (1 - level) * x0 + level * noise
+            else:
+                a = models.pipe.scheduler.alphas_cumprod[level]
+                noisy = a.sqrt() * x0 + (1 - a).sqrt() * noise
+            for name, image in (("none", None), ("own", photo.image),
+                                ("other", prepared[(i + 1) % len(prepared)][0].image)):
+                models.set_image_scale(scale if image is not None else 0.0)
+                cond = models.with_image(models.text_cond(prompt, photo.image.size), image)
+                if models.flow:
+                    pred = noisy - level * models.velocity(noisy, level, cond)
+                else:
+                    eps = models.unet_call(noisy, torch.tensor(level), cond)
+                    pred = (noisy - (1 - a).sqrt() * eps) / a.sqrt()
+                errors[name].append(float((pred - x0).square().mean().sqrt()))
+    return {k: float(np.mean(v)) for k, v in errors.items()}
 
 
 # -- editing a colour word -----------------------------------------------------------------
