@@ -49,9 +49,8 @@ def tiny_flux(args) -> dict:
     # what the adapter tells the transformer, where flow-Euler starts (sigma ~1) and about
     # where RF-Inversion's controller hands over to the model (stop 0.25: sigma ~0.83)
     for sigma in (0.95, 0.8):
-        e = claims.adapter_x0_error(studio, inputs, level=sigma)
-        print(f"x0 prediction error at sigma {sigma:g} (scale 1): no image {e['none']:.3f}, "
-              f"own image {e['own']:.3f}, another input's {e['other']:.3f}")
+        print(f"x0 prediction error at sigma {sigma:g} (scale 1): "
+              f"{claims.x0_error_text(claims.adapter_x0_error(studio, inputs, level=sigma))}")
     return rows
 
 

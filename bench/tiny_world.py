@@ -53,9 +53,8 @@ def main():
               f"{np.mean([r['psnr'] for r in runs]):.2f} dB, {sum(r['inversion_psnr'] < 30 for r in runs)} "
               f"chaotic (inversion psnr under 30 dB)")
     for t in (950, 800):
-        e = claims.adapter_x0_error(studio, inputs, level=t)
-        print(f"x0 prediction error at t={t} (what the adapter tells the UNet, scale 1): no image {e['none']:.3f}, "
-              f"own image {e['own']:.3f}, another input's {e['other']:.3f}")
+        print(f"x0 prediction error at t={t} (what the adapter tells the UNet, scale 1): "
+              f"{claims.x0_error_text(claims.adapter_x0_error(studio, inputs, level=t))}")
     for guidance in [studio.preset.guidance] + [g for g in args.guidance if g != studio.preset.guidance]:
         rate, _ = claims.prompt_following(studio, seeds=tuple(range(args.prompt_seeds)), guidance=guidance)
         print(f"prompt following at guidance {guidance:g}{' (the default)' if guidance == studio.preset.guidance else ''}: "

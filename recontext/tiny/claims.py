@@ -14,6 +14,7 @@ from PIL import Image
 
 from .. import metrics
 from ..garment import synthetic
+from ..inversion.schedule import ddim_step
 from . import world
 from .train import HELD_OUT_SEED
 
@@ -113,8 +114,8 @@ def adapter_x0_error(studio, inputs=None, level=950, scale: float = 1.0, seed: i
             if models.flow:
                 noisy = (1 - level) * x0 + level * noise
             else:
+                noisy = models.pipe.scheduler.add_noise(x0, noise, torch.tensor([level]))
                 a = models.pipe.scheduler.alphas_cumprod[level]
-                noisy = a.sqrt() * x0 + (1 - a).sqrt() * noise
             for name, image in (("none", None), ("own", photo.image),
                                 ("other", prepared[(i + 1) % len(prepared)][0].image)):
                 models.set_image_scale(scale if image is not None else 0.0)
@@ -122,10 +123,16 @@ def adapter_x0_error(studio, inputs=None, level=950, scale: float = 1.0, seed: i
                 if models.flow:
                     pred = noisy - level * models.velocity(noisy, level, cond)
                 else:
-                    eps = models.unet_call(noisy, torch.tensor(level), cond)
-                    pred = (noisy - (1 - a).sqrt() * eps) / a.sqrt()
+                    # the DDIM move to noise level 0 (alpha 1): the predicted clean latents
+                    pred = ddim_step(noisy, models.unet_call(noisy, torch.tensor(level), cond), a, torch.tensor(1.0))
                 errors[name].append(float((pred - x0).square().mean().sqrt()))
     return {k: float(np.mean(v)) for k, v in errors.items()}
+
+
+def x0_error_text(errors: dict) -> str:
+    """`adapter_x0_error`'s result as the benchmarks print it."""
+    return (f"no image {errors['none']:.3f}, own image {errors['own']:.3f}, "
+            f"another input's {errors['other']:.3f}")
 
 
 # -- editing a colour word -----------------------------------------------------------------
