@@ -280,7 +280,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--work", default=os.path.join(".cache", "tiny-train"),
                    help="checkpoints and the latent bank (resumable)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--stages", default="vae,clip,unet,hyperlora,decoder")
+    p.add_argument("--stages", default="vae,clip,unet,hyperlora,decoder,widen")
     p.add_argument("--steps", default="", help="override steps per stage: unet=500,clip=100")
     p.set_defaults(func=cmd_train_tiny)
 

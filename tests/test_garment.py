@@ -111,17 +111,18 @@ def test_the_loss_counts_the_garment_region_more(studio, tmp_path):
 def test_training_lowers_the_loss(studio, tmp_path):
     """A few hundred steps on synthetic pairs lower the (garment-weighted) loss on those pairs
     by at least 5%, measured on the same noise and timesteps with the trained HyperLoRA's
-    weights and without any LoRA (an untrained or broken one: exactly 0%). This used to ask
-    10% of the running training loss (first 50 steps against the last 50); since the tiny
-    UNet is trained with its IP-Adapter it fits these pairs well on its own, and 300 steps
-    lower the loss by 7.8% on the same noise (600 steps: 8.8%), the running loss's means by
-    2-10% depending on the seed."""
+    weights and without any LoRA (an untrained or broken one: exactly 0%). Trained and
+    measured at timesteps from 300 up, as the tiny world's hyperlora stage trains (below 300
+    the noisy latents already show the garment). With the training seeds 0-3, 600 steps lower
+    that loss by 13.4%, 10.6%, 10.7% and 5.6%. What this asked before, 300 steps over all
+    timesteps, held by the seed's luck: 7.8%, 0.5%, 5.5% with seeds 0-2, and 1.7% for seed 0
+    once the encoder's latents moved by 1e-6 (the VAE widened)."""
     from recontext.garment.train import MASK_WEIGHT
     from recontext.tiny.claims import _add_same_noise_losses
 
     pairs = synthetic_pairs(16, studio.preset.resolution)
     out = tmp_path / "c"
-    train_hyperlora(studio.models, pairs, str(out), steps=300, progress=False)
+    train_hyperlora(studio.models, pairs, str(out), steps=600, progress=False, low_timestep=300)
     models = studio.models
     hyper = HyperLoRA.load(str(out), models.pipe.unet, models.pipe.image_encoder.config.hidden_size)
     examples = Examples(models, pairs, MASK_WEIGHT)
@@ -129,12 +130,12 @@ def test_training_lowers_the_loss(studio, tmp_path):
     with models.lock, torch.no_grad():
         for i in range(len(examples)):  # the base UNet
             _, latents, cond, weight = examples[i]
-            _add_same_noise_losses(totals, models, latents, {"none": (cond, None)}, i, 4, weight)
+            _add_same_noise_losses(totals, models, latents, {"none": (cond, None)}, i, 4, weight, low=300)
         with models.lora(ADAPTER, [m[0] for m in hyper.config.modules], hyper.config.rank):
             for i in range(len(examples)):  # the same noise and timesteps, the trained LoRA
                 tokens, latents, cond, weight = examples[i]
                 params = functional_params(hyper(tokens), ADAPTER)
-                _add_same_noise_losses(totals, models, latents, {"trained": (cond, params)}, i, 4, weight)
+                _add_same_noise_losses(totals, models, latents, {"trained": (cond, params)}, i, 4, weight, low=300)
     assert totals["trained"] < 0.95 * totals["none"], totals
 
 

@@ -120,15 +120,10 @@ def assemble(root: str, weights: str = WEIGHTS, unet=None, ip_adapter: dict | No
         info = json.load(f)
     tok = arch.tokenizer()
     clip = _load(arch.clip(tok), os.path.join(weights, "clip.safetensors"))
-    vae = _load(arch.vae(), os.path.join(weights, "vae.safetensors"))
-    if os.path.exists(os.path.join(weights, "decoder.safetensors")):  # the decoder trained further
-        from safetensors.torch import load_file
+    from .train import PREDICTION, trained_vae
 
-        vae.load_state_dict({k: v.float() for k, v in load_file(os.path.join(weights, "decoder.safetensors")).items()},
-                            strict=False)
+    vae = trained_vae(weights)  # widened, its decoders laid over it
     vae.register_to_config(scaling_factor=info["vae_scaling_factor"])
-    from .train import PREDICTION
-
     if unet is None:
         unet = _load(arch.unet(), os.path.join(weights, "unet.safetensors"))
     one, two = text_encoders(clip)

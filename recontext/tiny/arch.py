@@ -5,7 +5,8 @@ its IP-Adapter, at sizes that train on 2 CPU cores.
   (other text still tokenizes, byte by byte);
 - one CLIP (text 64 wide, vision 64 px in 8 px patches), trained contrastively; its text
   tower is both SDXL text encoders, its vision tower the IP-Adapter image encoder;
-- VAE: 4x downsampling to 16 latent channels (128 px -> 16x32x32);
+- VAE: 4x downsampling to 16 latent channels (128 px -> 16x32x32); trained narrow, then
+  widened (`widen_vae`) so that its decoder can grow without moving the latent space;
 - UNet: SDXL-shaped (text_time embedding; like SDXL, no attention at the finest level);
 - IP-Adapter *plus*: resampler width 64, 8 image tokens, in the h94 key layout.
 """
@@ -75,15 +76,47 @@ def image_processor():
     return CLIPImageProcessor(size={"shortest_edge": 64}, crop_size={"height": 64, "width": 64})
 
 
-def vae():
+VAE_WIDTH, VAE_LAYERS = 2, 2  # the shipped VAE; the "vae" stage trains width 1, 1 layer
+
+
+def vae(width: int = VAE_WIDTH, layers: int = VAE_LAYERS):
     from diffusers import AutoencoderKL
 
     return AutoencoderKL(
         in_channels=3, out_channels=3, latent_channels=LATENT_CHANNELS,
-        block_out_channels=(16, 32, 64), down_block_types=("DownEncoderBlock2D",) * 3,
-        up_block_types=("UpDecoderBlock2D",) * 3, layers_per_block=1, norm_num_groups=8,
-        sample_size=RESOLUTION,
+        block_out_channels=tuple(c * width for c in (16, 32, 64)),
+        down_block_types=("DownEncoderBlock2D",) * 3, up_block_types=("UpDecoderBlock2D",) * 3,
+        layers_per_block=layers, norm_num_groups=8 * width, sample_size=RESOLUTION,
     )
+
+
+@torch.no_grad()
+def widen_vae(small: dict[str, torch.Tensor], big) -> None:
+    """Load a narrower, shallower VAE's weights `small` into `big` (built by `vae()` with
+    more width and/or layers, groups of the same size) so that it computes the same
+    function: each old tensor fills the leading slice of its new one, so old channels keep
+    their GroupNorm groups. In the encoder every new weight is zero (new channels stay zero,
+    new resnets are identities): latents are unchanged, and with them everything trained on
+    them. In the decoder new channels and resnets start from `big`'s own initialisation but
+    feed nothing yet (zero into old channels; a new resnet's conv2 zero), so training can
+    grow them from the old decoder's output. Attention's scores scale by 1/sqrt(width): the
+    old query is rescaled to keep them."""
+    new = {}
+    for key, init in big.state_dict().items():
+        encoder = key.startswith(("encoder.", "quant_conv."))
+        out = torch.zeros_like(init) if encoder or ".conv2." in key else init.clone()
+        old = small.get(key)
+        if old is not None:
+            old = old.to(init.dtype)
+            if not encoder and init.dim() >= 2:
+                out[: old.shape[0]] = 0  # old outputs read no new input
+            if not encoder and (".to_q." in key or ".to_k." in key):
+                out[old.shape[0]:] = 0  # new query / key dims add nothing to the scores
+            if ".to_q." in key:
+                old = old * (init.shape[0] / old.shape[0]) ** 0.5
+            out[tuple(slice(0, n) for n in old.shape)] = old
+        new[key] = out
+    big.load_state_dict(new)
 
 
 def unet():

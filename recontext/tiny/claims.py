@@ -258,13 +258,13 @@ def named_garment_ratio(studio, n: int = 16, draws: int = 8) -> float:
 
 
 def _add_same_noise_losses(totals: dict, models, latents, variants: dict, seed: int, draws: int,
-                           weight=None) -> None:
+                           weight=None, low: int = 0) -> None:
     """Add to `totals[name]` the diffusion loss of each variant (name -> (cond, params)) over
-    `draws` draws, every variant on the same noise and timesteps (drawn from `seed`);
-    `weight`: the loss weight over the latents, as `diffusion_loss` takes it."""
+    `draws` draws, every variant on the same noise and timesteps (drawn from `seed`, from
+    `low` up); `weight`: the loss weight over the latents, as `diffusion_loss` takes it."""
     from ..garment.train import diffusion_loss
 
     for name, (cond, params) in variants.items():
         gen = torch.Generator().manual_seed(seed)
         for _ in range(draws):
-            totals[name] += float(diffusion_loss(models, latents, cond, gen, params, weight=weight))
+            totals[name] += float(diffusion_loss(models, latents, cond, gen, params, low=low, weight=weight))

@@ -47,17 +47,12 @@ def rng_for(seed: int, step: int) -> np.random.Generator:
 
 
 def copy_world(out: str, world: str = WORLD_WEIGHTS) -> None:
-    """The tiny world's VAE (its further-trained decoder merged in) and CLIP, into `out`."""
-    from safetensors.torch import load_file, save_file
-
+    """The tiny world's VAE (as its presets ship it: widened, its decoders laid over it) and
+    CLIP, into `out`."""
     if os.path.exists(os.path.join(out, "vae.safetensors")):
         return
     os.makedirs(out, exist_ok=True)
-    vae = load_file(os.path.join(world, "vae.safetensors"))
-    decoder = os.path.join(world, "decoder.safetensors")
-    if os.path.exists(decoder):
-        vae.update(load_file(decoder))
-    save_file(vae, os.path.join(out, "vae.safetensors"))
+    train.save_weights(train.trained_vae(world), os.path.join(out, "vae.safetensors"))
     shutil.copy(os.path.join(world, "clip.safetensors"), os.path.join(out, "clip.safetensors"))
 
 
@@ -182,9 +177,9 @@ def write_card(out: str, r: dict) -> None:
         "- loss: rectified flow, MSE between the predicted and the true velocity (noise - image), "
         f"first → last {r['loss_first']:.4f} → {r['loss_last']:.4f}",
         f"- wall time {r['seconds'] / 60:.1f} min on {r['threads']} CPU threads",
-        "- frozen, copied from the tiny world (`recontext/tiny/weights`): `vae.safetensors` (its "
-        "further-trained decoder merged in) and `clip.safetensors`; `world.json`: the VAE's "
-        "scaling and shift factors (zero-mean, unit-variance latents)",
+        "- frozen, copied from the tiny world (`recontext/tiny/weights`): `vae.safetensors` (as the "
+        "tiny preset ships it: widened, its further-trained decoders merged in) and "
+        "`clip.safetensors`; `world.json`: the VAE's scaling and shift factors (zero-mean, unit-variance latents)",
         "- trained: `transformer.safetensors`, `text_encoder_2.safetensors`, `image_encoder.safetensors` "
         "(the adapter's image encoder, started from the CLIP's vision tower) (fp16), "
         "`ip_adapter.safetensors` (XLabs key layout, float32)", ""]

@@ -14,6 +14,8 @@ interrupted stage resumes from its checkpoint in `--work`):
 4. `hyperlora`  the HyperLoRA hypernetwork on garment → worn-figure pairs
 5. `decoder`    the VAE's decoder trained further (larger crops, perturbed latents), the
                 encoder frozen, so the latent space the other stages learned stays put
+6. `widen`      the VAE widened and deepened (`arch.widen_vae`: the encoder computes the
+                same latents) and its larger decoder trained on, mostly on photo crops
 
 Every batch is drawn from a generator seeded by (seed, stage, step), so a resumed stage
 sees the same data as an uninterrupted one. `MODEL_CARD.md` records the command, seed,
@@ -40,17 +42,19 @@ from ..garment.train import MASK_WEIGHT
 from . import arch, world
 
 log = logging.getLogger(__name__)
-STAGES = ("vae", "clip", "unet", "hyperlora", "decoder")
+STAGES = ("vae", "clip", "unet", "hyperlora", "decoder", "widen")
 DEFAULT_STAGES = STAGES
-STEPS = {"vae": 3000, "clip": 1000, "unet": 6000, "hyperlora": 6000, "decoder": 1500}
+STEPS = {"vae": 3000, "clip": 1000, "unet": 6000, "hyperlora": 6000, "decoder": 1500, "widen": 1500}
 # each stage's number in its batches' seeds, fixed: the numbers the committed weights were
 # drawn with (stages since merged into `unet` kept theirs out of use)
-STAGE_IDS = {"vae": 0, "clip": 1, "unet": 2, "hyperlora": 5, "decoder": 6}
+STAGE_IDS = {"vae": 0, "clip": 1, "unet": 2, "hyperlora": 5, "decoder": 6, "widen": 7}
 PREDICTION = "v_prediction"  # what the UNet predicts
 CARD = "MODEL_CARD.md"
-DONE = {"hyperlora": os.path.join("hyperlora", "hyperlora.safetensors")}  # else {stage}.safetensors
+DONE = {"hyperlora": os.path.join("hyperlora", "hyperlora.safetensors"),
+        "widen": "wide_decoder.safetensors"}  # else {stage}.safetensors
 PX = arch.RESOLUTION
 DECODER_LR = 1e-3
+WIDE_PHOTOS = 0.8  # the widen stage's share of photo crops (scenes and garments are easy)
 HYPERLORA_LR = 1e-3
 
 
@@ -161,7 +165,7 @@ def load_weights(module, path: str):
 # -- 1. the autoencoder ----------------------------------------------------------------
 def train_vae(out: str, work: str, seed: int, steps: int, batch: int = 16, crop: int = 32) -> dict:
     torch.manual_seed(seed)
-    vae = arch.vae().train()
+    vae = arch.vae(width=1, layers=1).train()
     photos = Photos()
     stage = Stage("vae", work, {"vae": vae}, vae.parameters(), lr=3e-4, steps=steps)
 
@@ -190,6 +194,40 @@ def train_vae(out: str, work: str, seed: int, steps: int, batch: int = 16, crop:
     return summary
 
 
+def decoder_batch(photos, rng, batch: int, crop: int, photo_share: float) -> torch.Tensor:
+    """Crops: `photo_share` photos, the rest scenes and garments or figures half and half."""
+    imgs = []
+    for _ in range(batch):
+        r = rng.random()
+        imgs.append(photos.crop(rng, crop) if r < photo_share else world.random_crop(
+            random_scene(rng)[0] if r < (1 + photo_share) / 2 else garment_sample(rng)[0], rng, crop))
+    return to_tensor(imgs)
+
+
+def decoder_loss(encoder, decoder, x, rng, noise: float, unit: float) -> torch.Tensor:
+    """Reconstruction loss of `decoder` on `encoder`'s latents (mode) of `x`, half of them
+    perturbed by `noise` (unit-variance units)."""
+    with torch.no_grad():
+        z = encoder.encode(x).latent_dist.mode()
+        jitter = torch.from_numpy(rng.standard_normal(z.shape).astype(np.float32)) * noise * unit
+        z = z + jitter * torch.from_numpy((np.arange(len(x)) % 2).astype(np.float32))[:, None, None, None]
+    y = decoder.decode(z).sample
+    return F.mse_loss(y, x) + 0.1 * F.l1_loss(y, x)
+
+
+def latent_unit(out: str) -> float:
+    with open(os.path.join(out, "world.json")) as f:
+        return 1.0 / json.load(f)["vae_scaling_factor"]
+
+
+def decoder_parameters(vae) -> list:
+    vae.requires_grad_(False)
+    params = [*vae.decoder.parameters(), *vae.post_quant_conv.parameters()]
+    for p in params:
+        p.requires_grad_(True)
+    return params
+
+
 def train_decoder(out: str, work: str, seed: int, steps: int, batch: int = 8, crop: int = 64,
                   noise: float = 0.1, lr: float = DECODER_LR) -> dict:
     """The VAE's decoder trained further with the encoder frozen, without moving the latent
@@ -197,37 +235,66 @@ def train_decoder(out: str, work: str, seed: int, steps: int, batch: int = 8, cr
     the latents perturbed (`noise` in unit-variance units) so that the small errors of a
     sampled latent decode smoothly instead of as speckle. Saved apart
     (`decoder.safetensors`), laid over `vae.safetensors` when assembling."""
-    with open(os.path.join(out, "world.json")) as f:
-        unit = 1.0 / json.load(f)["vae_scaling_factor"]
+    unit = latent_unit(out)
     torch.manual_seed(seed)
-    vae = load_weights(arch.vae(), os.path.join(out, "vae.safetensors"))
-    vae.requires_grad_(False).eval()
-    params = [*vae.decoder.parameters(), *vae.post_quant_conv.parameters()]
-    for p in params:
-        p.requires_grad_(True)
+    vae = load_weights(arch.vae(width=1, layers=1), os.path.join(out, "vae.safetensors")).eval()
+    params = decoder_parameters(vae)
     photos = Photos()
     stage = Stage("decoder", work, {"vae": vae}, params, lr=lr, steps=steps)
 
     def loss_fn(step):
         rng = rng_for(seed, "decoder", step)
-        imgs = []
-        for _ in range(batch):
-            r = rng.random()
-            img = (photos.crop(rng, crop) if r < 0.6 else
-                   world.random_crop(random_scene(rng)[0] if r < 0.8 else garment_sample(rng)[0], rng, crop))
-            imgs.append(img)
-        x = to_tensor(imgs)
-        with torch.no_grad():
-            z = vae.encode(x).latent_dist.mode()
-            jitter = torch.from_numpy(rng.standard_normal(z.shape).astype(np.float32)) * noise * unit
-            z = z + jitter * torch.from_numpy((np.arange(batch) % 2).astype(np.float32))[:, None, None, None]
-        y = vae.decode(z).sample
-        return F.mse_loss(y, x) + 0.1 * F.l1_loss(y, x)
+        return decoder_loss(vae, vae, decoder_batch(photos, rng, batch, crop, 0.6), rng, noise, unit)
 
     summary = stage.run(loss_fn)
     summary["psnr"] = vae_psnr(vae)
     save_weights({k: v for k, v in vae.state_dict().items() if k.startswith(("decoder.", "post_quant_conv."))},
                  os.path.join(out, "decoder.safetensors"))
+    return summary
+
+
+def trained_vae(out: str, wide: bool = True):
+    """The VAE as trained so far: `vae.safetensors` with `decoder.safetensors` laid over it;
+    `wide`: widened to `arch.vae()` (`arch.widen_vae`) with `wide_decoder.safetensors` laid
+    over that. The presets ship the wide one."""
+    sd = load_file(os.path.join(out, "vae.safetensors"))
+    if os.path.exists(os.path.join(out, "decoder.safetensors")):
+        sd.update(load_file(os.path.join(out, "decoder.safetensors")))
+    if not wide:
+        small = arch.vae(width=1, layers=1)
+        small.load_state_dict({k: v.float() for k, v in sd.items()})
+        return small.eval()
+    vae = arch.vae()
+    arch.widen_vae(sd, vae)
+    if os.path.exists(os.path.join(out, "wide_decoder.safetensors")):
+        vae.load_state_dict({k: v.float() for k, v in load_file(os.path.join(out, "wide_decoder.safetensors")).items()},
+                            strict=False)
+    return vae.eval()
+
+
+def train_widen(out: str, work: str, seed: int, steps: int, batch: int = 8, crop: int = 64,
+                noise: float = 0.1, lr: float = DECODER_LR) -> dict:
+    """The VAE widened and deepened to `arch.vae()` (its encoder computing the same latents,
+    its decoder starting from the `decoder` stage's output), then the larger decoder trained
+    as in `train_decoder`, on `WIDE_PHOTOS` photo crops. Latents come from the narrow
+    encoder (the same function, faster). Saved as `wide_decoder.safetensors`."""
+    unit = latent_unit(out)
+    torch.manual_seed(seed)
+    small = trained_vae(out, wide=False).requires_grad_(False)
+    vae = trained_vae(out).train()
+    params = decoder_parameters(vae)
+    photos = Photos()
+    stage = Stage("widen", work, {"vae": vae}, params, lr=lr, steps=steps)
+
+    def loss_fn(step):
+        rng = rng_for(seed, "widen", step)
+        return decoder_loss(small, vae, decoder_batch(photos, rng, batch, crop, WIDE_PHOTOS), rng, noise, unit)
+
+    summary = stage.run(loss_fn)
+    vae.eval()
+    summary["psnr"] = vae_psnr(vae)
+    save_weights({k: v for k, v in vae.state_dict().items() if k.startswith(("decoder.", "post_quant_conv."))},
+                 os.path.join(out, "wide_decoder.safetensors"))
     return summary
 
 
@@ -338,7 +405,7 @@ def bank(out: str, work: str, seed: int, n: int | None = None) -> dict:
     path = os.path.join(work, f"bank-{n}.pt")
     if os.path.exists(path):
         return torch.load(path, weights_only=False)
-    vae = load_weights(arch.vae(), os.path.join(out, "vae.safetensors")).eval()
+    vae = load_weights(arch.vae(width=1, layers=1), os.path.join(out, "vae.safetensors")).eval()
     photos = Photos()
     images, caps = [], []
     for i in range(n):
@@ -556,7 +623,8 @@ def train_hyperlora_stage(out: str, work: str, seed: int, steps: int, pairs: int
 
 
 # -- the command -------------------------------------------------------------------------
-TRAINERS = {"vae": train_vae, "clip": train_clip, "unet": train_unet, "hyperlora": train_hyperlora_stage, "decoder": train_decoder}
+TRAINERS = {"vae": train_vae, "clip": train_clip, "unet": train_unet, "hyperlora": train_hyperlora_stage,
+            "decoder": train_decoder, "widen": train_widen}
 
 
 def main(out: str, work: str, seed: int = 0, stages=DEFAULT_STAGES, steps: dict | None = None,
@@ -604,6 +672,9 @@ DATA = {
                  f"weighted 1 + {MASK_WEIGHT:g} on the garment's region (the pairs' masks)",
     "decoder": "batches of 8 crops of 64 px, the VAE's mix; encoder frozen; half the latents "
                f"perturbed by 0.1 (unit-variance units); lr {DECODER_LR:g}",
+    "widen": f"the VAE widened x{arch.VAE_WIDTH} with {arch.VAE_LAYERS} resnets per level (encoder: same latents), "
+             f"its decoder trained as in `decoder` on {WIDE_PHOTOS:.0%} photo crops, "
+             f"{(1 - WIDE_PHOTOS) / 2:.0%} scenes, {(1 - WIDE_PHOTOS) / 2:.0%} garments and figures; lr {DECODER_LR:g}",
 }
 
 
