@@ -130,7 +130,8 @@ def cmd_train_tiny(args) -> int:
     logging.getLogger("recontext.tiny").setLevel(logging.INFO)  # progress: step, loss, seconds
 
     steps = {k: int(v) for k, v in (kv.split("=") for kv in args.steps.split(",") if kv)}
-    results = train.main(args.out, args.work, seed=args.seed, stages=args.stages.split(","),
+    stages = args.stages.split(",") if args.stages else train.DEFAULT_STAGES
+    results = train.main(args.out, args.work, seed=args.seed, stages=stages,
                          steps=steps, command=" ".join(["python -m recontext", *sys.argv[1:]]))
     print(dump_json(results))
     return 0
@@ -280,7 +281,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--work", default=os.path.join(".cache", "tiny-train"),
                    help="checkpoints and the latent bank (resumable)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--stages", default="vae,clip,unet,hyperlora,decoder,widen")
+    p.add_argument("--stages", default="", help="comma-separated (default: every stage, in order)")
     p.add_argument("--steps", default="", help="override steps per stage: unet=500,clip=100")
     p.set_defaults(func=cmd_train_tiny)
 

@@ -156,9 +156,9 @@ def save_weights(module_or_sd, path: str, half: bool = True) -> None:
     save_file(sd, path)
 
 
-def load_weights(module, path: str):
+def load_weights(module, path: str, strict: bool = True):
     sd = load_file(path)
-    module.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in sd.items()})
+    module.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in sd.items()}, strict=strict)
     return module
 
 
@@ -257,18 +257,15 @@ def trained_vae(out: str, wide: bool = True):
     """The VAE as trained so far: `vae.safetensors` with `decoder.safetensors` laid over it;
     `wide`: widened to `arch.vae()` (`arch.widen_vae`) with `wide_decoder.safetensors` laid
     over that. The presets ship the wide one."""
-    sd = load_file(os.path.join(out, "vae.safetensors"))
+    small = load_weights(arch.vae(width=1, layers=1), os.path.join(out, "vae.safetensors"))
     if os.path.exists(os.path.join(out, "decoder.safetensors")):
-        sd.update(load_file(os.path.join(out, "decoder.safetensors")))
+        load_weights(small, os.path.join(out, "decoder.safetensors"), strict=False)
     if not wide:
-        small = arch.vae(width=1, layers=1)
-        small.load_state_dict({k: v.float() for k, v in sd.items()})
         return small.eval()
     vae = arch.vae()
-    arch.widen_vae(sd, vae)
+    arch.widen_vae(small.state_dict(), vae)
     if os.path.exists(os.path.join(out, "wide_decoder.safetensors")):
-        vae.load_state_dict({k: v.float() for k, v in load_file(os.path.join(out, "wide_decoder.safetensors")).items()},
-                            strict=False)
+        load_weights(vae, os.path.join(out, "wide_decoder.safetensors"), strict=False)
     return vae.eval()
 
 
