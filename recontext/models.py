@@ -17,7 +17,6 @@ import threading
 import warnings
 from dataclasses import dataclass, field, replace
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image

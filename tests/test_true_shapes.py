@@ -11,7 +11,6 @@ import os
 import resource
 import time
 
-import numpy as np
 import pytest
 import torch
 

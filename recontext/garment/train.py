@@ -82,8 +82,12 @@ def read_manifest(path: str) -> list[Pair]:
 
 
 def synthetic_pairs(n: int, size: int, offset: int = 0) -> list[Pair]:
-    return [Pair(*synthetic.pair(offset + i, size), mask=synthetic.worn(offset + i, size)[1])
-            for i in range(n)]
+    """Garments `offset`.. `offset + n - 1` (`synthetic.pair`), each with its mask in the figure."""
+    pairs = []
+    for seed in range(offset, offset + n):
+        figure, mask = synthetic.worn(seed, size)
+        pairs.append(Pair(synthetic.garment(seed), figure, synthetic.scene_prompt(seed), mask=mask))
+    return pairs
 
 
 class Examples:

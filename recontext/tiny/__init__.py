@@ -79,14 +79,6 @@ def build_once(root: str, write, version: str) -> str:
     return root
 
 
-def _load(module, path: str):
-    from safetensors.torch import load_file
-
-    sd = load_file(path)
-    module.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in sd.items()})
-    return module.eval()
-
-
 def text_encoders(clip):
     """SDXL's two text encoders, both the trained CLIP's text tower (the second with its
     projection, whose output is SDXL's pooled text embedding)."""
@@ -119,13 +111,13 @@ def assemble(root: str, weights: str = WEIGHTS, unet=None, ip_adapter: dict | No
     with open(os.path.join(weights, "world.json")) as f:
         info = json.load(f)
     tok = arch.tokenizer()
-    clip = _load(arch.clip(tok), os.path.join(weights, "clip.safetensors"))
+    clip = arch.load_weights(arch.clip(tok), os.path.join(weights, "clip.safetensors"))
     from .train import PREDICTION, trained_vae
 
-    vae = trained_vae(weights)  # widened, its decoders laid over it
+    vae = trained_vae(weights)  # widened, its wide decoder laid over it
     vae.register_to_config(scaling_factor=info["vae_scaling_factor"])
     if unet is None:
-        unet = _load(arch.unet(), os.path.join(weights, "unet.safetensors"))
+        unet = arch.load_weights(arch.unet(), os.path.join(weights, "unet.safetensors"))
     one, two = text_encoders(clip)
     pipe = StableDiffusionXLPipeline(vae=vae, text_encoder=one, text_encoder_2=two, tokenizer=tok,
                                      tokenizer_2=tok, unet=unet, scheduler=arch.scheduler(PREDICTION),

@@ -76,6 +76,23 @@ def image_processor():
     return CLIPImageProcessor(size={"shortest_edge": 64}, crop_size={"height": 64, "width": 64})
 
 
+def save_weights(module_or_sd, path: str, half: bool = True) -> None:
+    """A module's (or a state dict's) tensors as safetensors, floats in fp16 unless `half` is False."""
+    from safetensors.torch import save_file
+
+    sd = module_or_sd if isinstance(module_or_sd, dict) else module_or_sd.state_dict()
+    save_file({k: (v.half() if half and v.is_floating_point() else v).contiguous() for k, v in sd.items()}, path)
+
+
+def load_weights(module, path: str, strict: bool = True):
+    """`module` with the safetensors file at `path` loaded (floats as float32), in eval mode."""
+    from safetensors.torch import load_file
+
+    sd = load_file(path)
+    module.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in sd.items()}, strict=strict)
+    return module.eval()
+
+
 VAE_WIDTH, VAE_LAYERS = 2, 2  # the shipped VAE; the "vae" stage trains width 1, 1 layer
 
 

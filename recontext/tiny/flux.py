@@ -29,7 +29,6 @@ included), so retraining the epsilon world does not disturb it; `flux_train.py` 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 
@@ -122,26 +121,10 @@ def ip_adapter_state(model) -> dict[str, torch.Tensor]:
     return {k: v.detach().float().contiguous() for k, v in sd.items()}
 
 
-def weights_version(weights: str = WEIGHTS) -> str:
-    h = hashlib.sha1()
-    for name in sorted(os.listdir(weights)) if os.path.isdir(weights) else []:
-        if name.endswith((".safetensors", ".json")):
-            h.update(name.encode())
-            with open(os.path.join(weights, name), "rb") as f:
-                h.update(f.read())
-    return h.hexdigest()[:10]
-
-
 def version() -> str:
-    return "flux-v1-" + weights_version()
+    from . import weights_version
 
-
-def _load(module, path: str):
-    from safetensors.torch import load_file
-
-    sd = load_file(path)
-    module.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in sd.items()})
-    return module.eval()
+    return "flux-v1-" + weights_version(WEIGHTS)
 
 
 TRAINED = ("transformer.safetensors", "text_encoder_2.safetensors", "image_encoder.safetensors", IP_WEIGHT)
@@ -168,10 +151,10 @@ def parts(weights: str = WEIGHTS, fresh: bool = False) -> dict:
     tok, tok2 = arch.tokenizer(), t5_tokenizer()
     clip = arch.clip(tok)
     if file("clip.safetensors"):
-        _load(clip, file("clip.safetensors"))
+        arch.load_weights(clip, file("clip.safetensors"))
     vae = arch.vae()
     if file("vae.safetensors"):
-        _load(vae, file("vae.safetensors"))
+        arch.load_weights(vae, file("vae.safetensors"))
     info = {}
     if file("world.json"):
         with open(file("world.json")) as f:
@@ -181,13 +164,13 @@ def parts(weights: str = WEIGHTS, fresh: bool = False) -> dict:
     text_encoder = text_encoders(clip)[0]
     t5_model = t5(tok2)
     if file("text_encoder_2.safetensors"):
-        _load(t5_model, file("text_encoder_2.safetensors"))
+        arch.load_weights(t5_model, file("text_encoder_2.safetensors"))
     model = transformer()
     if file("transformer.safetensors"):
-        _load(model, file("transformer.safetensors"))
+        arch.load_weights(model, file("transformer.safetensors"))
     encoder = image_encoder(clip)
     if file("image_encoder.safetensors"):
-        encoder = _load(CLIPVisionModelWithProjection(clip.config.vision_config), file("image_encoder.safetensors"))
+        encoder = arch.load_weights(CLIPVisionModelWithProjection(clip.config.vision_config), file("image_encoder.safetensors"))
     return dict(vae=vae, text_encoder=text_encoder, tokenizer=tok, text_encoder_2=t5_model.eval(),
                 tokenizer_2=tok2, transformer=model.eval(), scheduler=scheduler(), clip=clip,
                 image_encoder=encoder, info=info)

@@ -27,7 +27,6 @@ import json
 import logging
 import os
 import shutil
-import time
 
 import numpy as np
 import torch
@@ -47,7 +46,7 @@ def rng_for(seed: int, step: int) -> np.random.Generator:
 
 
 def copy_world(out: str, world: str = WORLD_WEIGHTS) -> None:
-    """The tiny world's VAE (as its presets ship it: widened, its decoders laid over it) and
+    """The tiny world's VAE (as its presets ship it: widened, its trained wide decoder laid over it) and
     CLIP, into `out`."""
     if os.path.exists(os.path.join(out, "vae.safetensors")):
         return
@@ -178,7 +177,7 @@ def write_card(out: str, r: dict) -> None:
         f"first → last {r['loss_first']:.4f} → {r['loss_last']:.4f}",
         f"- wall time {r['seconds'] / 60:.1f} min on {r['threads']} CPU threads",
         "- frozen, copied from the tiny world (`recontext/tiny/weights`): `vae.safetensors` (as the "
-        "tiny preset ships it: widened, its further-trained decoders merged in) and "
+        "tiny preset ships it: widened, its trained wide decoder laid over it) and "
         "`clip.safetensors`; `world.json`: the VAE's scaling and shift factors (zero-mean, unit-variance latents)",
         "- trained: `transformer.safetensors`, `text_encoder_2.safetensors`, `image_encoder.safetensors` "
         "(the adapter's image encoder, started from the CLIP's vision tower) (fp16), "

@@ -9,7 +9,7 @@ import pandas as pd
 from PIL import Image
 
 from ..review import OPEN_SECONDS, final, next_item as pick_next, rate as record, report, summarize, summary_plot
-from ..review.queue import LABELS, TARGET
+from ..review.queue import LABELS
 from .common import fmt, mcp_tool, not_mcp_tool, user_errors
 
 SLOTS = 8  # most outputs a run has (inversion: 3 methods × 2 variants; a sweep: 6 scales)
