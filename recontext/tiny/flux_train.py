@@ -51,7 +51,7 @@ def copy_world(out: str, world: str = WORLD_WEIGHTS) -> None:
     if os.path.exists(os.path.join(out, "vae.safetensors")):
         return
     os.makedirs(out, exist_ok=True)
-    train.save_weights(train.trained_vae(world), os.path.join(out, "vae.safetensors"))
+    arch.save_weights(train.trained_vae(world), os.path.join(out, "vae.safetensors"))
     shutil.copy(os.path.join(world, "clip.safetensors"), os.path.join(out, "clip.safetensors"))
 
 
@@ -61,7 +61,7 @@ def latents(out: str, work: str, seed: int) -> dict:
     (written to `out/world.json`). Latents are checked against the copied VAE and
     encoded again if the bank was made by another one."""
     data = train.bank(WORLD_WEIGHTS, work, seed)
-    vae = train.load_weights(arch.vae(), os.path.join(out, "vae.safetensors")).eval()
+    vae = arch.load_weights(arch.vae(), os.path.join(out, "vae.safetensors"))
     with torch.no_grad():
         check = vae.encode(train.to_tensor([_image(a) for a in data["images"][:4]])).latent_dist.mode()
         z = data["latents"]
@@ -149,10 +149,10 @@ def run(out: str, work: str, seed: int = 0, steps: int = STEPS, batch: int = BAT
     summary = {**stage.summary(), "planned_steps": steps, "steps": stage.step} if export else \
         {**stage.run(loss_fn, save_every=50), "planned_steps": steps}
     model.eval()
-    train.save_weights(train.base_state(model), os.path.join(out, "transformer.safetensors"))
-    train.save_weights(t5.eval(), os.path.join(out, "text_encoder_2.safetensors"))
-    train.save_weights(encoder.eval(), os.path.join(out, "image_encoder.safetensors"))
-    train.save_weights(flux.ip_adapter_state(model), os.path.join(out, flux.IP_WEIGHT), half=False)
+    arch.save_weights(train.base_state(model), os.path.join(out, "transformer.safetensors"))
+    arch.save_weights(t5.eval(), os.path.join(out, "text_encoder_2.safetensors"))
+    arch.save_weights(encoder.eval(), os.path.join(out, "image_encoder.safetensors"))
+    arch.save_weights(flux.ip_adapter_state(model), os.path.join(out, flux.IP_WEIGHT), half=False)
     result = {**summary, "seed": seed, "batch": batch, "bank": n, "command": command,
               "threads": torch.get_num_threads(), "device": "cpu"}
     with open(os.path.join(out, "training.json"), "w") as f:

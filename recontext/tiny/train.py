@@ -40,7 +40,7 @@ from ..garment import synthetic
 from ..garment.train import MASK_WEIGHT
 from .. import images, metrics
 from . import arch, world
-from .arch import load_weights, save_weights  # noqa: F401  (train.save_weights: flux_train)
+from .arch import load_weights, save_weights
 
 log = logging.getLogger(__name__)
 STAGES = ("vae", "clip", "unet", "hyperlora", "widen")
@@ -286,13 +286,14 @@ def vae_psnr(vae, multiple: int = 8) -> dict:
     """Round-trip PSNR (dB) of the example photos and of the held-out ones, averaged, as
     the tiny studio judges it (`claims.vae_psnr`): each whole photo fitted to the working
     size (sides a multiple of `multiple`), the decoding rounded to 8 bits."""
+    from diffusers.image_processor import VaeImageProcessor  # decodes to 8 bits as the studio does
+
     def psnr(paths):
         out = []
         for p in paths:
             img, _ = images.fit(world.load_photo(p), PX, multiple)
-            y = vae.decode(vae.encode(to_tensor([img])).latent_dist.mode()).sample[0]
-            a = ((y.clamp(-1, 1).permute(1, 2, 0).numpy() + 1) * 127.5).round().astype(np.uint8)
-            out.append(metrics.psnr(img, Image.fromarray(a)))
+            y = vae.decode(vae.encode(to_tensor([img])).latent_dist.mode()).sample
+            out.append(metrics.psnr(img, VaeImageProcessor().postprocess(y, output_type="pil")[0]))
         return round(float(np.mean(out)), 2)
 
     return {"examples": psnr(world.example_photos()), "held_out": psnr(world.photo_paths(held_out=True))}
@@ -389,7 +390,7 @@ def bank(out: str, work: str, seed: int, n: int | None = None) -> dict:
     path = os.path.join(work, f"bank-{n}.pt")
     if os.path.exists(path):
         return torch.load(path, weights_only=False)
-    vae = load_weights(arch.vae(width=1, layers=1), os.path.join(out, "vae.safetensors")).eval()
+    vae = load_weights(arch.vae(width=1, layers=1), os.path.join(out, "vae.safetensors"))
     photos = Photos()
     images, caps = [], []
     for i in range(n):
