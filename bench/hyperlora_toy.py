@@ -7,7 +7,11 @@ with each garment's own predicted LoRA against the loss with a mismatched garmen
 By default it measures the preset's checkpoint (on tiny: the committed one, trained on
 pairs 0..255; held-out pairs start at 10 000). With --train-steps it first trains a fresh
 checkpoint on P pairs and measures that instead.
-Prints `matched/mismatched loss: X` last (below 1: the garment conditions the output).
+On tiny it also measures a yardstick: the same ratios with no HyperLoRA and the prompt naming
+each garment's look (colour, pattern) against the next garment's, and both loss ratios
+over the garment's region of the figure only.
+Prints `matched/mismatched loss: X` last (whole picture; below 1: the garment conditions
+the output).
 """
 
 import argparse
@@ -42,13 +46,16 @@ def main():
             hyper = HyperLoRA.load(out, studio.models.pipe.unet).to(studio.models.device)
         k = max(1, len(losses) // 10)
         print(f"training loss: first {k} steps {sum(losses[:k]) / k:.4f}, last {k} {sum(losses[-k:]) / k:.4f}")
+    region = claims.hyperlora_matched_ratio(studio, args.held_out, args.noise_draws, hyper=hyper, region=True)
     r = claims.hyperlora_matched_ratio(studio, args.held_out, args.noise_draws, hyper=hyper)
+    if args.preset == "tiny":  # the UNet's own conditioning, the garment's look named in the prompt
+        look = {w: claims.named_look_ratio(studio, args.held_out, args.noise_draws, region=w) for w in (True, False)}
+        print(f"the same ratios, the prompt naming the garment's look instead of a HyperLoRA: "
+              f"garment region {look[True]:.4f}, whole picture {look[False]:.4f}")
+    print(f"garment region only: matched {region['matched']:.5f}, mismatched {region['mismatched']:.5f}, "
+          f"ratio {region['ratio']:.4f}")
     print(f"held-out loss: matched {r['matched']:.5f}, mismatched {r['mismatched']:.5f}")
-    if args.preset == "tiny":  # the UNet's own conditioning, the garment named in the prompt
-        print(f"the same ratio, the prompt naming the garment instead: "
-              f"{claims.named_garment_ratio(studio, args.held_out, args.noise_draws):.4f}")
     print(f"matched/mismatched loss: {r['ratio']:.4f}")
-
 
 if __name__ == "__main__":
     main()

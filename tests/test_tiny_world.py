@@ -96,9 +96,18 @@ def test_scene_masks_and_captions_agree():
     assert cap in world.captions() and len(world.captions()) == 90
 
 
-@pytest.mark.xfail(strict=False, reason="not reached (issue 10): matched/mismatched held-out loss 0.956 (bench/hyperlora_toy.py). "
-                   "The UNet's own text conditioning does not reach 0.9 either: the same ratio with the prompt naming "
-                   "each garment instead of a HyperLoRA is 0.813. The garment is a small part of the picture")
+@pytest.mark.xfail(strict=False, reason="not reached (issue 10): matched/mismatched held-out loss over the whole picture "
+                   "0.956 (bench/hyperlora_toy.py). The UNet's own conditioning does not come near either: the prompt "
+                   "naming each garment's look exactly (colour, pattern) instead of a HyperLoRA gives 0.959. The look "
+                   "decides only the garment's region, a small part of the picture (see the region test below)")
 def test_hyperlora_is_garment_specific_on_held_out_pairs(studio):
     result = claims.hyperlora_matched_ratio(studio, n=16, draws=4)
     assert result["ratio"] < 0.9, result
+
+
+def test_hyperlora_is_garment_specific_where_the_garment_is(studio):
+    """Over the garment's region of the held-out figures, the matched/mismatched loss ratio
+    is below 0.9, and below the ratio the UNet reaches with the look named in the prompt."""
+    result = claims.hyperlora_matched_ratio(studio, n=16, draws=4, region=True)
+    named = claims.named_look_ratio(studio, n=16, draws=4, region=True)
+    assert result["ratio"] < 0.9 and result["ratio"] < named, (result, named)

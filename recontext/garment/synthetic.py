@@ -108,10 +108,11 @@ def worn(seed: int, size: int = 128) -> tuple[Image.Image, np.ndarray]:
     return img, np.asarray(mask) >= 128
 
 
-def prompt(seed: int) -> str:
-    """The full description: `a person wearing a red striped t-shirt at the beach`."""
-    g = describe(seed)
-    words = " ".join(w for w in (g["colour"], g["pattern"] if g["pattern"] != "plain" else "",
+def prompt(seed: int, look: int | None = None) -> str:
+    """The full description: `a person wearing a red striped t-shirt at the beach`;
+    `look`: the colour and pattern of that garment instead (kind and scene stay `seed`'s)."""
+    g, shown = describe(seed), describe(seed if look is None else look)
+    words = " ".join(w for w in (shown["colour"], shown["pattern"] if shown["pattern"] != "plain" else "",
                                  g["kind"]) if w)
     article = "" if g["kind"] == "trousers" else "an " if words[0] in "aeiou" else "a "
     return f"a person wearing {article}{words} at the {g['scene']}"
