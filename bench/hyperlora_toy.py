@@ -57,5 +57,6 @@ def main():
     print(f"held-out loss: matched {r['matched']:.5f}, mismatched {r['mismatched']:.5f}")
     print(f"matched/mismatched loss: {r['ratio']:.4f}")
 
+
 if __name__ == "__main__":
     main()

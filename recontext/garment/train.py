@@ -117,11 +117,17 @@ class Examples:
     def weight(self, pair: Pair, size: tuple[int, int], latents: torch.Tensor) -> torch.Tensor | None:
         if pair.mask is None or not self.mask_weight:
             return None
-        src = pair.mask.astype(np.uint8) * 255 if getattr(pair.mask, "dtype", None) == bool else pair.mask
-        mask, _ = images.load_image(src)  # clear errors for a file that is not an image
-        mask = mask.convert("L").resize(size, Image.BILINEAR)  # as the image was fitted
-        area = torch.tensor(np.asarray(mask), dtype=torch.float32)[None, None] / 255
-        return 1 + self.mask_weight * F.adaptive_avg_pool2d(area, latents.shape[-2:])
+        return 1 + self.mask_weight * mask_area(pair.mask, size, latents)
+
+
+def mask_area(mask, size: tuple[int, int], latents: torch.Tensor) -> torch.Tensor:
+    """The mask's share of each latent position, (1, 1, h, w) in 0-1: `mask` (path, PIL or
+    array; white/True = inside) fitted to `size` as its image was."""
+    src = mask.astype(np.uint8) * 255 if getattr(mask, "dtype", None) == bool else mask
+    mask, _ = images.load_image(src)  # clear errors for a file that is not an image
+    mask = mask.convert("L").resize(size, Image.BILINEAR)
+    area = torch.tensor(np.asarray(mask), dtype=torch.float32)[None, None] / 255
+    return F.adaptive_avg_pool2d(area, latents.shape[-2:])
 
 
 # -- HyperLoRA -------------------------------------------------------------------------

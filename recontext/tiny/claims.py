@@ -223,7 +223,7 @@ def hyperlora_matched_ratio(studio, n: int = 16, draws: int = 8, hyper=None, reg
     loss over the garment's region of the figure only, not the whole picture."""
     from ..garment import hyperlora_model
     from ..garment.hyperlora import functional_params
-    from ..garment.train import ADAPTER, Examples, synthetic_pairs
+    from ..garment.train import ADAPTER, Examples, mask_area, synthetic_pairs
 
     models = studio.models
     hyper = hyper or hyperlora_model(studio)
@@ -235,8 +235,9 @@ def hyperlora_matched_ratio(studio, n: int = 16, draws: int = 8, hyper=None, reg
             _, latents, cond, _ = held[i]
             own = functional_params(hyper(held[i][0]), ADAPTER)
             other = functional_params(hyper(held[(i + 1) % len(held)][0]), ADAPTER)
+            pair = held.pairs[i]
             _add_same_noise_losses(totals, models, latents, {"matched": (cond, own), "mismatched": (cond, other)},
-                                   i, draws, weight=_garment_region(studio, GARMENT_SEED + i, latents) if region else None)
+                                   i, draws, weight=mask_area(pair.mask, pair.image.size, latents) if region else None)
     out = {k: v / (len(held) * draws) for k, v in totals.items()}
     out["ratio"] = out["matched"] / out["mismatched"]
     return out
@@ -247,25 +248,20 @@ def named_look_ratio(studio, n: int = 16, draws: int = 8, region: bool = False) 
     own colour and pattern against the next garment's (kind and scene its own, as in the
     pairs' prompts). What the UNet's own text conditioning gains from knowing exactly what
     a HyperLoRA has to carry: a yardstick for any garment conditioning."""
+    from ..garment.train import mask_area
+
     models, totals = studio.models, {"matched": 0.0, "mismatched": 0.0}
     with models.lock, torch.no_grad():
         models.set_image_scale(0.0)
         for i in range(n):
             seed = GARMENT_SEED + i
-            image = synthetic.scene(seed, studio.preset.resolution)
+            image, mask = synthetic.worn(seed, studio.preset.resolution)
             latents = models.encode(image)
             cond = {name: (models.with_image(models.text_cond(synthetic.prompt(seed, look=s), image.size), None), None)
                     for name, s in (("matched", seed), ("mismatched", seed + 1))}
             _add_same_noise_losses(totals, models, latents, cond, i, draws,
-                                   weight=_garment_region(studio, seed, latents) if region else None)
+                                   weight=mask_area(mask, image.size, latents) if region else None)
     return totals["matched"] / totals["mismatched"]
-
-
-def _garment_region(studio, seed: int, latents: torch.Tensor) -> torch.Tensor:
-    """Garment `seed`'s share of each latent position in its worn figure (1, 1, h, w)."""
-    _, mask = synthetic.worn(seed, studio.preset.resolution)
-    area = torch.tensor(mask, dtype=torch.float32)[None, None]
-    return torch.nn.functional.adaptive_avg_pool2d(area, latents.shape[-2:])
 
 
 def _add_same_noise_losses(totals: dict, models, latents, variants: dict, seed: int, draws: int,
