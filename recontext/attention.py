@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from diffusers.models.attention_processor import IPAdapterAttnProcessor2_0
 
 
 class Controlled(torch.nn.Module):
@@ -71,19 +72,81 @@ class Controlled(torch.nn.Module):
         return out / attn.rescale_output_factor
 
     def _image_branch(self, attn, query, image_states, batch):
-        """IP-Adapter's decoupled cross-attention, with the wrapped processor's weights."""
-        total = 0.0
-        scales = getattr(self.inner, "scale", [])
-        for states, scale, to_k, to_v in zip(image_states, scales, getattr(self.inner, "to_k_ip", []),
-                                             getattr(self.inner, "to_v_ip", [])):
-            if isinstance(scale, list):
-                raise ValueError("per-image IP-Adapter scales are not supported while attention is edited")
-            if scale == 0:
-                continue
-            heads, dim = attn.heads, query.shape[-1]
-            q = query.view(batch, heads, -1, dim)
-            k = to_k(states).view(batch, -1, heads, dim).transpose(1, 2)
-            v = to_v(states).view(batch, -1, heads, dim).transpose(1, 2)
-            o = F.scaled_dot_product_attention(q, k, v, dropout_p=0.0, is_causal=False)
-            total = total + scale * o.transpose(1, 2).reshape(batch, -1, heads * dim).to(query.dtype)
-        return total
+        return image_branch(self.inner, attn, query, image_states, batch)
+
+
+def image_branch(processor, attn, query, image_states, batch):
+    """IP-Adapter's decoupled cross-attention, with `processor`'s own weights and scale
+    (`query`: (batch * heads, queries, dim) or (batch, heads, queries, dim))."""
+    total = 0.0
+    scales = getattr(processor, "scale", [])
+    for states, scale, to_k, to_v in zip(image_states, scales, getattr(processor, "to_k_ip", []),
+                                         getattr(processor, "to_v_ip", [])):
+        if isinstance(scale, list):
+            raise ValueError("per-image IP-Adapter scales are not supported while attention is edited")
+        if scale == 0:
+            continue
+        heads, dim = attn.heads, query.shape[-1]
+        q = query.view(batch, heads, -1, dim)
+        k = to_k(states).view(batch, -1, heads, dim).transpose(1, 2)
+        v = to_v(states).view(batch, -1, heads, dim).transpose(1, 2)
+        o = F.scaled_dot_product_attention(q, k, v, dropout_p=0.0, is_causal=False)
+        total = total + scale * o.transpose(1, 2).reshape(batch, -1, heads * dim).to(query.dtype)
+    return total
+
+
+class FusedIPAdapter(IPAdapterAttnProcessor2_0):
+    """Cross-attention with the text's key and value from one fused projection
+    (`attn.to_kv`, made by `Attention.fuse_projections`) and IP-Adapter's image branch kept:
+    diffusers' `FusedAttnProcessor2_0` would drop the image tokens. The IP-Adapter weights and
+    scale stay those of the processor it wraps (a reference, not a copy), so
+    `set_ip_adapter_scale` reaches them as before."""
+
+    def __init__(self, inner):
+        torch.nn.Module.__init__(self)  # not the parent's: it would make new adapter weights
+        self.inner = inner
+
+    @property
+    def scale(self):
+        return self.inner.scale
+
+    @scale.setter
+    def scale(self, value):
+        self.inner.scale = value
+
+    @property
+    def to_k_ip(self):
+        return self.inner.to_k_ip
+
+    @property
+    def to_v_ip(self):
+        return self.inner.to_v_ip
+
+    def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None,
+                 scale: float = 1.0, ip_adapter_masks=None):
+        if ip_adapter_masks is not None or attention_mask is not None or attn.spatial_norm is not None \
+                or attn.group_norm is not None or not isinstance(encoder_hidden_states, tuple):
+            return self.inner(attn, hidden_states, encoder_hidden_states, attention_mask, temb, scale,
+                              ip_adapter_masks)  # what this fast path does not cover
+        text, image_states = encoder_hidden_states
+        residual = hidden_states
+        spatial = hidden_states.ndim == 4
+        if spatial:
+            b, c, h, w = hidden_states.shape
+            hidden_states = hidden_states.view(b, c, h * w).transpose(1, 2)
+        batch = hidden_states.shape[0]
+        if attn.norm_cross:
+            text = attn.norm_encoder_hidden_states(text)
+        query = attn.to_q(hidden_states)
+        key, value = attn.to_kv(text).chunk(2, dim=-1)
+        dim = key.shape[-1] // attn.heads
+        query, key, value = (t.view(batch, -1, attn.heads, dim).transpose(1, 2) for t in (query, key, value))
+        out = F.scaled_dot_product_attention(query, key, value, dropout_p=0.0, is_causal=False)
+        out = out.transpose(1, 2).reshape(batch, -1, attn.heads * dim).to(query.dtype)
+        out = out + image_branch(self.inner, attn, query, image_states, batch)
+        out = attn.to_out[1](attn.to_out[0](out))
+        if spatial:
+            out = out.transpose(-1, -2).reshape(b, c, h, w)
+        if attn.residual_connection:
+            out = out + residual
+        return out / attn.rescale_output_factor

@@ -140,22 +140,60 @@ def _size_multiple(pipe) -> int:
     return max(8, pipe.vae_scale_factor * 2 ** (len(pipe.unet.config.block_out_channels) - 1))
 
 
+DTYPES = ("float16", "bfloat16", "float32")
+
+
+def compute_dtype(preset: Preset, device: torch.device) -> torch.dtype:
+    """`RECONTEXT_DTYPE` (float16, bfloat16 or float32): the dtype the models compute in, on
+    any device (how the tests reproduce a GPU's float16 on a CPU). Default: the preset's on
+    CUDA (float16 / bfloat16), float32 elsewhere."""
+    name = os.environ.get("RECONTEXT_DTYPE")
+    if not name:
+        return preset.torch_dtype if device.type == "cuda" else torch.float32
+    if name not in DTYPES:
+        raise ValueError(f"RECONTEXT_DTYPE must be float16, bfloat16 or float32, got {name!r}")
+    return getattr(torch, name)
+
+
+class NonFiniteError(ValueError):
+    """A model produced NaN or infinite values: reported, never decoded into a black picture."""
+
+
+def check_finite(x: torch.Tensor, what: str, dtype: torch.dtype) -> None:
+    """Refuse `x` (latents about to be decoded, or the decoded pixels) with a message naming
+    `what` made it and the likely cause, when any value is NaN or infinite."""
+    if bool(torch.isfinite(x).all()):
+        return
+    bad = int((~torch.isfinite(x)).sum())
+    cause = (f"the model computes in {str(dtype).replace('torch.', '')}, which overflows here; "
+             "set RECONTEXT_DTYPE=float32 (or bfloat16) and try again"
+             if dtype in (torch.float16, torch.bfloat16) else
+             "the model's weights or this request's settings (guidance, scale) made it diverge")
+    raise NonFiniteError(f"{what}: the model returned {bad} non-finite values (NaN or infinity), so "
+                         f"there is no picture to show. Likely cause: {cause}.")
+
+
 def weights_dtype(compute: torch.dtype) -> torch.dtype:
     """`RECONTEXT_WEIGHTS_DTYPE` (float16, bfloat16 or float32): the dtype weights are kept in,
     when it differs from the one they compute in (see `compute_in`). Default: the same."""
     name = os.environ.get("RECONTEXT_WEIGHTS_DTYPE")
     if not name:
         return compute
-    if name not in ("float16", "bfloat16", "float32"):
+    if name not in DTYPES:
         raise ValueError(f"RECONTEXT_WEIGHTS_DTYPE must be float16, bfloat16 or float32, got {name!r}")
     return getattr(torch, name)
+
+
+def _flag(name: str) -> bool:
+    """An on/off environment setting: 1 / true / yes / on turn it on."""
+    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
 
 
 class ModelOwner:
     def __init__(self, preset: Preset, device: torch.device | str | None = None):
         self.preset = preset
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        self.dtype = preset.torch_dtype if self.device.type == "cuda" else torch.float32  # compute
+        self.dtype = compute_dtype(preset, self.device)
         self.weights_dtype = weights_dtype(self.dtype)  # storage
         self.base_loads = 0
         self._unet_evaluations = 0  # latents passed through the UNet (a guided call counts 2)
@@ -163,6 +201,7 @@ class ModelOwner:
         self._pipe = None
         self._clip = None
         self._embeds = LRU(16)  # image key -> (photo, blank) IP-Adapter embeddings
+        self._unfused = None  # the processors replaced by fused ones (None: not fused)
 
     # -- loading ---------------------------------------------------------------------
     @property
@@ -208,8 +247,15 @@ class ModelOwner:
                              image_encoder_folder=p.image_encoder_folder, local_files_only=p.offline)
         pipe.set_ip_adapter_scale(0.0)
         pipe.unet.encoder_hid_proj = ProjectOnce(pipe.unet.encoder_hid_proj)
-        return self._ready(pipe, (pipe.unet, pipe.vae, pipe.text_encoder,
+        pipe = self._ready(pipe, (pipe.unet, pipe.vae, pipe.text_encoder,
                                   getattr(pipe, "text_encoder_2", None), pipe.image_encoder))
+        if _flag("RECONTEXT_FUSE_QKV"):
+            self._set_fused(pipe.unet, True)
+        if _flag("RECONTEXT_CHANNELS_LAST"):
+            pipe.unet.to(memory_format=torch.channels_last)
+        if _flag("RECONTEXT_COMPILE"):  # compiled on the first call (seconds to minutes)
+            pipe.unet.forward = torch.compile(pipe.unet.forward, mode="max-autotune-no-cudagraphs")
+        return pipe
 
     def _load_flux(self):
         """FLUX.1 (a flow-matching transformer) with the XLabs IP-Adapter, loaded as diffusers
@@ -239,15 +285,24 @@ class ModelOwner:
         pipe.to(self.device)
         pipe.set_progress_bar_config(disable=True)
         for module in modules:
-            if module is not None:
-                module.requires_grad_(False).eval()
-                if self.weights_dtype != self.dtype:
-                    compute_in(module, self.dtype)
+            if module is None:
+                continue
+            module.requires_grad_(False).eval()
+            if module is pipe.vae and self.vae_upcast(pipe.vae):  # as StableDiffusionXLPipeline does
+                module.to(torch.float32)
+            elif self.weights_dtype != self.dtype:
+                compute_in(module, self.dtype)
         multiple = _size_multiple(pipe)
         if p.resolution % multiple:
             raise ValueError(f"preset {p.name}: resolution {p.resolution} (RECONTEXT_RESOLUTION) must be "
                              f"a multiple of {multiple} for this model")
         return pipe
+
+    def vae_upcast(self, vae) -> bool:
+        """The VAE runs in float32 while the rest computes in float16: its config asks for
+        it (`force_upcast`, as diffusers' SDXL pipeline reads it; SDXL's own VAE overflows in
+        float16, the fp16-fix VAE does not and says so)."""
+        return self.dtype == torch.float16 and bool(getattr(vae.config, "force_upcast", False))
 
     @property
     def flow(self) -> bool:
@@ -379,16 +434,72 @@ class ModelOwner:
                     unet.add_adapter(LoraConfig(r=rank, lora_alpha=rank, target_modules=list(modules)),
                                      adapter_name=name)
                 for pname, p in unet.named_parameters():
-                    if f".{name}." in pname:
+                    if f".{name}." in pname:  # trainable: float32 on every device, whatever
+                        p.data = p.data.float()  # the UNet computes in (peft casts them to it)
                         p.requires_grad_(False)
             if state is not None:
                 set_peft_model_state_dict(unet, state, adapter_name=name)
             unet.set_adapter(name)
             unet.enable_adapters()
             try:
-                yield unet
+                with self.unfused():
+                    yield unet
             finally:
                 unet.disable_adapters()
+
+    # -- fused projections, memory layout, compilation ----------------------------------
+    def fuse_qkv(self, on: bool = True) -> None:
+        """Compute each transformer block's query, key and value with one matrix product
+        (self-attention) and key and value with one (cross-attention), keeping IP-Adapter's
+        image branch (`attention.FusedIPAdapter`); `on=False` puts the unfused processors
+        back. LoRA adapters act on the separate projections: `lora` unfuses while one runs."""
+        with self.lock:
+            self._set_fused(self.pipe.unet, on)
+
+    @property
+    def fused(self) -> bool:
+        return self._unfused is not None
+
+    def _set_fused(self, unet, on: bool) -> None:
+        from diffusers.models.attention_processor import FusedAttnProcessor2_0
+
+        from .attention import FusedIPAdapter
+
+        if on == (self._unfused is not None):
+            return
+        if not on:
+            unet.set_attn_processor(self._unfused)
+            self._unfused = None
+            return
+        originals = dict(unet.attn_processors)
+        modules = dict(unet.named_modules())
+        fused = {}
+        for name, proc in originals.items():
+            block = name.endswith(("attn1.processor", "attn2.processor")) and not name.startswith("encoder_hid_proj")
+            if block:
+                attn = modules[name.rsplit(".", 1)[0]]
+                if not getattr(attn, "fused_projections", False):
+                    attn.fuse_projections()
+                    proj = attn.to_kv if attn.is_cross_attention else attn.to_qkv
+                    proj.requires_grad_(False)
+                    if self.weights_dtype != self.dtype:
+                        compute_in(proj, self.dtype)
+            fused[name] = (proc if not block else FusedIPAdapter(proc) if hasattr(proc, "to_k_ip")
+                           else FusedAttnProcessor2_0())
+        unet.set_attn_processor(fused)
+        self._unfused = originals
+
+    @contextlib.contextmanager
+    def unfused(self):
+        """Run the block with the separate query / key / value projections (what LoRA
+        adapters and `torch.func.functional_call` on them act on)."""
+        with self.lock:
+            was = self.fused
+            self._set_fused(self.pipe.unet, False)
+            try:
+                yield
+            finally:
+                self._set_fused(self.pipe.unet, was)
 
     # -- attention processors on the shared UNet ---------------------------------------
     @contextlib.contextmanager
@@ -492,11 +603,15 @@ class ModelOwner:
             z = pipe.vae.encode(x).latent_dist.mode()
         return (z.float() - (pipe.vae.config.shift_factor or 0.0)) * pipe.vae.config.scaling_factor
 
-    def decode(self, latents: torch.Tensor) -> Image.Image:
+    def decode(self, latents: torch.Tensor, what: str = "this run") -> Image.Image:
+        """Latents -> PIL image. Non-finite latents, or a decoding that overflows, raise
+        `NonFiniteError` naming `what` (the method) instead of giving a black picture."""
         pipe = self.pipe
+        check_finite(latents, what, self.dtype)
         with torch.no_grad():
             z = latents / pipe.vae.config.scaling_factor + (pipe.vae.config.shift_factor or 0.0)
             x = pipe.vae.decode(z.to(pipe.vae.dtype)).sample
+        check_finite(x, f"{what} (decoding the latents)", pipe.vae.dtype)
         return pipe.image_processor.postprocess(x.float(), output_type="pil")[0]
 
     def word_tokens(self, word: str) -> int:

@@ -8,7 +8,7 @@ from PIL import Image
 from .inversion import ddim, flow_euler, levels
 
 
-def sample(models, cond, side: int, steps: int, seed: int, tick=None) -> Image.Image:
+def sample(models, cond, side: int, steps: int, seed: int, tick=None, what: str = "generation") -> Image.Image:
     """A `side`-pixel square image sampled from seeded noise under `cond`: DDIM for epsilon
     models, the Euler flow ODE for flow models."""
     factor = models.pipe.vae_scale_factor
@@ -20,4 +20,4 @@ def sample(models, cond, side: int, steps: int, seed: int, tick=None) -> Image.I
     solver = flow_euler if models.flow else ddim
     with torch.no_grad():
         z = solver.reconstruct(models.model_call, noise.to(models.device), timesteps, alphas, cond, callback=tick)
-    return models.decode(z)
+    return models.decode(z, what)

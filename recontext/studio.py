@@ -123,7 +123,7 @@ class Studio:
         key = image_key(img)
         if key not in self._encoded:
             latents = self.models.encode(img)
-            self._encoded.put(key, (latents, self.models.decode(latents)))
+            self._encoded.put(key, (latents, self.models.decode(latents, "the photo's VAE round trip")))
         latents, roundtrip = self._encoded.get(key)
         return Prepared(size, img, latents, roundtrip, notes + more)
 
@@ -187,7 +187,7 @@ class Studio:
             tick = ticker(progress, 2 * steps, f"{method}{' + tight' if tight else ''}")
             _, z_rec = self.invert(photo, prompt, module, tight, image_scale, timesteps, alphas,
                                    seed, guidance, tick, self.inversion_options(method))
-            output = self.models.decode(z_rec)
+            output = self.models.decode(z_rec, f"{method}{' + tight' if tight else ''}")
         result = metrics.reconstruction(photo.image, output, photo.latents, z_rec, photo.vae_roundtrip)
         return Reconstruction(
             image=images.to_size(output, photo.original_size), metrics=result,

@@ -143,7 +143,7 @@ def edit(studio, image, source_prompt: str, target_prompt: str, method: str, tig
             state, z_rec = studio.invert(photo, source_prompt, module, tight, scale, timesteps,
                                          alphas, seed, guidance=source_guidance, tick=tick,
                                          options=studio.inversion_options(method))
-            cached = studio.inversion_cache.put(key, Inverted(state, models.decode(z_rec)))
+            cached = studio.inversion_cache.put(key, Inverted(state, models.decode(z_rec, f"{method} (reconstruction)")))
             studio.inversions += 1
         source = studio.condition(source_prompt, photo.image, tight, scale, source_guidance)
         target = studio.condition(target_prompt, photo.image, tight, scale,
@@ -152,7 +152,7 @@ def edit(studio, image, source_prompt: str, target_prompt: str, method: str, tig
         with torch.no_grad():
             z = editor.edit(models.model_call, models.attention, cached.state, timesteps, alphas,
                             source, target, module.reconstruct, callback=tick, **extra)
-        output = models.decode(z)
+        output = models.decode(z, f"{edit_method} after {method}{' + tight' if tight else ''}")
         scores = {
             "preservation_ssim": metrics.ssim(photo.image, output),
             "preservation_lpips": metrics.lpips_distance(photo.image, output),

@@ -27,6 +27,7 @@ from . import train
 from .hyperlora import HyperLoRA, peft_state
 
 METHODS = ("hyperlora", "ip-adapter", "finetune-lora", "prompt-only")
+PAGE_METHODS = ("hyperlora", "ip-adapter", "prompt-only")  # checked on the page at first (the fine-tune is slow)
 FINETUNE_STEPS = 200
 IDENTIFIER = "sks garment"  # what the fine-tuned LoRA learned to call the garment
 GET_ONE = ("set RECONTEXT_HYPERLORA to a checkpoint folder or Hub repo, or train one: "
@@ -51,8 +52,8 @@ def get(method: str) -> str:
     return method
 
 
-def generate(studio, cond, steps: int, seed: int, tick=None) -> Image.Image:
-    return sample(studio.models, cond, studio.preset.resolution, steps, seed, tick)
+def generate(studio, cond, steps: int, seed: int, tick=None, what: str = "generation") -> Image.Image:
+    return sample(studio.models, cond, studio.preset.resolution, steps, seed, tick, what)
 
 
 # -- adapting to a garment ----------------------------------------------------------------
@@ -156,6 +157,6 @@ def dress(studio, garment, prompt: str, method: str, scale: float, steps: int, s
             adapt = time.perf_counter() - start
             cond = studio.condition(text, img, tight, scale if tight else 0.0, guidance)
             gen_start = time.perf_counter()
-            image = generate(studio, cond, steps, seed, tick)
+            image = generate(studio, cond, steps, seed, tick, method)
         return Dressed(image, method, adapt, time.perf_counter() - gen_start, cached, img, notes,
                        setup)

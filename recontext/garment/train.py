@@ -222,20 +222,25 @@ def finetune_lora(models, garment: Image.Image, steps: int, seed: int = 0, lr: f
                     p.copy_(torch.randn(p.shape, generator=gen) / p.shape[1] ** 0.5)
                 elif f".lora_B.{FINETUNE_ADAPTER}." in n:
                     p.zero_()
-        opt = torch.optim.AdamW(params, lr=lr)
+        opt = torch.optim.AdamW(params, lr=lr)  # params and its state: float32 (ModelOwner.lora)
+        # a float16 backward pass underflows small gradients: scale the loss, and skip a step
+        # whose gradients overflowed (GradScaler), so the weights never take a NaN
+        scaler = torch.amp.GradScaler(models.device.type, enabled=models.dtype == torch.float16)
         for p in params:
             p.requires_grad_(True)
         try:
             with torch.enable_grad():
                 for i in range(steps):
                     loss = diffusion_loss(models, latents, cond, gen)
-                    loss.backward()
-                    opt.step()
-                    opt.zero_grad()
+                    scaler.scale(loss).backward()
+                    scaler.step(opt)
+                    scaler.update()
+                    opt.zero_grad(set_to_none=True)
                     if tick:
                         tick(i)
         finally:
             for p in params:
                 p.requires_grad_(False)
+            del opt, scaler  # the optimiser's state is not kept past the fit
         return {k: v.detach().clone() for k, v in
                 get_peft_model_state_dict(unet, adapter_name=FINETUNE_ADAPTER).items()}

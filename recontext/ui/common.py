@@ -8,6 +8,7 @@ import os
 
 import gradio as gr
 
+from .. import zerogpu
 from ..errors import StorageError
 
 ASSETS = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
@@ -246,22 +247,12 @@ def photo_input(**kwargs) -> PhotoInput:
     return PhotoInput(type="filepath", image_mode=None, format="png", **kwargs)
 
 
-SECONDS_PER_UNET_CALL = 0.12  # SDXL at 1024 px, fp16, guided, on a ZeroGPU slice (generous)
-# FLUX.1-dev's 12 B transformer at 1024 px (4096 image + 512 text tokens), bfloat16, one call
-# per step (guidance is an input): ~110 TFLOP a call, about 4x an SDXL guided step (generous)
-SECONDS_PER_CALL = {"flux": 0.5}
-
-
-def gpu_seconds(calls: float, preset: str | None = None) -> int:
-    """The ZeroGPU duration asked for a request of `calls` model calls on `preset`."""
-    per = SECONDS_PER_CALL.get(preset, SECONDS_PER_UNET_CALL)
-    return int(min(600, max(30, 15 + per * calls)))
-
-
-def on_gpu(fn, unet_calls, preset: str | None = None):
+def on_gpu(fn, work, preset, loaded=lambda: True):
     """On a ZeroGPU Space (`spaces` importable, SPACES_ZERO_GPU set), run `fn` under
-    `spaces.GPU` for a duration estimated from `unet_calls(*args)`, the model calls the
-    request will make on `preset`. Anywhere else `fn` is returned unchanged."""
+    `spaces.GPU` for the duration `recontext.zerogpu` estimates from `work(*args)` (the units
+    of work the request's arguments imply) on `preset`, plus loading while `loaded()` is
+    false. A request too long for one ZeroGPU call is refused with a message saying what to
+    lower. Anywhere else `fn` is returned unchanged."""
     if not os.environ.get("SPACES_ZERO_GPU"):
         return fn
     try:
@@ -269,11 +260,27 @@ def on_gpu(fn, unet_calls, preset: str | None = None):
     except ImportError:
         return fn
 
+    def estimated(args) -> float:
+        return zerogpu.estimate(preset, work(*args), loaded=loaded())
+
     def duration(*args, **kwargs):
         try:
-            calls = float(unet_calls(*args))
+            return zerogpu.requested(estimated(args))
         except Exception:  # a bad value: the handler will say so; ask for the default
             return 60
-        return gpu_seconds(calls, preset)
 
-    return spaces.GPU(duration=duration)(fn)
+    gpu_fn = spaces.GPU(duration=duration)(fn)
+
+    @functools.wraps(fn)
+    def checked(*args, **kwargs):
+        try:
+            seconds = estimated(args)
+        except Exception:
+            seconds = 0.0
+        if not zerogpu.fits(seconds):
+            raise gr.Error(f"This request needs about {seconds:.0f} s of GPU time, more than one ZeroGPU call "
+                           f"may take ({zerogpu.LIMIT_S} s with a {zerogpu.MARGIN}x margin): lower the steps, "
+                           "the fine-tune steps, or the number of methods / scales.", print_exception=False)
+        return gpu_fn(*args, **kwargs)
+
+    return checked

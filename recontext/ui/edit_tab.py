@@ -9,7 +9,8 @@ import gradio as gr
 import pandas as pd
 
 from ..editing import EDIT_HELP, SWEEP_SCALES, sweep_plot
-from ..inversion import COST, defaults, rf_inversion
+from .. import zerogpu
+from ..inversion import defaults, rf_inversion
 from ..studio import EDIT_DEFAULTS
 from ..runs import save_edits
 from .common import (Choice, Flag, Slider, asset, fmt, mcp_tool, not_mcp_tool, on_gpu, photo_input,
@@ -284,32 +285,35 @@ def build(studio, runs=None):
                             cross_replace, self_replace, reweight, edit_guidance, edit_threshold,
                             progress=progress, runs=runs)
 
-    def edit_calls(photo, source, target, method, tight, scale, guidance, steps, *_):
-        return (COST[method] + 4) * int(steps)  # invert + rebuild, then two guided branches
+    def edit_work(photo, source, target, method, tight, scale, guidance, steps, seed, edit_method="regenerate",
+                  *_):
+        return zerogpu.edit(studio.preset, method, edit_method, int(steps), float(guidance))
 
-    def sweep_calls(photo, source, target, method, scales, guidance, steps, *_):
-        return (COST[method] + 4) * int(steps) * len(_parse_scales(scales))
+    def sweep_work(photo, source, target, method, scales, guidance, steps, seed, edit_method="regenerate", *_):
+        return zerogpu.sweep(studio.preset, method, edit_method, int(steps), _parse_scales(scales),
+                             guidance=float(guidance))
 
-    def compare_calls(photo, source, target, method, scale, guidance, steps, *_):
-        if studio.preset.flow:  # regenerate only, tight and plain
-            return 2 * (COST[method] + 2) * int(steps)
-        return 2 * (2 * COST[method] + COST["edit-friendly"] + 12) * int(steps)
+    def compare_work(photo, source, target, method, scale, guidance, steps, *_):
+        return zerogpu.compare(studio.preset, method, int(steps), guidance=float(guidance))
 
     def on_method(method, edit_method):
         return (defaults_note(studio.preset.name, method, edit_method),
                 gr.update(visible=edit_method == "prompt-to-prompt"),
                 gr.update(visible=edit_method == "ledits++"))
 
+    def loaded():
+        return studio.models.loaded
+
     for control in (method, edit_method):
         control.change(on_method, [method, edit_method], [method_help, p2p_box, ledits_box],
                        api_name=False)
     own = [edit_method, cross_replace, self_replace, reweight, edit_guidance, edit_threshold]
-    run.click(on_gpu(on_edit, edit_calls, studio.preset.name),
+    run.click(on_gpu(on_edit, edit_work, studio.preset, loaded),
               [photo, source, target, method, tight, scale, guidance, steps, seed, *own],
               [rec, out, table, notes], api_name="edit")
-    sweep.click(on_gpu(on_sweep, sweep_calls, studio.preset.name),
+    sweep.click(on_gpu(on_sweep, sweep_work, studio.preset, loaded),
                 [photo, source, target, method, scales, guidance, steps, seed, *own],
                 [gallery, plot, table, notes], api_name="edit_sweep")
-    compare.click(on_gpu(on_compare, compare_calls, studio.preset.name),
+    compare.click(on_gpu(on_compare, compare_work, studio.preset, loaded),
                   [photo, source, target, method, scale, guidance, steps, seed, *own[1:]],
                   [compared, table, notes], api_name="edit_compare")

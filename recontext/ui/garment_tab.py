@@ -7,7 +7,8 @@ import os
 import gradio as gr
 import pandas as pd
 
-from ..garment import FINETUNE_STEPS, METHODS
+from .. import zerogpu
+from ..garment import FINETUNE_STEPS, METHODS, PAGE_METHODS
 from ..runs import save_dressed
 from ..progress import segment
 from .common import (Choice, Choices, Slider, asset, mcp_tool, on_gpu, photo_input, progress_fn,
@@ -122,7 +123,7 @@ def build(studio, runs=None):
             methods = Choices(
                 [("HyperLoRA", "hyperlora"), ("IP-Adapter", "ip-adapter"),
                  ("fine-tuned LoRA (slow)", "finetune-lora"), ("prompt only (no garment)", "prompt-only")],
-                value=["hyperlora", "ip-adapter", "prompt-only"], label="Methods")
+                value=list(PAGE_METHODS), label="Methods")
             with gr.Accordion("Method options", open=False):
                 choices = checkpoint_choices(studio)
                 checkpoint = Choice(choices, value=choices[0][1], label="HyperLoRA checkpoint",
@@ -170,10 +171,8 @@ def build(studio, runs=None):
         return dress(studio, garment, prompt, methods, lora_scale, ip_scale, finetune_steps,
                      checkpoint, steps, seed, progress=progress, runs=runs)
 
-    def unet_calls(garment, prompt, methods, lora_scale, ip_scale, finetune_steps, checkpoint,
-                   steps, *_):
-        methods = methods or []
-        return 2 * int(steps) * len(methods) + 3 * int(finetune_steps) * ("finetune-lora" in methods)
+    def work(garment, prompt, methods, lora_scale, ip_scale, finetune_steps, checkpoint, steps, *_):
+        return zerogpu.dress(studio.preset, methods or [], int(steps), int(finetune_steps))
 
-    run.click(on_gpu(handler, unet_calls), [garment, prompt, methods, lora_scale, ip_scale, finetune_steps, checkpoint,
+    run.click(on_gpu(handler, work, studio.preset, lambda: studio.models.loaded), [garment, prompt, methods, lora_scale, ip_scale, finetune_steps, checkpoint,
                         steps, seed], [*images, table, notes], api_name="dress")

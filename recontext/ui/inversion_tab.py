@@ -5,7 +5,8 @@ from __future__ import annotations
 import gradio as gr
 import pandas as pd
 
-from ..inversion import COST, METHODS
+from .. import zerogpu
+from ..inversion import METHODS
 from ..progress import segment
 from ..runs import save_reconstructions
 from .common import (Choices, Slider, asset, fmt, mcp_tool, on_gpu, photo_input, progress_fn, save_run,
@@ -147,8 +148,8 @@ def build(studio, runs=None):
         return reconstruct(studio, photo, prompt, methods, variants, image_scale, steps, seed, progress,
                            runs)
 
-    def unet_calls(photo, prompt, methods, variants, image_scale, steps, seed, *_):
-        return sum(COST[m] for m in methods or []) * len(variants or []) * int(steps)
+    def work(photo, prompt, methods, variants, image_scale, steps, *_):
+        return zerogpu.reconstruct(studio.preset, methods or [], variants or [], int(steps))
 
-    run.click(on_gpu(handler, unet_calls, studio.preset.name), [photo, prompt, methods, variants, scale, steps, seed],
+    run.click(on_gpu(handler, work, studio.preset, lambda: studio.models.loaded), [photo, prompt, methods, variants, scale, steps, seed],
               [*sliders, table, notes], api_name="reconstruct")

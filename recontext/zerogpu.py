@@ -1,0 +1,206 @@
+"""What a request costs on a GPU, and the ZeroGPU duration its handler asks for.
+
+A request's work is counted from its arguments: model evaluations (one latent through the
+UNet or transformer; a guided call counts two), VAE encodes and decodes, training steps
+(the fine-tuned LoRA), and a fixed cost per run (metrics, conversions on the CPU). Each
+count is priced with the preset's calibration: seconds measured on a named device. The
+handler asks ZeroGPU for `MARGIN` times the estimate, within ZeroGPU's limit.
+
+ZeroGPU's hardware may differ from the device a calibration was measured on (its docs
+have named an H200 slice and an RTX Pro 6000 Blackwell): `bench/gpu.py` prints requested
+over measured for every handler, so a run there says whether the margin still holds.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+from . import editing, inversion
+
+MARGIN = 1.6      # requested / estimated: requested / measured stays within 1.2-2 (see README)
+LIMIT_S = 300     # the longest duration ZeroGPU grants one call (an org member's answer; undocumented)
+FLOOR_S = 5       # never ask for less than this
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Seconds of one unit of work on `device` at the preset's resolution."""
+
+    device: str
+    date: str
+    source: str                # where the figures come from
+    call_s: float              # one UNet / transformer evaluation, batch 1 (a guided call: 2)
+    guided_call_s: float       # one guided call (batch 2), for reference
+    overhead: float            # the studio's time over diffusers' own call for the same evaluations
+    finetune_step_s: float     # one step of the fine-tuned LoRA baseline
+    hyperlora_step_s: float    # one HyperLoRA training step
+    encode_s: float            # one VAE encode
+    decode_s: float            # one VAE decode
+    run_s: float               # per run: metrics and conversions on the CPU
+    load_s: float              # loading the base model (the first request of a process)
+    measured: tuple = ()       # which of the figures were measured (the others are derived or estimated)
+
+    @property
+    def eval_s(self) -> float:
+        return self.call_s * self.overhead
+
+
+# H200, 2026-12-04 (`../shared/gpu` of the project's first CUDA run; bench/gpu.py at 25 steps):
+# StableDiffusionXLPipeline.__call__ made 100 evaluations at 1024² in 5.05 s; a guided call
+# (13.58 TFLOP) ran at 129 TFLOP/s; the studio was 1.33x the reference for DDIM; HyperLoRA
+# trained at 0.77 steps/s; 200 fine-tune steps took about 110 s of the garment request
+# (derived: the request's time less its sampling). VAE times and per-run CPU work were not
+# measured: estimated from the reconstructions' time beyond their UNet evaluations.
+_SDXL_H200 = Calibration(
+    device="NVIDIA H200 (float16)", date="2026-12-04", source="first CUDA run, SDXL shape mirror",
+    call_s=0.0505, guided_call_s=0.105, overhead=1.33, finetune_step_s=0.55, hyperlora_step_s=1.30,
+    encode_s=0.2, decode_s=0.4, run_s=1.0, load_s=5.0,
+    measured=("call_s", "guided_call_s", "overhead", "hyperlora_step_s", "load_s"))
+
+CALIBRATION = {
+    "sdxl": _SDXL_H200,
+    # scaled from the H200 figures by the work per evaluation (pixels; SD 1.5's UNet is about
+    # a third of SDXL's per pixel): estimates, not measured
+    "sdxl-turbo": Calibration(**{**asdict(_SDXL_H200), "source": "sdxl's H200 figures x (512/1024)^2",
+                                 "call_s": 0.0505 / 4, "guided_call_s": 0.105 / 4, "finetune_step_s": 0.55 / 4,
+                                 "hyperlora_step_s": 1.30 / 4, "encode_s": 0.05, "decode_s": 0.1,
+                                 "measured": ()}),
+    "sd15": Calibration(**{**asdict(_SDXL_H200), "source": "sdxl's H200 figures x (512/1024)^2 x 1/3",
+                           "call_s": 0.0505 / 12, "guided_call_s": 0.105 / 12, "finetune_step_s": 0.55 / 12,
+                           "hyperlora_step_s": 1.30 / 12, "encode_s": 0.05, "decode_s": 0.1, "measured": ()}),
+    # FLUX.1-dev's 12 B transformer at 1024² (4096 image + 512 text tokens): ~110 TFLOP a call,
+    # about 8x an SDXL evaluation; guidance is an input (one evaluation per step). Estimated.
+    "flux": Calibration(**{**asdict(_SDXL_H200), "source": "estimated from FLOPs (~8x an SDXL evaluation)",
+                           "call_s": 0.4, "guided_call_s": 0.8, "finetune_step_s": 2.0, "hyperlora_step_s": 4.0,
+                           "encode_s": 0.3, "decode_s": 0.6, "load_s": 20.0, "measured": ()}),
+    # the tiny presets on this project's 2-core CPU machine (bench/gpu.py --smoke prints them)
+    "tiny": Calibration(device="2-core CPU (float32)", date="2026-12-04", source="bench/gpu.py --smoke",
+                        call_s=0.012, guided_call_s=0.02, overhead=1.0, finetune_step_s=0.05,
+                        hyperlora_step_s=0.1, encode_s=0.01, decode_s=0.03, run_s=0.1, load_s=3.0),
+}
+CALIBRATION["tiny-flux"] = CALIBRATION["tiny"]
+
+
+@dataclass
+class Work:
+    """The units of work a request makes."""
+
+    evaluations: int = 0
+    encodes: int = 0
+    decodes: int = 0
+    finetune_steps: int = 0
+    runs: int = 0
+
+    def __add__(self, other: "Work") -> "Work":
+        return Work(*(a + b for a, b in zip(asdict(self).values(), asdict(other).values())))
+
+    def seconds(self, c: Calibration) -> float:
+        return (self.evaluations * c.eval_s + self.encodes * c.encode_s + self.decodes * c.decode_s
+                + self.finetune_steps * c.finetune_step_s + self.runs * c.run_s)
+
+
+def _rows(preset, guidance: float) -> int:
+    """Latents evaluated per step under `guidance`: 2 with classifier-free guidance, 1 for a
+    guidance-distilled model (FLUX.1-dev takes guidance as an input)."""
+    return 2 if guidance > 1.0 and preset.pipeline != "flux" else 1
+
+
+def inversion_cost(preset, method: str) -> int:
+    """Evaluations per step of inverting and reconstructing with `method` (guidance 1)."""
+    if method == "renoise":  # its own settings per preset: 1 + renoise steps to invert, 1 to rebuild
+        return 2 + inversion.defaults.renoise(preset.name)["renoise_steps"]
+    return inversion.COST[method]
+
+
+def reconstruct(preset, methods, variants, steps: int) -> Work:
+    """The inversion tab: each method, plain and / or tight, on one photo."""
+    runs = [(m, v) for m in methods for v in variants]
+    return (Work(encodes=1, decodes=1)  # the photo and its VAE round trip, once
+            + sum((Work(evaluations=inversion_cost(preset, m) * steps, decodes=1, runs=1) for m, _ in runs),
+                  Work()))
+
+
+def edit(preset, method: str, edit_method: str, steps: int, guidance: float | None = None,
+         skip: float | None = None, source_guidance: float | None = None, encode: bool = True) -> Work:
+    """One edit with a fresh inversion: invert and rebuild under the source prompt, then edit."""
+    d = inversion.defaults.for_edit(preset.name, method, edit_method)
+    skip = d["skip"] if skip is None else skip
+    source_guidance = d["source_guidance"] if source_guidance is None else source_guidance
+    guidance = preset.guidance if guidance is None else guidance
+    kept = max(1, steps - round(skip * steps))
+    src = _rows(preset, source_guidance)
+    per_step = {"regenerate": _rows(preset, guidance), "prompt-to-prompt": src + _rows(preset, guidance),
+                "ledits++": src + 1}[edit_method]
+    return Work(evaluations=inversion_cost(preset, method) * kept * src + per_step * kept,
+                encodes=int(encode), decodes=2 + int(encode), runs=1)
+
+
+def sweep(preset, method: str, edit_method: str, steps: int, scales, **settings) -> Work:
+    """Tight edits at each scale: one inversion per scale."""
+    return sum((edit(preset, method, edit_method, steps, encode=i == 0, **settings)
+                for i in range(len(scales))), Work())
+
+
+def compare(preset, method: str, steps: int, **settings) -> Work:
+    """Every editing method, tight and plain (LEDITS++ on edit-friendly DDPM)."""
+    return sum((edit(preset, "edit-friendly" if m == "ledits++" else method, m, steps, encode=i == 0,
+                     **settings)
+                for i, m in enumerate(m for m in editing.fitting(preset.flow) for _ in (True, False))), Work())
+
+
+def dress(preset, methods, steps: int, finetune_steps: int, guidance: float = 7.5) -> Work:
+    """The garment tab: each method generates once; the fine-tuned LoRA first fits its LoRA."""
+    work = Work()
+    for m in methods:
+        work += Work(evaluations=_rows(preset, guidance) * steps, decodes=1, runs=1)
+        if m == "finetune-lora":
+            work += Work(encodes=1, finetune_steps=finetune_steps)
+    return work
+
+
+def generate(preset, steps: int, guidance: float | None = None) -> Work:
+    return Work(evaluations=_rows(preset, preset.guidance if guidance is None else guidance) * steps,
+                decodes=1, runs=1)
+
+
+def estimate(preset, work: Work, loaded: bool = True) -> float:
+    """Seconds `work` takes on `preset`'s calibrated device (plus loading, when not loaded)."""
+    c = CALIBRATION.get(preset.name, _SDXL_H200)
+    return work.seconds(c) + (0.0 if loaded else c.load_s)
+
+
+def requested(estimated_s: float) -> int:
+    """The duration a handler asks ZeroGPU for: `MARGIN` x the estimate, within the limit."""
+    return int(min(LIMIT_S, max(FLOOR_S, math.ceil(MARGIN * estimated_s))))
+
+
+def fits(estimated_s: float) -> bool:
+    """Whether a request fits one ZeroGPU call with the margin."""
+    return MARGIN * estimated_s <= LIMIT_S
+
+
+def page_requests(preset) -> list[dict]:
+    """Every GPU handler at the page's defaults, and the garment handler with every method:
+    [{"handler", "requested_s", "estimated_s", "fits"}]. What `python -m recontext zerogpu` prints."""
+    from . import garment
+
+    steps = preset.steps
+    method = inversion.fitting(preset.flow)[0]
+    requests = [
+        ("reconstruct", reconstruct(preset, inversion.fitting(preset.flow), ("plain", "tight"), steps)),
+        ("edit", edit(preset, method, "regenerate", steps)),
+        ("edit_sweep", sweep(preset, method, "regenerate", steps, editing.SWEEP_SCALES)),
+        ("edit_compare", compare(preset, method, steps)),
+    ]
+    if not preset.flow:
+        requests += [
+            ("dress", dress(preset, garment.PAGE_METHODS, steps, garment.FINETUNE_STEPS)),
+            ("dress (every method)", dress(preset, garment.METHODS, steps, garment.FINETUNE_STEPS)),
+        ]
+    out = []
+    for name, work in requests:
+        est = estimate(preset, work)
+        out.append({"handler": name, "requested_s": requested(est), "estimated_s": round(est, 2),
+                    "fits": fits(est)})
+    return out
