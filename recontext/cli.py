@@ -194,6 +194,24 @@ def cmd_fixtures_shapes(args) -> int:
     return 0
 
 
+def cmd_zerogpu(args) -> int:
+    from . import presets, zerogpu
+
+    preset = presets.get(args.preset)
+    rows = zerogpu.page_requests(preset)
+    if args.json:
+        print(dump_json(rows))
+        return 0
+    c = zerogpu.CALIBRATION.get(preset.name)
+    print(f"{preset.name}: calibrated on {c.device}, {c.date} ({c.source}); ZeroGPU asks {zerogpu.MARGIN}x the "
+          f"estimate, at most {zerogpu.LIMIT_S} s")
+    for r in rows:
+        calls = f" (each of {r['calls']} calls)" if r["calls"] > 1 else ""
+        print(f"  {r['handler']:22s} estimated {r['estimated_s']:7.1f} s  requested {r['requested_s']:4d} s{calls}"
+              + ("" if r["fits"] else "  (too long for one ZeroGPU call: refused on the page)"))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="recontext", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -212,6 +230,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("dir")
     p.add_argument("--presets", default="sdxl", help="comma-separated: sdxl, sdxl-turbo, sd15 (default: sdxl)")
     p.set_defaults(func=cmd_fixtures_shapes)
+
+    p = sub.add_parser("zerogpu", help="the ZeroGPU duration each GPU handler asks for at the page's "
+                       "defaults (and the garment handler with every method), from the preset's calibration")
+    _add_preset(p)
+    p.add_argument("--json", action="store_true", help='print [{"handler", "requested_s", "estimated_s", "fits"}]')
+    p.set_defaults(func=cmd_zerogpu)
 
     p = sub.add_parser("invert", help="invert a photo and reconstruct it; print metrics as JSON")
     p.add_argument("photo")

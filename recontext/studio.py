@@ -233,16 +233,17 @@ class Studio:
     def edit_sweep(self, image, source_prompt: str, target_prompt: str,
                    scales=editing.SWEEP_SCALES, method: str | None = None, guidance: float | None = None,
                    steps: int | None = None, seed: int = 0,
-                   progress: Progress | None = None, **settings) -> list[editing.Edit]:
+                   progress: Progress | None = None, run=None, **settings) -> list[editing.Edit]:
         """Tight edits at several image scales: one inversion per scale (each scale
         conditions its own), the photo's image embeddings computed once for all.
-        `settings`: `edit_method` and its options, as for `edit`."""
+        `settings`: `edit_method` and its options, as for `edit`. `run`: what makes each edit
+        (default `self.edit`; on ZeroGPU, `self.edit` in a GPU call of its own)."""
         scales = [check_range("image_scale", s) for s in scales]
         if not scales:
             raise ValueError("image scales: give at least one value")
         results = []
         for i, s in enumerate(scales):
-            results.append(self.edit(image, source_prompt, target_prompt, method=method, tight=True,
+            results.append((run or self.edit)(image, source_prompt, target_prompt, method=method, tight=True,
                                      image_scale=s, guidance=guidance, steps=steps, seed=seed,
                                      progress=segment(progress, i, len(scales), f"scale {s:g}: "),
                                      **settings))
@@ -250,14 +251,15 @@ class Studio:
 
     def edit_compare(self, image, source_prompt: str, target_prompt: str, method: str | None = None,
                      image_scale: float = 0.4, guidance: float | None = None, steps: int | None = None,
-                     seed: int = 0, progress: Progress | None = None,
+                     seed: int = 0, progress: Progress | None = None, run=None,
                      **settings) -> list[editing.Edit]:
         """The same edit by every editing method, tight and plain. Each method runs on the
         inversion its paper pairs it with: LEDITS++ on edit-friendly DDPM, the others on
-        `method`. `settings` as for `edit` (each method takes the ones that are its own)."""
+        `method`. `settings` as for `edit` (each method takes the ones that are its own);
+        `run` as for `edit_sweep`."""
         settings.pop("edit_method", None)
         runs = [(m, tight) for m in self.edit_methods for tight in (True, False)]
-        return [self.edit(image, source_prompt, target_prompt,
+        return [(run or self.edit)(image, source_prompt, target_prompt,
                           method="edit-friendly" if m == "ledits++" else method, tight=tight,
                           image_scale=image_scale, guidance=guidance, steps=steps, seed=seed,
                           progress=segment(progress, i, len(runs), f"{m}{' + tight' if tight else ''}: "),

@@ -121,19 +121,27 @@ def reconstruct(preset, methods, variants, steps: int) -> Work:
                   Work()))
 
 
-def edit(preset, method: str, edit_method: str, steps: int, guidance: float | None = None,
-         skip: float | None = None, source_guidance: float | None = None, encode: bool = True) -> Work:
-    """One edit with a fresh inversion: invert and rebuild under the source prompt, then edit."""
+def _edit_setting(preset, method: str, edit_method: str, steps: int, skip, source_guidance):
+    """(steps kept after skipping the noisiest, source guidance) of an edit's inversion."""
     d = inversion.defaults.for_edit(preset.name, method, edit_method)
     skip = d["skip"] if skip is None else skip
     source_guidance = d["source_guidance"] if source_guidance is None else source_guidance
+    return max(1, steps - round(skip * steps)), source_guidance
+
+
+def edit(preset, method: str, edit_method: str, steps: int, guidance: float | None = None,
+         skip: float | None = None, source_guidance: float | None = None, encode: bool = True,
+         invert: bool = True) -> Work:
+    """One edit: invert and rebuild under the source prompt (unless `invert` is False: the
+    inversion is cached), then edit."""
+    kept, source_guidance = _edit_setting(preset, method, edit_method, steps, skip, source_guidance)
     guidance = preset.guidance if guidance is None else guidance
-    kept = max(1, steps - round(skip * steps))
     src = _rows(preset, source_guidance)
     per_step = {"regenerate": _rows(preset, guidance), "prompt-to-prompt": src + _rows(preset, guidance),
                 "ledits++": src + 1}[edit_method]
-    return Work(evaluations=inversion_cost(preset, method) * kept * src + per_step * kept,
-                encodes=int(encode), decodes=2 + int(encode), runs=1)
+    inverting = inversion_cost(preset, method) * kept * src if invert else 0
+    return Work(evaluations=inverting + per_step * kept, encodes=int(encode), decodes=1 + int(invert) + int(encode),
+                runs=1)
 
 
 def sweep(preset, method: str, edit_method: str, steps: int, scales, **settings) -> Work:
@@ -143,10 +151,17 @@ def sweep(preset, method: str, edit_method: str, steps: int, scales, **settings)
 
 
 def compare(preset, method: str, steps: int, **settings) -> Work:
-    """Every editing method, tight and plain (LEDITS++ on edit-friendly DDPM)."""
-    return sum((edit(preset, "edit-friendly" if m == "ledits++" else method, m, steps, encode=i == 0,
-                     **settings)
-                for i, m in enumerate(m for m in editing.fitting(preset.flow) for _ in (True, False))), Work())
+    """Every editing method, tight and plain (LEDITS++ on edit-friendly DDPM); editing
+    methods on the same inversion share it (the inversion cache)."""
+    work, inverted = Work(), set()
+    for m in editing.fitting(preset.flow):
+        on = "edit-friendly" if m == "ledits++" else method
+        for tight in (True, False):
+            key = (on, tight, _edit_setting(preset, on, m, steps, settings.get("skip"),
+                                            settings.get("source_guidance")))
+            work += edit(preset, on, m, steps, encode=not work.runs, invert=key not in inverted, **settings)
+            inverted.add(key)
+    return work
 
 
 def dress(preset, methods, steps: int, finetune_steps: int, guidance: float = 7.5) -> Work:
@@ -182,25 +197,29 @@ def fits(estimated_s: float) -> bool:
 
 def page_requests(preset) -> list[dict]:
     """Every GPU handler at the page's defaults, and the garment handler with every method:
-    [{"handler", "requested_s", "estimated_s", "fits"}]. What `python -m recontext zerogpu` prints."""
+    [{"handler", "calls", "requested_s", "estimated_s", "fits"}], the figures of its longest GPU
+    call (sweeps and comparisons run each edit as a call of its own). What `python -m
+    recontext zerogpu` prints."""
     from . import garment
 
     steps = preset.steps
     method = inversion.fitting(preset.flow)[0]
-    requests = [
-        ("reconstruct", reconstruct(preset, inversion.fitting(preset.flow), ("plain", "tight"), steps)),
-        ("edit", edit(preset, method, "regenerate", steps)),
-        ("edit_sweep", sweep(preset, method, "regenerate", steps, editing.SWEEP_SCALES)),
-        ("edit_compare", compare(preset, method, steps)),
+    methods = editing.fitting(preset.flow)
+    requests = [  # (handler, its GPU calls: a sweep or a comparison makes one per edit)
+        ("reconstruct", [reconstruct(preset, inversion.fitting(preset.flow), ("plain", "tight"), steps)]),
+        ("edit", [edit(preset, method, "regenerate", steps)]),
+        ("edit_sweep", [edit(preset, method, "regenerate", steps)] * len(editing.SWEEP_SCALES)),
+        ("edit_compare", [edit(preset, "edit-friendly" if m == "ledits++" else method, m, steps)
+                          for m in methods for _ in (True, False)]),
     ]
     if not preset.flow:
         requests += [
-            ("dress", dress(preset, garment.PAGE_METHODS, steps, garment.FINETUNE_STEPS)),
-            ("dress (every method)", dress(preset, garment.METHODS, steps, garment.FINETUNE_STEPS)),
+            ("dress", [dress(preset, garment.PAGE_METHODS, steps, garment.FINETUNE_STEPS)]),
+            ("dress (every method)", [dress(preset, garment.METHODS, steps, garment.FINETUNE_STEPS)]),
         ]
     out = []
-    for name, work in requests:
-        est = estimate(preset, work)
-        out.append({"handler": name, "requested_s": requested(est), "estimated_s": round(est, 2),
-                    "fits": fits(est)})
+    for name, calls in requests:
+        est = max(estimate(preset, w) for w in calls)  # the longest call
+        out.append({"handler": name, "calls": len(calls), "requested_s": requested(est),
+                    "estimated_s": round(est, 2), "fits": fits(est)})
     return out

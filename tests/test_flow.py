@@ -149,7 +149,7 @@ def test_spaces_preload_the_flux_preset_and_budget_its_gpu_time():
 
     import yaml
 
-    from recontext.ui.common import gpu_seconds
+    from recontext import zerogpu
 
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     meta = yaml.safe_load(open(os.path.join(root, "spaces_config", "front_matter.yaml")))
@@ -160,7 +160,8 @@ def test_spaces_preload_the_flux_preset_and_budget_its_gpu_time():
     for file in ("transformer/config.json", "text_encoder_2/config.json", "tokenizer_2/spiece.model",
                  p.ip_adapter_weight):
         assert file in preloaded
-    assert gpu_seconds(200, "flux") > gpu_seconds(200, "sdxl")
+    work = zerogpu.Work(evaluations=200)
+    assert zerogpu.estimate(p, work) > zerogpu.estimate(presets.get("sdxl"), work)
 
 
 def test_flux_dev_shapes_are_its_public_config():

@@ -50,7 +50,14 @@ def test_gpu_wrapping_only_on_zerogpu(monkeypatch):
     def handler(a, steps):
         return a
 
-    assert on_gpu(handler, lambda a, steps: steps) is handler  # not a ZeroGPU Space
+    from recontext import presets, zerogpu
+
+    p = presets.get("sdxl")
+
+    def work(a, steps):
+        return zerogpu.Work(evaluations=int(steps))
+
+    assert on_gpu(handler, work, p) is handler  # not a ZeroGPU Space
     seen = {}
 
     def GPU(duration):
@@ -61,6 +68,6 @@ def test_gpu_wrapping_only_on_zerogpu(monkeypatch):
 
     monkeypatch.setitem(sys.modules, "spaces", types.SimpleNamespace(GPU=GPU))
     monkeypatch.setenv("SPACES_ZERO_GPU", "true")
-    assert on_gpu(handler, lambda a, steps: steps)("x", 10) == "x"
-    assert seen["duration"]("x", 1000) > seen["duration"]("x", 10) >= 30
+    assert on_gpu(handler, work, p)("x", 10) == "x"
+    assert seen["duration"]("x", 1000) > seen["duration"]("x", 10) >= zerogpu.FLOOR_S
     assert seen["duration"]("x", "not a number") == 60

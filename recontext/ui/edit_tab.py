@@ -3,6 +3,7 @@ compare every editing method tight and plain."""
 
 from __future__ import annotations
 
+import functools
 import json
 
 import gradio as gr
@@ -82,8 +83,8 @@ def edit_sweep(studio, photo, source, target, method, scales, guidance, steps, s
     values = _parse_scales(scales)
     settings = _settings(edit_method, cross_replace, self_replace, reweight, edit_guidance, edit_threshold)
     edits = studio.edit_sweep(photo, source or "", target or "", scales=values, method=method,
-                              guidance=guidance, steps=steps, seed=seed,
-                              progress=progress_fn(progress), edit_method=edit_method, **settings)
+                              guidance=guidance, steps=steps, seed=seed, progress=progress_fn(progress),
+                              run=gpu_edit(studio), edit_method=edit_method, **settings)
     notes = _notes(edits)
     if runs is not None and len({e.scale for e in edits}) == len(edits):
         notes += "\n- " + save_run(lambda: save_edits(runs, studio.preset.name, edits, source or "",
@@ -91,6 +92,20 @@ def edit_sweep(studio, photo, source, target, method, scales, guidance, steps, s
                                                     sweep=True, settings=settings), len(edits))
     gallery = [(e.output, f"scale {e.scale:g}") for e in edits]
     return gallery, sweep_plot(edits, target), _table(edits), notes
+
+
+@functools.cache  # one wrapper per studio, made once
+def gpu_edit(studio):
+    """`studio.edit`, on ZeroGPU in a GPU call of its own sized for one edit: a sweep or a
+    comparison is several such calls, so none outgrows ZeroGPU's limit (elsewhere: unchanged)."""
+
+    def work(image, source_prompt, target_prompt, method=None, tight=True, image_scale=0.4,
+             guidance=None, steps=None, seed=0, progress=None, edit_method="regenerate", **settings):
+        return zerogpu.edit(studio.preset, method or studio.methods[0], edit_method,
+                            int(steps or studio.preset.steps), guidance,
+                            settings.get("skip"), settings.get("source_guidance"))
+
+    return on_gpu(studio.edit, work, studio.preset, lambda: studio.models.loaded)
 
 
 def edit_compare(studio, photo, source, target, method, image_scale, guidance, steps, seed,
@@ -101,7 +116,7 @@ def edit_compare(studio, photo, source, target, method, image_scale, guidance, s
                     edit_guidance=edit_guidance, edit_threshold=edit_threshold)
     edits = studio.edit_compare(photo, source or "", target or "", method=method,
                                 image_scale=image_scale, guidance=guidance, steps=steps, seed=seed,
-                                progress=progress_fn(progress), **settings)
+                                progress=progress_fn(progress), run=gpu_edit(studio), **settings)
     notes = _notes(edits)
     if runs is not None:
         notes += "\n- " + save_run(lambda: save_edits(runs, studio.preset.name, edits, source or "", target,
@@ -289,18 +304,6 @@ def build(studio, runs=None):
                   *_):
         return zerogpu.edit(studio.preset, method, edit_method, int(steps), float(guidance))
 
-    def sweep_work(photo, source, target, method, scales, guidance, steps, seed, edit_method="regenerate", *_):
-        return zerogpu.sweep(studio.preset, method, edit_method, int(steps), _parse_scales(scales),
-                             guidance=float(guidance))
-
-    def compare_work(photo, source, target, method, scale, guidance, steps, *_):
-        return zerogpu.compare(studio.preset, method, int(steps), guidance=float(guidance))
-
-    def on_method(method, edit_method):
-        return (defaults_note(studio.preset.name, method, edit_method),
-                gr.update(visible=edit_method == "prompt-to-prompt"),
-                gr.update(visible=edit_method == "ledits++"))
-
     def loaded():
         return studio.models.loaded
 
@@ -311,9 +314,9 @@ def build(studio, runs=None):
     run.click(on_gpu(on_edit, edit_work, studio.preset, loaded),
               [photo, source, target, method, tight, scale, guidance, steps, seed, *own],
               [rec, out, table, notes], api_name="edit")
-    sweep.click(on_gpu(on_sweep, sweep_work, studio.preset, loaded),
+    sweep.click(on_sweep,  # each scale's edit is a GPU call of its own (gpu_edit)
                 [photo, source, target, method, scales, guidance, steps, seed, *own],
                 [gallery, plot, table, notes], api_name="edit_sweep")
-    compare.click(on_gpu(on_compare, compare_work, studio.preset, loaded),
+    compare.click(on_compare,  # each method's edit is a GPU call of its own (gpu_edit)
                   [photo, source, target, method, scale, guidance, steps, seed, *own[1:]],
                   [compared, table, notes], api_name="edit_compare")
