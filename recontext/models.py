@@ -249,6 +249,10 @@ class ModelOwner:
         pipe.unet.encoder_hid_proj = ProjectOnce(pipe.unet.encoder_hid_proj)
         pipe = self._ready(pipe, (pipe.unet, pipe.vae, pipe.text_encoder,
                                   getattr(pipe, "text_encoder_2", None), pipe.image_encoder))
+        if os.environ.get("RECONTEXT_GRADIENT_CHECKPOINTING", "1" if self.device.type == "cuda" else "0") == "1":
+            # acts only while gradients are on (the fine-tuned LoRA, HyperLoRA training): the
+            # UNet's activations are recomputed in the backward pass instead of kept
+            pipe.unet.enable_gradient_checkpointing()
         if _flag("RECONTEXT_FUSE_QKV"):
             self._set_fused(pipe.unet, True)
         if _flag("RECONTEXT_CHANNELS_LAST"):
