@@ -42,7 +42,7 @@ from . import WEIGHTS as WORLD_WEIGHTS
 from . import arch, flux, train
 
 log = logging.getLogger(__name__)
-STEPS = 3000
+STEPS = 3000  # 12.5 device minutes on 2 CPU threads (flux_weights/MODEL_CARD.md)
 BATCH = {"cpu": 8, "cuda": 128}  # images per step: the committed weights' on the CPU; enough to fill a GPU
 CARD = "MODEL_CARD.md"
 

@@ -57,6 +57,8 @@ from .arch import load_weights, save_weights
 log = logging.getLogger(__name__)
 STAGES = ("vae", "clip", "unet", "hyperlora", "widen")
 DEFAULT_STAGES = STAGES
+# steps per stage. Budgets are device minutes: on 2 CPU threads these took 12.8 (vae), 3.3
+# (clip), 45.0 (unet, plus 2.8 setting up), 7.0 (hyperlora) and 18.3 (widen): weights/MODEL_CARD.md
 STEPS = {"vae": 3000, "clip": 1000, "unet": 6000, "hyperlora": 6000, "widen": 1920}
 # images per step, per device: on the CPU what the committed weights were trained with; on a
 # GPU enough to fill it (models this small are bound by kernel launches). `clip` draws 48
@@ -779,8 +781,14 @@ DATA = {
 }
 
 
+def where(r: dict) -> str:
+    """Where a stage ran, for the card: "cpu, 2 threads" or "cuda (NVIDIA H200)"."""
+    device = r.get("device", "cpu")
+    return f"{device}, {r['threads']} threads" if device == "cpu" and r.get("threads") else device
+
+
 def write_card(out: str, results: dict) -> None:
-    devices = sorted({str(r.get("device", "cpu")) for r in results.values()})
+    devices = sorted({where(r) for r in results.values()})
     lines = ["# The tiny world's weights", "",
              "Trained by `python -m recontext train-tiny` (recontext/tiny/train.py) on "
              + ", ".join(devices) + "; "
@@ -797,15 +805,14 @@ def write_card(out: str, results: dict) -> None:
                  ("steps", "seed", "loss_first", "loss_last", "seconds", "setup_seconds", "command", "threads",
                   "device")}
         lines.append(f"| {name} | {r['steps']} | {r['seed']} | {r['loss_first']:.4f} → {r['loss_last']:.4f} "
-                     f"| {r['seconds'] / 60:.1f} min ({r.get('device', 'cpu')}) | {DATA[name]} | {json.dumps(other)} |")
+                     f"| {r['seconds'] / 60:.1f} min ({where(r)}) | {DATA[name]} | {json.dumps(other)} |")
     loops = sum(r["seconds"] for r in results.values())
     setup = sum(r.get("setup_seconds", 0) for r in results.values())
     cmds = sorted({r.get("command", "") for r in results.values()})
     lines += ["", f"Total training time: {(loops + setup) / 60:.1f} min: {loops / 60:.1f} min in the stages' "
               f"loops (the table's wall times), {setup / 60:.1f} min setting up `unet` (rendering and encoding "
-              "its latent bank, assembling the pipeline, its image tokens) "
-              f"({', '.join(sorted({str(r.get('threads')) for r in results.values()}))} CPU threads, "
-              f"{', '.join(devices)}). Budgets are device minutes: a stage's wall time on the device it names.",
+              f"its latent bank, assembling the pipeline, its image tokens) on {', '.join(devices)}. "
+              "Budgets are device minutes: a stage's wall time on the device it names.",
               "Commands: " + "; ".join(f"`{c}`" for c in cmds) + ".",
               "Files: fp16 safetensors except `ip_adapter.safetensors` and `hyperlora/` (float32); "
               "`world.json` holds the VAE scaling factor (unit-variance latents).", ""]
