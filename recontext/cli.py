@@ -19,6 +19,12 @@ def _add_preset(p):
                    help="tiny, tiny-flux, sd15, sdxl, sdxl-turbo, flux or auto (default: $RECONTEXT_PRESET or auto)")
 
 
+def _add_device(p):
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
+                   help="where to train (default auto: cuda where available). On CUDA: larger batches, "
+                   "bfloat16 autocast, TF32; the weights written load on a CPU as the CPU's do")
+
+
 def _studio(args):
     from .logs import quiet_libraries
     from .studio import Studio
@@ -121,6 +127,15 @@ def cmd_train_hyperlora(args) -> int:
     return 0
 
 
+def _per_stage(text: str, flag: str) -> dict[str, int]:
+    """"unet=500,clip=100" -> {"unet": 500, "clip": 100}."""
+    try:
+        return {k.strip(): int(v) for k, v in (kv.split("=") for kv in text.split(",") if kv.strip())}
+    except ValueError:
+        raise ValueError(f"{flag} takes stage=N pairs separated by commas, e.g. unet=500,clip=100; "
+                         f"got {text!r}") from None
+
+
 def cmd_train_tiny(args) -> int:
     import logging
 
@@ -129,10 +144,10 @@ def cmd_train_tiny(args) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s")
     logging.getLogger("recontext.tiny").setLevel(logging.INFO)  # progress: step, loss, seconds
 
-    steps = {k: int(v) for k, v in (kv.split("=") for kv in args.steps.split(",") if kv)}
+    steps, batch = _per_stage(args.steps, "--steps"), _per_stage(args.batch, "--batch")
     stages = args.stages.split(",") if args.stages else train.DEFAULT_STAGES
-    results = train.main(args.out, args.work, seed=args.seed, stages=stages,
-                         steps=steps, command=" ".join(["python -m recontext", *sys.argv[1:]]))
+    results = train.main(args.out, args.work, seed=args.seed, stages=stages, steps=steps, batch=batch,
+                         command=" ".join(["python -m recontext", *sys.argv[1:]]), device=args.device)
     print(dump_json(results))
     return 0
 
@@ -145,7 +160,8 @@ def cmd_train_tiny_flux(args) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s")
     logging.getLogger("recontext.tiny").setLevel(logging.INFO)
     result = flux_train.run(args.out, args.work, seed=args.seed, steps=args.steps, batch=args.batch,
-                            command=" ".join(["python -m recontext", *sys.argv[1:]]), export=args.export)
+                            command=" ".join(["python -m recontext", *sys.argv[1:]]), export=args.export,
+                            device=args.device, bank=args.bank)
     print(dump_json(result))
     return 0
 
@@ -307,6 +323,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--stages", default="", help="comma-separated (default: every stage, in order)")
     p.add_argument("--steps", default="", help="override steps per stage: unet=500,clip=100")
+    p.add_argument("--batch", default="", help="override images per step: vae=512,unet=128,widen=64 "
+                   "(default: each stage's for the device; clip and hyperlora have fixed batches)")
+    _add_device(p)
     p.set_defaults(func=cmd_train_tiny)
 
     p = sub.add_parser("train-tiny-flux", help="train the tiny-flux preset (FLUX transformer, tiny T5, "
@@ -317,9 +336,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the checkpoint (flux.pt) and the tiny world's latent bank")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--steps", type=int, default=3000)
-    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--batch", type=int, default=None, help="images per step (default: 8 on the CPU, 128 on CUDA)")
+    p.add_argument("--bank", type=int, default=None, help="the latent bank's size (default 8000; kept in --work)")
     p.add_argument("--export", action="store_true",
                    help="write the checkpoint's weights now, without training further")
+    _add_device(p)
     p.set_defaults(func=cmd_train_tiny_flux)
 
     p = sub.add_parser("batch", help="run a manifest of invert / edit / dress rows (resumable; "

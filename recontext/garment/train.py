@@ -134,13 +134,15 @@ def mask_area(mask, size: tuple[int, int], latents: torch.Tensor) -> torch.Tenso
 def train_hyperlora(models, pairs: list[Pair], out: str, steps: int, lr: float = 1e-3,
                     seed: int = 0, save_every: int = 100, rank: int = 4, bases: int = 8,
                     targets=TARGETS, accelerator=None, progress: bool = True, note: str = "",
-                    low_timestep: int = 0, mask_weight: float | None = None) -> list[float]:
+                    low_timestep: int = 0, mask_weight: float | None = None, bf16: bool = False) -> list[float]:
     """Train (or resume, when `out` holds a training state) for `steps` steps in total,
     at timesteps from `low_timestep` up (where the garment's look is still undecided).
     Where a pair knows the garment's region, the loss there counts `1 + mask_weight` times
     as much as elsewhere: the garment is a small part of the picture, and without the weight
     the loss barely depends on it (tiny preset when the weight was chosen, held-out
     garments: colour error 0.565 unweighted, 0.498 at weight 9; bench/garment_fidelity.py). None: `MASK_WEIGHT`.
+    `bf16`: the forward pass under bfloat16 autocast (float32 models on CUDA; the hypernetwork
+    and its optimiser state stay float32).
     Returns the loss of every step run so far (resumed runs include the earlier ones)."""
     from accelerate import Accelerator
     from tqdm.auto import tqdm
@@ -181,8 +183,9 @@ def train_hyperlora(models, pairs: list[Pair], out: str, steps: int, lr: float =
     with models.lora(ADAPTER, names, rank), torch.enable_grad():
         for step in bar:
             tokens, latents, cond, weight = data[(step * acc.num_processes + acc.process_index) % len(data)]
-            params = functional_params(hyper(tokens), ADAPTER)
-            loss = diffusion_loss(models, latents, cond, gen, params, low=low_timestep, weight=weight)
+            with torch.autocast(acc.device.type, dtype=torch.bfloat16, enabled=bf16):
+                params = functional_params(hyper(tokens), ADAPTER)
+                loss = diffusion_loss(models, latents, cond, gen, params, low=low_timestep, weight=weight)
             acc.backward(loss)
             opt.step()
             opt.zero_grad()

@@ -77,11 +77,13 @@ def image_processor():
 
 
 def save_weights(module_or_sd, path: str, half: bool = True) -> None:
-    """A module's (or a state dict's) tensors as safetensors, floats in fp16 unless `half` is False."""
+    """A module's (or a state dict's) tensors as safetensors on the CPU (whatever device they
+    trained on), floats in fp16 unless `half` is False."""
     from safetensors.torch import save_file
 
     sd = module_or_sd if isinstance(module_or_sd, dict) else module_or_sd.state_dict()
-    save_file({k: (v.half() if half and v.is_floating_point() else v).contiguous() for k, v in sd.items()}, path)
+    save_file({k: (v.half() if half and v.is_floating_point() else v).detach().cpu().contiguous()
+               for k, v in sd.items()}, path)
 
 
 def load_weights(module, path: str, strict: bool = True):
