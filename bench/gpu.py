@@ -233,7 +233,7 @@ def bench_flops(studio, calls: int, peak: float | None, compile_it: bool) -> dic
     m.set_image_scale(0.4)  # the image branch on, as in a tight run
     x, t, kwargs = unet_inputs(studio, batch=2)  # a guided call, as editing and generation make
     flops = unet_flops(unet, x, t, kwargs)
-    print(f"UNet FLOPs per guided call (batch 2): {flops / 1e12:.2f} TFLOP", flush=True)
+    print(f"UNet FLOPs per guided call (batch 2): {flops / 1e12:.3g} TFLOP", flush=True)
     out = {"flops_per_call": flops}
 
     def report(name, fn):
@@ -244,7 +244,7 @@ def bench_flops(studio, calls: int, peak: float | None, compile_it: bool) -> dic
             out[name] = None
             return
         share = f"{100 * tf / peak:5.1f}% of {peak:g} peak" if peak else "peak unknown (--peak-tflops)"
-        print(f"  {name:28s} {tf:7.1f} TFLOP/s  {share}", flush=True)
+        print(f"  {name:28s} {tf:7.3g} TFLOP/s  {share}", flush=True)
         out[name] = tf
 
     report("sdpa (default processors)", lambda: unet_tflops(unet, x, t, kwargs, flops, calls))

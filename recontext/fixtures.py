@@ -375,6 +375,22 @@ def write_clip(root: str) -> None:
     CLIPImageProcessor(**CLIP_PROCESSOR).save_pretrained(folder)
 
 
+SAFETY_CHECKER = "CompVis/stable-diffusion-safety-checker"
+
+
+def write_safety_checker(root: str) -> None:
+    """CompVis/stable-diffusion-safety-checker's layout: a CLIP ViT-L/14 (its config.json) as
+    `StableDiffusionSafetyChecker`, random weights, and the CLIP image processor."""
+    from diffusers.pipelines.stable_diffusion.safety_checker import StableDiffusionSafetyChecker
+    from transformers import CLIPConfig, CLIPImageProcessor
+
+    folder = os.path.join(root, SAFETY_CHECKER)
+    config = CLIPConfig(text_config=CLIP_L_TEXT, vision_config=CLIP_L_VISION, projection_dim=768)
+    config._attn_implementation = "eager"  # the checker's only one
+    _save(random_model(lambda: StableDiffusionSafetyChecker(config), SAFETY_CHECKER), folder)
+    CLIPImageProcessor(**CLIP_PROCESSOR).save_pretrained(folder)
+
+
 def _repos(presets: set[str]) -> dict:
     """repo -> writer, for what `presets` name."""
     jobs = {}
@@ -396,6 +412,7 @@ def _repos(presets: set[str]) -> dict:
     files = {"sdxl" if p.startswith("sdxl") else p for p in presets}
     jobs[IP_ADAPTER + "@" + ",".join(sorted(files))] = lambda r: write_ip_adapter(r, presets)
     jobs[CLIP_L] = write_clip
+    jobs[SAFETY_CHECKER] = write_safety_checker
     return jobs
 
 

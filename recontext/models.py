@@ -202,6 +202,7 @@ class ModelOwner:
         self._clip = None
         self._embeds = LRU(16)  # image key -> (photo, blank) IP-Adapter embeddings
         self._unfused = None  # the processors replaced by fused ones (None: not fused)
+        self._safety = None
 
     # -- loading ---------------------------------------------------------------------
     @property
@@ -607,16 +608,40 @@ class ModelOwner:
             z = pipe.vae.encode(x).latent_dist.mode()
         return (z.float() - (pipe.vae.config.shift_factor or 0.0)) * pipe.vae.config.scaling_factor
 
-    def decode(self, latents: torch.Tensor, what: str = "this run") -> Image.Image:
+    @property
+    def safety(self):
+        """(checker, image processor) where the safety checker is on (`safety.enabled`),
+        loaded once; None where it is off."""
+        from . import safety
+
+        if not safety.enabled():
+            return None
+        with self.lock:
+            if self._safety is None:
+                self.pipe  # the tiny presets' checker is built together with the pipeline
+                self._safety = safety.load(self.preset.safety_checker, self.device, self.weights_dtype,
+                                           self.preset.offline)
+            return self._safety
+
+    def decode(self, latents: torch.Tensor, what: str = "this run", checked: bool = True) -> Image.Image:
         """Latents -> PIL image. Non-finite latents, or a decoding that overflows, raise
-        `NonFiniteError` naming `what` (the method) instead of giving a black picture."""
+        `NonFiniteError` naming `what` (the method) instead of giving a black picture. Where
+        the safety checker is on and `checked`, a flagged picture becomes a notice."""
         pipe = self.pipe
         check_finite(latents, what, self.dtype)
         with torch.no_grad():
             z = latents / pipe.vae.config.scaling_factor + (pipe.vae.config.shift_factor or 0.0)
             x = pipe.vae.decode(z.to(pipe.vae.dtype)).sample
         check_finite(x, f"{what} (decoding the latents)", pipe.vae.dtype)
-        return pipe.image_processor.postprocess(x.float(), output_type="pil")[0]
+        image = pipe.image_processor.postprocess(x.float(), output_type="pil")[0]
+        checker = self.safety if checked else None
+        if checker is not None:
+            from . import safety
+
+            if safety.flagged(*checker, image):
+                log.warning("%s: the safety checker flagged the output; a notice is shown instead", what)
+                return safety.notice(image.size)
+        return image
 
     def word_tokens(self, word: str) -> int:
         """How many text-encoder tokens a single word becomes (for token alignment)."""

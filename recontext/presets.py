@@ -36,6 +36,7 @@ class Preset:
     mirror: str | None = None      # RECONTEXT_MODELS_DIR: the repos are read from <mirror>/<org>/<name>
     guidance: float = 7.5          # default guidance of edits and generation
     max_sequence_length: int = 512  # flux: T5 tokens
+    safety_checker: str | None = "CompVis/stable-diffusion-safety-checker"  # see recontext.safety
 
     @property
     def flow(self) -> bool:
@@ -54,8 +55,8 @@ class Preset:
     def repos(self) -> dict[str, str]:
         """What each source is: {"base": ..., "vae": ..., "ip_adapter": ..., "clip": ...}
         (flux: also "image_encoder_folder", the image encoder's own repo)."""
-        out = {k: v for k, v in (("base", self.base), ("vae", self.vae),
-                                 ("ip_adapter", self.ip_adapter), ("clip", self.clip)) if v}
+        out = {k: v for k, v in (("base", self.base), ("vae", self.vae), ("ip_adapter", self.ip_adapter),
+                                 ("clip", self.clip), ("safety_checker", self.safety_checker)) if v}
         if self.flow:
             out["image_encoder_folder"] = self.image_encoder_folder
         return out
@@ -123,6 +124,7 @@ def _tiny() -> Preset:
         clip=os.path.join(root, "clip"),
         local=True,
         hyperlora=os.path.join(root, "hyperlora"),  # trained with the world (tiny/train.py)
+        safety_checker=os.path.join(root, "safety_checker"),  # a tiny one: flags nothing (safety.py)
     )
 
 
@@ -151,6 +153,7 @@ def _tiny_flux() -> Preset:
         local=True,
         guidance=3.5,
         max_sequence_length=flux.T5_LENGTH,
+        safety_checker=os.path.join(root, "safety_checker"),
     )
 
 

@@ -123,7 +123,7 @@ class Studio:
         key = image_key(img)
         if key not in self._encoded:
             latents = self.models.encode(img)
-            self._encoded.put(key, (latents, self.models.decode(latents, "the photo's VAE round trip")))
+            self._encoded.put(key, (latents, self.models.decode(latents, "the photo's VAE round trip", checked=False)))
         latents, roundtrip = self._encoded.get(key)
         return Prepared(size, img, latents, roundtrip, notes + more)
 

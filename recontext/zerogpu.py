@@ -74,10 +74,11 @@ CALIBRATION = {
     "flux": Calibration(**{**asdict(_SDXL_H200), "source": "estimated from FLOPs (~8x an SDXL evaluation)",
                            "call_s": 0.4, "guided_call_s": 0.8, "finetune_step_s": 2.0, "hyperlora_step_s": 4.0,
                            "encode_s": 0.3, "decode_s": 0.6, "load_s": 20.0, "measured": ()}),
-    # the tiny presets on this project's 2-core CPU machine (bench/gpu.py --smoke prints them)
+    # the tiny presets on this project's 2-core CPU machine, from bench/gpu.py --smoke's paths (with
+    # other jobs on the machine): only for a CPU Space, which has no ZeroGPU
     "tiny": Calibration(device="2-core CPU (float32)", date="2026-12-04", source="bench/gpu.py --smoke",
-                        call_s=0.012, guided_call_s=0.02, overhead=1.0, finetune_step_s=0.05,
-                        hyperlora_step_s=0.1, encode_s=0.01, decode_s=0.03, run_s=0.1, load_s=3.0),
+                        call_s=0.02, guided_call_s=0.04, overhead=1.0, finetune_step_s=0.18,
+                        hyperlora_step_s=0.26, encode_s=0.05, decode_s=0.1, run_s=0.7, load_s=5.0),
 }
 CALIBRATION["tiny-flux"] = CALIBRATION["tiny"]
 

@@ -16,13 +16,15 @@ import torch
 
 from recontext import presets
 
+SAFETY = "CompVis/stable-diffusion-safety-checker"
 HUB = {
     "sd15": {"base": "stable-diffusion-v1-5/stable-diffusion-v1-5", "ip_adapter": "h94/IP-Adapter",
-             "clip": "openai/clip-vit-large-patch14"},
+             "clip": "openai/clip-vit-large-patch14", "safety_checker": SAFETY},
     "sdxl": {"base": "stabilityai/stable-diffusion-xl-base-1.0", "vae": "madebyollin/sdxl-vae-fp16-fix",
-             "ip_adapter": "h94/IP-Adapter", "clip": "openai/clip-vit-large-patch14"},
+             "ip_adapter": "h94/IP-Adapter", "clip": "openai/clip-vit-large-patch14", "safety_checker": SAFETY},
     "sdxl-turbo": {"base": "stabilityai/sdxl-turbo", "vae": "madebyollin/sdxl-vae-fp16-fix",
-                   "ip_adapter": "h94/IP-Adapter", "clip": "openai/clip-vit-large-patch14"},
+                   "ip_adapter": "h94/IP-Adapter", "clip": "openai/clip-vit-large-patch14",
+                   "safety_checker": SAFETY},
 }
 
 
@@ -95,7 +97,10 @@ def test_sdxl_at_true_shapes_runs_every_tab(monkeypatch, tmp_path, photo):
     monkeypatch.setenv("RECONTEXT_MODELS_DIR", root)
     monkeypatch.setenv("RECONTEXT_RESOLUTION", "256")
     monkeypatch.setenv("RECONTEXT_WEIGHTS_DTYPE", "float16")  # computed in float32 (see README)
+    monkeypatch.setenv("RECONTEXT_SAFETY_CHECKER", "1")  # every output through the real checker's shapes
     studio = Studio("sdxl")
+    checker, _ = studio.models.safety
+    assert checker.vision_model.config.hidden_size == 1024 and checker.concept_embeds.shape == (17, 768)
     unet = studio.models.pipe.unet
     assert sum(type(m).__name__ == "BasicTransformerBlock" for m in unet.modules()) == 70
     assert unet.dtype == torch.float16 and studio.models.dtype == torch.float32

@@ -21,6 +21,7 @@ import tempfile
 import torch
 from filelock import FileLock
 
+from .. import safety
 from . import arch
 
 SEED = 0
@@ -42,7 +43,7 @@ def weights_version(weights: str = WEIGHTS) -> str:
     return h.hexdigest()[:10]
 
 
-TINY_VERSION = "v3-" + weights_version()
+TINY_VERSION = "v4-" + weights_version()  # v4: the tiny safety checker
 
 
 def build(root: str, weights: str = WEIGHTS) -> str:
@@ -144,6 +145,7 @@ def assemble(root: str, weights: str = WEIGHTS, unet=None, ip_adapter: dict | No
     clip.save_pretrained(os.path.join(root, "clip"))
     tok.save_pretrained(os.path.join(root, "clip"))
     arch.image_processor().save_pretrained(os.path.join(root, "clip"))
+    safety.write_tiny(clip, arch.image_processor(), os.path.join(root, "safety_checker"))
 
     if os.path.isdir(os.path.join(weights, "hyperlora")):
         shutil.copytree(os.path.join(weights, "hyperlora"), os.path.join(root, "hyperlora"))

@@ -34,6 +34,7 @@ import os
 
 import torch
 
+from .. import safety
 from . import arch
 
 WEIGHTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "flux_weights")
@@ -124,7 +125,7 @@ def ip_adapter_state(model) -> dict[str, torch.Tensor]:
 def version() -> str:
     from . import weights_version
 
-    return "flux-v1-" + weights_version(WEIGHTS)
+    return "flux-v2-" + weights_version(WEIGHTS)  # v2: the tiny safety checker
 
 
 TRAINED = ("transformer.safetensors", "text_encoder_2.safetensors", "image_encoder.safetensors", IP_WEIGHT)
@@ -201,6 +202,7 @@ def assemble(root: str, weights: str = WEIGHTS, components: dict | None = None,
     c["clip"].save_pretrained(os.path.join(root, "clip"))
     c["tokenizer"].save_pretrained(os.path.join(root, "clip"))
     arch.image_processor().save_pretrained(os.path.join(root, "clip"))
+    safety.write_tiny(c["clip"], arch.image_processor(), os.path.join(root, "safety_checker"))
 
 
 def build(root: str, weights: str = WEIGHTS) -> str:
