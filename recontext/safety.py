@@ -17,9 +17,10 @@ from __future__ import annotations
 import copy
 import logging
 import os
+import textwrap
 
 import torch
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFont
 
 REPO = "CompVis/stable-diffusion-safety-checker"
 NOTICE = "Hidden: the safety checker flagged this picture."
@@ -56,7 +57,14 @@ def flagged(checker, processor, image: Image.Image) -> bool:
 def notice(size: tuple[int, int]) -> Image.Image:
     """What is shown instead of a flagged picture: grey, with the reason written on it."""
     img = Image.new("RGB", size, (96, 96, 96))
-    ImageDraw.Draw(img).multiline_text((8, 8), NOTICE.replace(": ", ":\n"), fill=(255, 255, 255))
+    draw = ImageDraw.Draw(img)
+    try:
+        font = ImageFont.load_default(size=max(10, size[0] // 20))
+    except (TypeError, OSError):  # a Pillow without FreeType: its fixed bitmap font
+        font = ImageFont.load_default()
+    chars = max(8, int((size[0] - 16) / max(1.0, draw.textlength("x", font=font))))
+    text = "\n".join(textwrap.wrap(NOTICE, chars))
+    draw.multiline_text((8, 8), text, fill=(255, 255, 255), font=font)
     return img
 
 
