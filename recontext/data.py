@@ -105,13 +105,15 @@ def hub_scheduler(root: str):
                            private=True, ignore_patterns=["*.lock", "**/.tmp-*", ".tmp-*", SECRET, SECRET + ".*"])
 
 
-def open_data(root: str | None = None) -> DataFolder:
+def open_data(root: str | None = None, push: bool = True) -> DataFolder:
+    """The data folder at `root` (default `$RECONTEXT_DATA_DIR`); with `push` and
+    `RECONTEXT_HF_DATASET` set, pushed to the Hub by a CommitScheduler."""
     root = os.path.abspath(root or data_dir())
     try:
         os.makedirs(root, exist_ok=True)
     except OSError as e:
         raise StorageError(f"the data folder {root} cannot be made ({e.strerror or e})") from e
-    scheduler = hub_scheduler(root)
+    scheduler = hub_scheduler(root) if push else None
     lock = scheduler.lock if scheduler is not None else None
     runs = RunStore(os.path.join(root, "runs"), lock=lock)
     ratings = RatingStore(os.path.join(root, "ratings.csv"), known=runs.known, commit_lock=lock)

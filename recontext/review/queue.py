@@ -254,7 +254,7 @@ def _rater(rater) -> str:
     """The rater's key (`names.rater_key`): variants of one name are one rater."""
     if not isinstance(rater, str) or not rater.strip():
         raise ValueError("rater: give your name first (1–64 characters)")
-    key = rater_key(_text("rater", rater, 1, 64))
+    key = rater_key(rater)
     if not key:
         raise ValueError("rater: give your name first (1–64 characters)")
     return _text("rater", key, 1, 64)
