@@ -317,9 +317,9 @@ def build(studio, data, demo, remembered):
         with gr.Row():
             pair_source = gr.Image(label="Source", type="filepath", format="png", interactive=False,
                                    height=256, elem_classes="result-image")
-            pair_a = gr.Image(label="Output A", type="filepath", format="png", interactive=False,
+            pair_a = gr.Image(label="Pair: A", type="filepath", format="png", interactive=False,
                               height=256, elem_classes="result-image")
-            pair_b = gr.Image(label="Output B", type="filepath", format="png", interactive=False,
+            pair_b = gr.Image(label="Pair: B", type="filepath", format="png", interactive=False,
                               height=256, elem_classes="result-image")
         with gr.Row():
             choice_buttons = [gr.Button(text) for text in
