@@ -269,9 +269,9 @@ def build(studio, data, demo, remembered):
     mode = review_mode()
     likert, pairwise = mode in ("both", "likert"), mode in ("both", "pairwise")
     gr.Markdown(ABOUT if likert else PAIR_ABOUT)
-    gr.Markdown(saving_note(data) + (
-        "" if oauth else " **Names are not verified** (there is no sign-in here): anyone can type any "
-        "name; variants of one name (case, full-width or look-alike letters) count as one rater."))
+    if not oauth:
+        gr.Markdown("**Names are not verified** (there is no sign-in here): anyone can type any name; "
+                    "variants of one name (case, full-width or look-alike letters) count as one rater.")
     with gr.Row(equal_height=True):
         rater = gr.Textbox(label="Your name", placeholder="e.g. ana", max_lines=1, scale=3,
                            interactive=not oauth,
