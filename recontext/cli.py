@@ -216,6 +216,18 @@ def cmd_ratings_export(args) -> int:
     return 0
 
 
+def cmd_ratings_gold(args) -> int:
+    from .data import open_data
+    from .review.gold import make_gold
+
+    if args.data and not os.path.isdir(args.data):
+        raise ValueError(f"no data folder at {args.data}")
+    data = open_data(args.data, push=False)
+    for run_id in args.runs:
+        print(f"gold item {make_gold(data.runs, run_id)} made from run {run_id}")
+    return 0
+
+
 def cmd_fixtures_shapes(args) -> int:
     from .fixtures import build_shapes
 
@@ -242,6 +254,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--push", metavar="REPO", help="push as a Hugging Face dataset with images (needs HF_TOKEN)")
     p.add_argument("--hash-raters", action="store_true", help="replace names by a keyed hash")
     p.set_defaults(func=cmd_ratings_export)
+    p = rsub.add_parser("gold", help="make gold items (the photo itself and a degraded copy) from runs")
+    p.add_argument("runs", nargs="+", help="run ids whose source image the gold items show")
+    p.add_argument("--data", default=None, help="the data folder (default: $RECONTEXT_DATA_DIR or ./data)")
+    p.set_defaults(func=cmd_ratings_gold)
 
     p = sub.add_parser("fixtures", help="test fixtures: a model mirror at the real presets' shapes")
     fsub = p.add_subparsers(dest="fixtures_command", required=True)

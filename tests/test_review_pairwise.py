@@ -177,3 +177,32 @@ def test_seconds_are_stored_and_fast_ratings_flagged_and_coverage_counted(tmp_pa
     assert rep["coverage"]["items_at_target"] == 1
     assert sorted(p["raters"] for p in rep["coverage"]["per_item"]) == [0, 0, 2]
     assert ids[0] in {p["item_id"] for p in rep["coverage"]["per_item"]}
+
+
+def test_gold_items_are_made_from_the_command_line(tmp_path, capsys):
+    from recontext.cli import main
+
+    data = open_data(tmp_path)
+    (run_id,) = _inversion_items(data, n_items=1)
+    assert main(["ratings", "gold", run_id, "--data", str(tmp_path)]) == 0
+    gold_id = capsys.readouterr().out.split()[2]
+    assert data.runs.get(gold_id)["gold"]["top"] == TOP
+    assert main(["ratings", "gold", "20990101-000000-nothere", "--data", str(tmp_path)]) == 2
+
+
+@pytest.mark.parametrize("mode, refused", [("pairwise", "rate"), ("likert", "vote")])
+def test_a_deployment_can_ask_for_one_kind_of_answer_only(tmp_path, monkeypatch, mode, refused):
+    from recontext.ui import review_tab
+
+    monkeypatch.setenv("RECONTEXT_REVIEW_MODE", mode)
+    data = open_data(tmp_path)
+    (run_id,) = _inversion_items(data, n_items=1)
+    with pytest.raises(ValueError, match="only"):
+        if refused == "rate":
+            review_tab.rate(data, "tiny", "ana", run_id, {}, view_token=view(data, "ana", run_id))
+        else:
+            shown = review_tab.next_pair(data, "ana")[0]
+            review_tab.vote(data, "tiny", "ana", shown["item_id"], shown["view_token"], "A")
+    monkeypatch.setenv("RECONTEXT_REVIEW_MODE", "both")
+    shown = review_tab.next_pair(data, "ana")[0]
+    assert "Vote saved" in review_tab.vote(data, "tiny", "ana", shown["item_id"], shown["view_token"], "tie")
