@@ -68,12 +68,13 @@ def test_served_ratings_hold_no_labels_and_the_secret_is_never_pushed(tmp_path):
 def test_second_rating_before_the_reveal_replaces_after_it_is_refused(tmp_path):
     data = open_data(tmp_path)
     run_id = _item(data.runs, n=2)
-    rate(data.runs, data.ratings, "ana", run_id, _scores(2, 2), data.secret, view(data, "ana", run_id), reveal=False)
-    rate(data.runs, data.ratings, "ana", run_id, _scores(2, 4), data.secret, view(data, "ana", run_id), reveal=True)
+    ana = view(data, "ana", run_id)  # the view ana rates from (a page, or an API client's token)
+    rate(data.runs, data.ratings, "ana", run_id, _scores(2, 2), data.secret, ana, reveal=False)
+    rate(data.runs, data.ratings, "ana", run_id, _scores(2, 4), data.secret, ana, reveal=True)
     df = data.ratings.read()
     assert len(df) == 2 and set(df["fidelity"]) == {4}  # the second replaced the first
     with pytest.raises(ValueError, match="already rated .* seen which method"):
-        rate(data.runs, data.ratings, "ana", run_id, _scores(2, 1), data.secret, view(data, "ana", run_id), reveal=False)
+        rate(data.runs, data.ratings, "ana", run_id, _scores(2, 1), data.secret, ana, reveal=False)
     assert set(data.ratings.read()["fidelity"]) == {4} and len(data.ratings.read(latest=False)) == 4
     rate(data.runs, data.ratings, "bo", run_id, _scores(2, 1), data.secret, view(data, "bo", run_id))  # others still can
 
@@ -86,19 +87,20 @@ def test_a_rating_that_may_still_change_is_not_served_until_it_is_final(tmp_path
 
     data = open_data(tmp_path)
     run_id = _item(data.runs, n=2)
-    rate(data.runs, data.ratings, "ana", run_id, {"A": [1, 1], "B": [5, 5]}, data.secret, view(data, "ana", run_id), reveal=False)
+    ana = view(data, "ana", run_id)  # the view ana rates from (a page, or an API client's token)
+    rate(data.runs, data.ratings, "ana", run_id, {"A": [1, 1], "B": [5, 5]}, data.secret, ana, reveal=False)
     rate(data.runs, data.ratings, "bo", run_id, _scores(2, 3), data.secret, view(data, "bo", run_id), reveal=True)
 
     def served():
         with open(data.ratings.export(str(tmp_path / "export.csv"), keep=final), newline="") as f:
             return sorted({r["rater"] for r in csv.DictReader(f)})
     assert served() == ["bo"]  # ana's scores could still change: not served
-    rate(data.runs, data.ratings, "ana", run_id, {"A": [2, 2], "B": [4, 4]}, data.secret, view(data, "ana", run_id), reveal=False)
+    rate(data.runs, data.ratings, "ana", run_id, {"A": [2, 2], "B": [4, 4]}, data.secret, ana, reveal=False)
     assert sorted(data.ratings.read().query("rater == 'ana'")["fidelity"]) == [2, 4]  # replaced
     monkeypatch.setattr(queue, "OPEN_SECONDS", 0)  # time passes: ana's rating is final
     assert served() == ["ana", "bo"]
     with pytest.raises(ValueError, match="is final"):
-        rate(data.runs, data.ratings, "ana", run_id, _scores(2, 3), data.secret, view(data, "ana", run_id), reveal=False)
+        rate(data.runs, data.ratings, "ana", run_id, _scores(2, 3), data.secret, ana, reveal=False)
     assert sorted(data.ratings.read().query("rater == 'ana'")["fidelity"]) == [2, 4]
 
 

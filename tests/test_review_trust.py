@@ -284,3 +284,34 @@ def test_cli_summarize_counts_only_final_ratings_as_the_page_does(tmp_path, caps
     assert out["ratings"] == 2 and out["raters"] == 1 and out["waiting"] == 2
     assert {m["fidelity_mean"] for m in out["methods"]} == {5.0}
     assert "2 ratings from 1 rater." in summary(data)[2]
+
+
+def test_the_token_does_not_show_the_order_it_binds(tmp_path):
+    """Outputs of a task come in a known method order, so a readable order in the token
+    would tell which label is which method: it is sealed."""
+    import base64
+
+    data = open_data(tmp_path)
+    run_id = _item(data.runs, n=6)
+    key = rater_key("ana")
+    order = blind_order(data.secret, key, run_id, 6)
+    bodies = []
+    for _ in range(2):
+        payload = next_item(data.runs, data.ratings, "ana", data.secret).view_token.split(".")[0]
+        bodies.append(json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))))
+    assert bodies[0]["o"] != bodies[1]["o"]  # the same order, sealed differently per view
+    for body in bodies:
+        assert order != body["o"] and str(order) not in json.dumps(body)
+        assert tokens.check(data.secret, tokens.issue(data.secret, key, run_id, "likert", order), key, run_id,
+                            "likert", 6).order == tuple(order)
+
+
+def test_pending_scores_are_changed_only_from_the_view_they_were_given_in(tmp_path):
+    data = open_data(tmp_path)
+    run_id = _item(data.runs)
+    mine = next_item(data.runs, data.ratings, "vic", data.secret).view_token
+    rate(data.runs, data.ratings, "vic", run_id, _scores(2, 4), data.secret, mine)
+    with pytest.raises(ValueError, match="from another view"):  # someone else typing "vic"
+        rate(data.runs, data.ratings, "vic", run_id, _scores(2, 1), data.secret, view(data, "vic", run_id))
+    rate(data.runs, data.ratings, "vic", run_id, _scores(2, 5), data.secret, mine)  # vic changes their mind
+    assert set(data.ratings.read()["fidelity"]) == {5}

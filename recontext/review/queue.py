@@ -128,6 +128,11 @@ def rate(runs, ratings, rater: str, item_id: str, scores, secret: bytes, view_to
             raise ValueError(f"you have already rated item {item_id!r} and seen which method made "
                              "each output: a second rating would not be blind, so it is refused. "
                              "Press Next item for another one.")
+        views = set(mine["view_id"]) - {""}
+        if views and view.view_id not in views:  # e.g. someone else typing this name
+            raise ValueError(f"you rated item {item_id!r} from another view (another page or "
+                             "token): scores may be changed only from the view they were given in. "
+                             "Press Next item for another one.")
         if len(mine) and final(mine).any():
             raise ValueError(f"you rated item {item_id!r} more than {OPEN_SECONDS / 60:g} minutes ago: "
                              "that rating is final (the summary shows it, so a new one would not be "

@@ -183,12 +183,14 @@ class RatingStore:
         """Rewrite a file in an older column layout or with a byte-order mark in the current
         one, once, atomically (under the lock). Valid records get the new columns' defaults;
         anything that is not a valid record is kept byte for byte (and still skipped)."""
+        current = (",".join(self.header) + "\n").encode()
         try:
             with open(self.path, "rb") as f:
-                raw = f.read()
+                head = f.read(len(current))
+                if not head or head == current:
+                    return  # the usual case: no need to read the whole file
+                raw = head + f.read()
         except FileNotFoundError:
-            return
-        if not raw or raw.startswith((",".join(self.header) + "\n").encode()):
             return
         text = _decode(raw)
         first = _fields(text.split(b"\n", 1)[0].rstrip(b"\r"))[0]

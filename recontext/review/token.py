@@ -3,7 +3,10 @@ against exactly that.
 
 `/next_item` and `/next_pair` hand out a token naming the rater, the item, the mode, the
 order of the outputs as shown (which output is label A, B, …), when it was shown and a
-random view id, signed with a key derived from the deployment's secret. `/rate` and
+random view id, signed with a key derived from the deployment's secret. The order is
+encrypted (XOR with a keystream keyed by the secret and the view id): the outputs of a
+task come in a known method order, so a readable order would tell which label is which
+method. `/rate` and
 `/vote` require it and map labels to methods from the token, never by recomputing the
 order: a name retyped between showing and submitting, or a secret made anew, is refused
 with a message, never stored against other methods.
@@ -39,10 +42,28 @@ def _key(secret: bytes) -> bytes:
     return hmac.new(secret, _CONTEXT, hashlib.sha256).digest()
 
 
+def _pad(secret: bytes, view_id: str) -> bytes:
+    return hmac.new(_key(secret), b"order\n" + view_id.encode(), hashlib.sha256).digest()
+
+
+def _seal(secret: bytes, view_id: str, order) -> str:
+    pad = _pad(secret, view_id)
+    order = [int(i) for i in order]
+    if len(order) > len(pad) or any(not 0 <= i < 256 for i in order):
+        raise ValueError("a view shows at most 32 outputs")
+    return bytes(i ^ pad[k] for k, i in enumerate(order)).hex()
+
+
+def _open(secret: bytes, view_id: str, sealed: str) -> tuple:
+    pad = _pad(secret, view_id)
+    return tuple(b ^ pad[k] for k, b in enumerate(bytes.fromhex(sealed)))
+
+
 def issue(secret: bytes, rater: str, item_id: str, mode: str, order, now: float | None = None) -> str:
     """A signed token for one showing."""
-    body = {"r": rater, "i": item_id, "m": mode, "o": [int(i) for i in order],
-            "t": round(time.time() if now is None else now, 3), "v": secrets.token_hex(8)}
+    view_id = secrets.token_hex(8)
+    body = {"r": rater, "i": item_id, "m": mode, "o": _seal(secret, view_id, order),
+            "t": round(time.time() if now is None else now, 3), "v": view_id}
     payload = base64.urlsafe_b64encode(json.dumps(body, separators=(",", ":")).encode()).decode().rstrip("=")
     sig = hmac.new(_key(secret), payload.encode(), hashlib.sha256).hexdigest()
     return f"{payload}.{sig}"
@@ -65,7 +86,7 @@ def check(secret: bytes, token, rater: str, item_id: str, mode: str, n_outputs: 
                          f"since the item was shown. {NEW_VIEW}")
     try:
         body = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
-        view = View(str(body["r"]), str(body["i"]), str(body["m"]), tuple(int(i) for i in body["o"]),
+        view = View(str(body["r"]), str(body["i"]), str(body["m"]), _open(secret, str(body["v"]), body["o"]),
                     float(body["t"]), str(body["v"]))
     except (ValueError, KeyError, TypeError):
         raise ValueError(f"view_token cannot be read. {NEW_VIEW}") from None
