@@ -202,6 +202,30 @@ def test_review_tab_rates_a_12_output_sweep_and_shows_prompts_as_text(page, app_
     shot(page, "review-12")
 
 
+def test_review_tab_takes_a_pairwise_vote_and_ranks_by_bradley_terry(page, app_data):
+    import numpy as np
+    from PIL import Image
+
+    from recontext.runs import Output, RunStore
+
+    rng = np.random.default_rng(1)
+    RunStore(app_data / "runs").save("inversion", "tiny", [Output(m, Image.fromarray(
+        rng.integers(0, 256, (32, 32, 3), dtype=np.uint8))) for m in ("ddim", "ddim+tight")],
+        source=Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)), prompts={"caption": "noise"})
+    open_tab(page, "Review")
+    page.get_by_label("Your name").fill("pair-rater")
+    page.get_by_role("button", name="Next pair").click()
+    page.wait_for_function("""() => ['Pair: A', 'Pair: B'].every(l => [...document.querySelectorAll(
+        "[data-testid='block-label']")].some(e => e.innerText.trim() === l
+        && e.closest('.block').querySelector('img')?.naturalWidth > 0))""", timeout=RUN_TIMEOUT)
+    page.get_by_role("button", name="A is better").click()
+    page.get_by_text("Vote saved").first.wait_for(timeout=RUN_TIMEOUT)
+    assert "A was ddim" in page.get_by_text("Vote saved").first.inner_text()  # methods revealed after the vote
+    page.get_by_text("Bradley–Terry ranking below").first.wait_for(timeout=RUN_TIMEOUT)
+    no_error_toast(page)
+    shot(page, "review-pair")
+
+
 @pytest.mark.parametrize("kind", ["text-as-png", "truncated-jpeg"])
 def test_bad_upload_shows_a_message_and_the_next_run_works(page, tmp_path, kind):
     bad = tmp_path / ("notes.png" if kind == "text-as-png" else "cut.jpg")
