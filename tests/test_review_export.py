@@ -21,7 +21,8 @@ def _folder(tmp_path):
     data = open_data(tmp_path / "data")
     rng = np.random.default_rng(0)
     ims = [Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)) for _ in range(4)]
-    run_id = data.runs.save("inversion", "tiny", [Output(m, im) for m, im in zip(["ddim", "ddim+tight", "renoise"], ims)],
+    outputs = [Output(m, im) for m, im in zip(["ddim", "ddim+tight", "renoise"], ims)]
+    run_id = data.runs.save("inversion", "tiny", outputs,
                             source=ims[3], prompts={"caption": "a cat"}, params={"steps": 4}, seed=7)
     rate(data.runs, data.ratings, "ana", run_id, {"A": [5, 4], "B": [3, 2], "C": [1, 1]}, data.secret,
          view(data, "ana", run_id), comment="=cmd|x", reveal=True)

@@ -63,7 +63,8 @@ def test_rate_maps_labels_back_to_methods(tmp_path):
     run_id = _item(data.runs, n=3)
     item = next_item(data.runs, data.ratings, "ana", data.secret)
     order = blind_order(data.secret, "ana", run_id, 3)
-    rows = rate(data.runs, data.ratings, "ana", run_id, [(5, 4), (3, 3), (1, 2)], data.secret, view(data, "ana", run_id), comment="ok")
+    rows = rate(data.runs, data.ratings, "ana", run_id, [(5, 4), (3, 3), (1, 2)], data.secret,
+                view(data, "ana", run_id), comment="ok")
     assert [r["method"] for r in rows] == [METHODS[i] for i in order]
     assert [r["label"] for r in rows] == ["A", "B", "C"]
     df = data.ratings.read()
@@ -83,7 +84,8 @@ def test_fewest_ratings_first_and_bad_ratings_write_nothing(tmp_path):
     with pytest.raises(ValueError, match="rater"):
         rate(data.runs, data.ratings, " ", second, [(3, 3), (3, 3)], data.secret, view(data, " ", second))
     with pytest.raises(ValueError, match="item_id"):
-        rate(data.runs, data.ratings, "bo", "20260101-000000-nothere", [(3, 3), (3, 3)], data.secret, view(data, "bo", "20260101-000000-nothere"))
+        rate(data.runs, data.ratings, "bo", "20260101-000000-nothere", [(3, 3), (3, 3)], data.secret,
+             view(data, "bo", "20260101-000000-nothere"))
     assert len(data.ratings.read()) == 2
 
 

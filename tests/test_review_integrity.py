@@ -76,7 +76,8 @@ def test_second_rating_before_the_reveal_replaces_after_it_is_refused(tmp_path):
     with pytest.raises(ValueError, match="already rated .* seen which method"):
         rate(data.runs, data.ratings, "ana", run_id, _scores(2, 1), data.secret, ana, reveal=False)
     assert set(data.ratings.read()["fidelity"]) == {4} and len(data.ratings.read(latest=False)) == 4
-    rate(data.runs, data.ratings, "bo", run_id, _scores(2, 1), data.secret, view(data, "bo", run_id))  # others still can
+    bo = view(data, "bo", run_id)
+    rate(data.runs, data.ratings, "bo", run_id, _scores(2, 1), data.secret, bo)  # others still can
 
 
 def test_a_rating_that_may_still_change_is_not_served_until_it_is_final(tmp_path, monkeypatch):
@@ -158,7 +159,8 @@ def test_latin1_byte_breaks_neither_summary_nor_queue(tmp_path):
     data = open_data(tmp_path)
     run_id = _item(data.runs, n=2)
     _item(data.runs, n=2)
-    rate(data.runs, data.ratings, "ana", run_id, _scores(2), data.secret, view(data, "ana", run_id), comment="très bien",
+    rate(data.runs, data.ratings, "ana", run_id, _scores(2), data.secret, view(data, "ana", run_id),
+         comment="très bien",
          reveal=True)
     raw = open(data.ratings.path, "rb").read().replace("très".encode(), "très".encode("latin-1"))
     open(data.ratings.path, "wb").write(raw)

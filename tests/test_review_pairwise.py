@@ -11,7 +11,7 @@ from PIL import Image
 
 from recontext.data import open_data
 from recontext.metrics import psnr
-from recontext.review import bradley_terry, full_report, next_item, next_pair, rate, serve, vote
+from recontext.review import bradley_terry, full_report, next_pair, rate, serve, vote
 from recontext.review.gold import BOTTOM, TOP, make_gold
 from recontext.runs import Output
 from review_helpers import view

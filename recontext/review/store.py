@@ -3,7 +3,8 @@
 One rating is one line. A file written by an earlier version (fewer columns), or saved
 again by a spreadsheet with a byte-order mark (UTF-8 or UTF-16), is read as it is; the
 first append rewrites it once in the current columns, atomically (written aside, then
-renamed over it), so an append never writes more fields than the file's header names. An append holds a cross-process file lock, writes every row of
+renamed over it), so an append never writes more fields than the file's header names.
+An append holds a cross-process file lock, writes every row of
 one submission in one piece and fsyncs; if anything fails (a full disk, a read-only
 folder) the file is truncated back to its size before the append, so it is all or
 nothing, and `StorageError` says so. Reading needs no write access and goes line by

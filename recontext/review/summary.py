@@ -266,7 +266,8 @@ def full_report(picked: dict, runs=None, target: int = 3) -> dict:
     out["fast"] = {"ratings": int(fast(r).sum()), "votes": int(fast_votes(v).sum()),
                    "seconds_threshold": FAST_SECONDS}
     out["gold"] = picked["gold"].to_dict(orient="records")
-    out["flagged"] = {"raters": sorted(picked["gold"].loc[picked["gold"]["flagged"], "rater"]) if len(picked["gold"]) else [],
+    gold = picked["gold"]
+    out["flagged"] = {"raters": sorted(gold.loc[gold["flagged"], "rater"]) if len(gold) else [],
                       "methods": summarize(picked["flagged_ratings"]).to_dict(orient="records")
                       if len(picked["flagged_ratings"]) else []}
     out["waiting"] = picked["waiting"]
