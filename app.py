@@ -5,6 +5,8 @@ import logging
 import os
 import sys
 
+from gradio import utils as gr_utils
+
 from recontext import Studio
 from recontext.data import check_secret, open_data
 from recontext.logs import quiet_libraries
@@ -40,6 +42,7 @@ def main(argv=None):
     data = open_data()
     try:
         check_secret(data.root)  # a short secret would make the blind order guessable: refuse now
+        gr_utils._parse_file_size(max_file_size())
     except ValueError as e:
         sys.exit(f"error: {e}")
     studio = Studio(args.preset)

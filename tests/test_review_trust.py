@@ -315,3 +315,26 @@ def test_pending_scores_are_changed_only_from_the_view_they_were_given_in(tmp_pa
         rate(data.runs, data.ratings, "vic", run_id, _scores(2, 1), data.secret, view(data, "vic", run_id))
     rate(data.runs, data.ratings, "vic", run_id, _scores(2, 5), data.secret, mine)  # vic changes their mind
     assert set(data.ratings.read()["fidelity"]) == {5}
+
+
+def test_a_headerless_old_file_is_upgraded_too(tmp_path):
+    data = open_data(tmp_path)
+    run_id, other = _item(data.runs), _item(data.runs, seed=1)
+    old = "0" * 32 + f",2025-01-01T00:00:00+00:00,bo,{other},edit,ddim+tight@0,A,0,2,2,old,tiny,0.1"
+    open(data.ratings.path, "w").write(old + "\n")  # 13 fields, no header line
+    rate(data.runs, data.ratings, "ana", run_id, _scores(2, 5), data.secret, view(data, "ana", run_id))
+    df, problems = data.ratings.read_checked()
+    assert len(df) == 3 and not any("skipped" in p for p in problems)
+
+
+def test_signed_in_raters_are_shown_apart(tmp_path):
+    from recontext.review import full_report, serve
+
+    data = open_data(tmp_path)
+    run_id = _item(data.runs)
+    rate(data.runs, data.ratings, "ana", run_id, _scores(2, 5), data.secret, view(data, "ana", run_id),
+         reveal=True, signed=True)
+    rate(data.runs, data.ratings, "bo", run_id, _scores(2, 1), data.secret, view(data, "bo", run_id), reveal=True)
+    rep = full_report(serve(data.ratings.read(), None, data.runs), data.runs)
+    assert rep["raters"] == 2 and rep["signed_in_raters"] == 1
+    assert {m["fidelity_mean"] for m in rep["signed_in_methods"]} == {5.0}

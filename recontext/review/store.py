@@ -195,8 +195,9 @@ class RatingStore:
             return
         text = _decode(raw)
         first = _fields(text.split(b"\n", 1)[0].rstrip(b"\r"))[0]
-        if first not in [self.header, *self.old_headers] and text is raw:
-            return  # no header at all: appends in the current columns, as before
+        if first not in [self.header, *self.old_headers] and text is raw and len(first or []) not in {
+                len(h) for h in self.old_headers}:
+            return  # no header, current columns (or unreadable): appends as they are
         records, header, _ = self._records(text)
         out = io.StringIO()
         out.write(",".join(self.header) + "\n")

@@ -260,7 +260,9 @@ def full_report(picked: dict, runs=None, target: int = 3) -> dict:
     r, v = picked["ratings"], picked["votes"]
     out = report(r) if len(r) else {"ratings": 0, "raters": 0, "methods": [], "win_rates": [],
                                     "agreement": {c: None for c in CRITERIA}}
-    out["signed_in_raters"] = int(r.loc[r["signed"].astype(bool), "rater"].nunique()) if len(r) else 0
+    signed = r[r["signed"].astype(bool)] if len(r) else r
+    out["signed_in_raters"] = int(signed["rater"].nunique()) if len(signed) else 0
+    out["signed_in_methods"] = summarize(signed).to_dict(orient="records") if len(signed) else []
     out["votes"] = int(len(v))
     out["bradley_terry"] = bradley_terry(v)
     out["fast"] = {"ratings": int(fast(r).sum()), "votes": int(fast_votes(v).sum()),
