@@ -338,3 +338,26 @@ def test_signed_in_raters_are_shown_apart(tmp_path):
     rep = full_report(serve(data.ratings.read(), None, data.runs), data.runs)
     assert rep["raters"] == 2 and rep["signed_in_raters"] == 1
     assert {m["fidelity_mean"] for m in rep["signed_in_methods"]} == {5.0}
+
+
+def test_a_batch_comparing_more_methods_than_the_page_shows_makes_items_it_can_show(tmp_path):
+    from recontext.batch import Results, compare
+    from recontext.runs import MAX_OUTPUTS
+
+    data = open_data(tmp_path / "data")
+    out = tmp_path / "batch"
+    out.mkdir()
+    results = Results(str(out))
+    n = MAX_OUTPUTS + 2
+    for i, im in enumerate(_images(n)):
+        method = f"ddim+tight@{i / 10:g}"
+        run_id = data.runs.save("edit", "tiny", [Output(method, im)], source=_images(1, 99)[0],
+                                prompts={"source": "a cat", "target": "a tiger"}, params={"steps": 4}, seed=0)
+        results.append({"row": i, "key": str(i), "status": "ok", "task": "edit", "input": "cat.png",
+                        "method": method, "prompt": "a cat", "target": "a tiger", "run_id": run_id})
+    assert compare(results, str(out), data.runs, "tiny") == 2
+    items = data.runs.items()
+    assert sorted(len(r["outputs"]) for r in items) == [n // 2, n - n // 2]
+    assert sorted(o["method"] for r in items for o in r["outputs"]) == sorted(
+        f"ddim+tight@{i / 10:g}" for i in range(n))
+    assert compare(results, str(out), data.runs, "tiny") == 0  # made once
