@@ -11,6 +11,7 @@ from recontext import Studio
 from recontext.data import check_secret, open_data
 from recontext.logs import quiet_libraries
 from recontext.ui import build_demo, css, theme
+from recontext.ui.review_tab import review_mode
 
 MAX_FILE_SIZE = "20mb"  # per upload; $RECONTEXT_MAX_FILE_SIZE overrides (e.g. "50mb", "5gb", bytes)
 
@@ -43,6 +44,7 @@ def main(argv=None):
     try:
         check_secret(data.root)  # a short secret would make the blind order guessable: refuse now
         gr_utils._parse_file_size(max_file_size())
+        review_mode()
     except ValueError as e:
         sys.exit(f"error: {e}")
     studio = Studio(args.preset)

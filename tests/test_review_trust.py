@@ -361,3 +361,12 @@ def test_a_batch_comparing_more_methods_than_the_page_shows_makes_items_it_can_s
     assert sorted(o["method"] for r in items for o in r["outputs"]) == sorted(
         f"ddim+tight@{i / 10:g}" for i in range(n))
     assert compare(results, str(out), data.runs, "tiny") == 0  # made once
+
+
+@pytest.mark.parametrize("name, value, message", [("RECONTEXT_MAX_FILE_SIZE", "20 parsecs", "file size unit"),
+                                                  ("RECONTEXT_REVIEW_MODE", "arena", "RECONTEXT_REVIEW_MODE")])
+def test_a_bad_setting_stops_the_app_at_start_with_a_message(tmp_path, name, value, message):
+    env = {**os.environ, "RECONTEXT_DATA_DIR": str(tmp_path), name: value}
+    proc = subprocess.run([sys.executable, "app.py", "--preset", "tiny", "--port", "1"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0 and message in proc.stderr and "Traceback" not in proc.stderr
