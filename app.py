@@ -3,10 +3,17 @@
 import argparse
 import logging
 import os
+import sys
+
+from gradio import utils as gr_utils
 
 from recontext import Studio
+from recontext.data import check_secret, open_data
 from recontext.logs import quiet_libraries
 from recontext.ui import build_demo, css, theme
+from recontext.ui.review_tab import review_mode
+
+MAX_FILE_SIZE = "20mb"  # per upload; $RECONTEXT_MAX_FILE_SIZE overrides (e.g. "50mb", "5gb", bytes)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -22,15 +29,29 @@ def parse_args(argv=None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def max_file_size() -> str | int:
+    """The largest upload the server accepts (Gradio refuses a bigger one before it is
+    written to disk): `$RECONTEXT_MAX_FILE_SIZE`, default 20 MB."""
+    value = os.environ.get("RECONTEXT_MAX_FILE_SIZE", "").strip() or MAX_FILE_SIZE
+    return int(value) if value.isdigit() else value
+
+
 def main(argv=None):
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     quiet_libraries()
+    data = open_data()
+    try:
+        check_secret(data.root)  # a short secret would make the blind order guessable: refuse now
+        gr_utils._parse_file_size(max_file_size())
+        review_mode()
+    except ValueError as e:
+        sys.exit(f"error: {e}")
     studio = Studio(args.preset)
-    demo = build_demo(studio)
+    demo = build_demo(studio, data)
     demo.queue(default_concurrency_limit=1).launch(
         server_name=args.host, server_port=args.port, share=args.share, mcp_server=args.mcp,
-        theme=theme(), css=css(studio))
+        theme=theme(), css=css(studio), max_file_size=max_file_size())
 
 
 if __name__ == "__main__":

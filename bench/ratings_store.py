@@ -60,7 +60,8 @@ def main():
                         "method": rng.choice(["ddim", "ddim+tight", "renoise", "edit-friendly"], n),
                         "label": "", "position": 0, "fidelity": rng.integers(1, 6, n),
                         "realism": rng.integers(1, 6, n), "comment": "", "preset": "tiny",
-                        "app_version": "", "revealed": 0})[HEADER]
+                        "app_version": "", "revealed": 0, "seconds": "", "signed": 0,
+                        "view_id": ""})[HEADER]
     big_path = os.path.join(d, "big.csv")
     big.to_csv(big_path, index=False)
     t0 = time.perf_counter()

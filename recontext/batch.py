@@ -22,7 +22,7 @@ import traceback
 
 from filelock import FileLock
 
-from .runs import (Output, RunStore, method_name, save_dressed, save_edits,
+from .runs import (MAX_OUTPUTS, Output, RunStore, method_name, save_dressed, save_edits,
                    save_reconstructions)
 
 TASKS = ("invert", "edit", "dress")
@@ -206,6 +206,13 @@ def run_batch(studio, manifest: str, out: str, runs: RunStore | None = None,
     return {**counts, "failures": failures, "results": results.path}
 
 
+def _parts(items: list, size: int) -> list[list]:
+    """`items` in nearly equal consecutive parts of at most `size` (a review item holds at
+    most `runs.MAX_OUTPUTS` outputs, what the review page shows)."""
+    k = max(1, -(-len(items) // size))
+    return [items[len(items) * i // k:len(items) * (i + 1) // k] for i in range(k)]
+
+
 def compare(results: Results, out: str, runs: RunStore, preset: str) -> int:
     """Rows with the same task, input, prompts, steps, guidance and seed but different
     methods (or variants and scales) become one review item, once. Returns how many are new."""
@@ -222,7 +229,9 @@ def compare(results: Results, out: str, runs: RunStore, preset: str) -> int:
                  record["params"].get("guidance"), record["seed"])
         groups.setdefault(group, {})[r["method"]] = (r, record)
     new = 0
-    for group, by_method in groups.items():
+    parts = [(group, dict(part)) for group, by_method in groups.items()
+             for part in _parts(sorted(by_method.items()), MAX_OUTPUTS)]
+    for group, by_method in parts:
         gkey = hashlib.sha1(json.dumps([group, sorted(by_method)]).encode()).hexdigest()[:16]
         if len(by_method) < 2 or gkey in made:
             continue

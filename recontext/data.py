@@ -1,6 +1,6 @@
 """The data folder: runs and ratings together, and their push to the Hub on Spaces.
 
-`RECONTEXT_DATA_DIR` (default `./data`) holds `runs/`, `ratings.csv` and `.blind-secret`,
+`RECONTEXT_DATA_DIR` (default `./data`) holds `runs/`, `ratings.csv`, `votes.csv` and `.blind-secret`,
 the key of the review's blind order: made once, never served, never pushed. When
 `RECONTEXT_HF_DATASET` names a dataset repo, a `huggingface_hub.CommitScheduler` pushes
 the folder every `RECONTEXT_HF_EVERY` minutes (default 5), and every write holds the
@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 from .errors import StorageError
 from .review import RatingStore
+from .review.votes import VoteStore
 from .runs import RunStore, data_dir
 
 
@@ -23,6 +24,7 @@ class DataFolder:
     root: str
     runs: RunStore
     ratings: RatingStore
+    votes: VoteStore | None = None
     scheduler: object | None = None  # huggingface_hub.CommitScheduler when pushing
     _secret: bytes | None = field(default=None, repr=False)
 
@@ -35,17 +37,36 @@ class DataFolder:
 
 
 SECRET = ".blind-secret"
+MIN_SECRET = 32  # characters
+
+
+def check_secret(root: str) -> None:
+    """Refuse to start on a review secret that is there but too short (an empty or
+    hand-written `.blind-secret`): the blind order and the view tokens would be guessable.
+    Says what to do. A missing secret is fine (it is made on first use)."""
+    path = os.path.join(root, SECRET)
+    try:
+        with open(path, "rb") as f:
+            value = f.read().strip()
+    except FileNotFoundError:
+        return
+    except OSError as e:
+        raise StorageError(f"the review's secret cannot be read ({e.strerror or e})") from e
+    if len(value) < MIN_SECRET:
+        raise ValueError(
+            f"the review's secret ({SECRET} in the data folder) is {len(value)} characters long; it "
+            f"needs at least {MIN_SECRET} random ones. Delete that file to have a new one made at "
+            "start (blind orders and open view tokens change), or put a longer secret in it.")
 
 
 def deployment_secret(root: str) -> bytes:
     """The secret in `root/.blind-secret`, created once (32 random bytes, hex, mode 0600;
     written aside and linked into place, so two processes starting at once agree)."""
     path = os.path.join(root, SECRET)
+    check_secret(root)
     try:
         with open(path, "rb") as f:
-            value = f.read().strip()
-        if len(value) >= 32:
-            return value
+            return f.read().strip()
     except FileNotFoundError:
         pass
     except OSError as e:
@@ -63,6 +84,7 @@ def deployment_secret(root: str) -> bytes:
             pass
         finally:
             os.unlink(tmp)
+        check_secret(root)
         with open(path, "rb") as f:
             return f.read().strip()
     except OSError as e:
@@ -83,14 +105,17 @@ def hub_scheduler(root: str):
                            private=True, ignore_patterns=["*.lock", "**/.tmp-*", ".tmp-*", SECRET, SECRET + ".*"])
 
 
-def open_data(root: str | None = None) -> DataFolder:
+def open_data(root: str | None = None, push: bool = True) -> DataFolder:
+    """The data folder at `root` (default `$RECONTEXT_DATA_DIR`); with `push` and
+    `RECONTEXT_HF_DATASET` set, pushed to the Hub by a CommitScheduler."""
     root = os.path.abspath(root or data_dir())
     try:
         os.makedirs(root, exist_ok=True)
     except OSError as e:
         raise StorageError(f"the data folder {root} cannot be made ({e.strerror or e})") from e
-    scheduler = hub_scheduler(root)
+    scheduler = hub_scheduler(root) if push else None
     lock = scheduler.lock if scheduler is not None else None
     runs = RunStore(os.path.join(root, "runs"), lock=lock)
     ratings = RatingStore(os.path.join(root, "ratings.csv"), known=runs.known, commit_lock=lock)
-    return DataFolder(root, runs, ratings, scheduler)
+    votes = VoteStore(os.path.join(root, "votes.csv"), known=runs.known, commit_lock=lock)
+    return DataFolder(root, runs, ratings, votes, scheduler)

@@ -26,6 +26,7 @@ from PIL import Image
 from .errors import StorageError
 
 RUN_ID = re.compile(r"[0-9A-Za-z][0-9A-Za-z_-]{0,127}")
+MAX_OUTPUTS = 12  # most outputs a run may have (a 12-scale sweep); the review page shows this many
 
 def data_dir() -> str:
     return os.environ.get("RECONTEXT_DATA_DIR") or os.path.join(os.getcwd(), "data")
@@ -64,11 +65,15 @@ class RunStore:
 
     def save(self, task: str, preset: str, outputs: list[Output], source: Image.Image | None = None,
              prompts: dict | None = None, params: dict | None = None, seed: int | None = None,
-             timings: dict | None = None) -> str:
+             timings: dict | None = None, gold: dict | None = None) -> str:
+        """Save one run; `gold` ({"top": method, "bottom": method}) marks a gold item, whose
+        right answer is known (see `review.gold`)."""
         from . import __version__
 
         if not outputs:
             raise ValueError("a run needs at least one output")
+        if len(outputs) > MAX_OUTPUTS:
+            raise ValueError(f"a run holds at most {MAX_OUTPUTS} outputs, got {len(outputs)}")
         created = datetime.now(timezone.utc)
         run_id = f"{created:%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:8]}"
         record = {
@@ -80,6 +85,8 @@ class RunStore:
                          "seconds": o.seconds} for i, o in enumerate(outputs)],
             "timings": timings or {"total_seconds": sum(o.seconds or 0 for o in outputs)},
         }
+        if gold:
+            record["gold"] = dict(gold)
         methods = [o.method for o in outputs]
         if len(set(methods)) != len(methods):
             raise ValueError(f"each output of a run needs its own method name, got {methods}")
@@ -108,8 +115,10 @@ class RunStore:
         if not isinstance(run_id, str) or not RUN_ID.fullmatch(run_id):
             shown = repr(run_id) if not isinstance(run_id, str) or len(run_id) <= 40 else repr(run_id[:40] + "…")
             raise ValueError(f"item_id {shown} is not a run (run ids are letters, digits, - and _)")
+        path = os.path.join(self.root, run_id, "run.json")
+        if run_id in self._cache and not os.path.exists(path):
+            del self._cache[run_id]  # deleted since it was read: no longer an item
         if run_id not in self._cache:
-            path = os.path.join(self.root, run_id, "run.json")
             try:
                 with open(path) as f:
                     record = json.load(f)
@@ -149,10 +158,10 @@ class RunStore:
 
 # -- what each task saves ------------------------------------------------------------------
 def method_name(method: str, tight: bool, scale: float | None = None,
-                edit_method: str = "regenerate") -> str:
-    """`ddim+tight@0.4`; an edit by another method than regenerate is prefixed with it:
-    `prompt-to-prompt:ddim+tight`."""
-    name = method + ("+tight" if tight else "") + (f"@{scale:g}" if scale is not None else "")
+                edit_method: str = "regenerate", digits: int = 6) -> str:
+    """`ddim+tight@0.4` (the scale to `digits` significant digits); an edit by another
+    method than regenerate is prefixed with it: `prompt-to-prompt:ddim+tight`."""
+    name = method + ("+tight" if tight else "") + (f"@{scale:.{digits}g}" if scale is not None else "")
     return name if edit_method == "regenerate" else f"{edit_method}:{name}"
 
 
@@ -171,14 +180,25 @@ def save_edits(runs: RunStore, preset: str, edits, source_prompt: str, target_pr
                sweep: bool, settings: dict | None = None) -> str:
     """One editing-tab run: an edit, a sweep's edits (one output per image scale), or a
     comparison (one output per editing method × inversion variant, each named by both)."""
-    outputs = [Output(method_name(e.method, e.tight, e.scale if sweep else None, e.edit_method),
-                      e.output, e.metrics, e.seconds) for e in edits]
+    names = _distinct([[method_name(e.method, e.tight, e.scale if sweep else None,
+                                     e.edit_method, digits) for e in edits] for digits in (6, 9, 12, 17)])
+    outputs = [Output(name, e.output, e.metrics, e.seconds) for name, e in zip(names, edits)]
     return runs.save("edit", preset, outputs, source=edits[0].source,
                      prompts={"source": source_prompt, "target": target_prompt},
                      params={"method": method, "tight": tight, "guidance": guidance, "steps": steps,
                              "image_scales": [e.scale for e in edits], "sweep": sweep,
                              "edit_methods": sorted({e.edit_method for e in edits}),
                              **(settings or {})}, seed=seed)
+
+
+def _distinct(candidates: list[list[str]]) -> list[str]:
+    """The first list of names with no two alike: scales that differ only far after the
+    decimal point (0.4, 0.40000001) are named with as many digits as tell them apart."""
+    for names in candidates:
+        if len(set(names)) == len(names):
+            return names
+    last = candidates[-1]
+    return [f"{n}#{i}" if last.count(n) > 1 else n for i, n in enumerate(last)]
 
 
 def save_dressed(runs: RunStore, preset: str, results: dict, prompt: str, params: dict,

@@ -44,7 +44,7 @@ def test_bad_inputs_leave_the_app_serving(client, tmp_path):
 def test_every_endpoint_has_named_parameters_with_the_pages_defaults(client):
     api = client.view_api(return_format="dict", print_info=False)["named_endpoints"]
     assert {"/reconstruct", "/edit", "/edit_sweep", "/dress", "/next_item", "/rate",
-            "/summary"} <= set(api)
+            "/summary", "/next_pair", "/vote"} <= set(api)
     for name, endpoint in api.items():
         for p in endpoint["parameters"]:
             assert not p["parameter_name"].startswith("param_"), (name, p["parameter_name"])
@@ -53,7 +53,9 @@ def test_every_endpoint_has_named_parameters_with_the_pages_defaults(client):
     assert params["/reconstruct"]["steps"]["type"]["type"] == "integer"
     assert params["/dress"]["seed"]["parameter_default"] == 0
     assert params["/dress"]["lora_scale"]["parameter_default"] == 1.0
-    assert list(params["/rate"]) == ["rater", "item_id", "scores", "comment", "reveal"]
+    assert list(params["/rate"]) == ["rater", "item_id", "view_token", "scores", "comment", "reveal"]
+    assert list(params["/next_pair"]) == ["rater"]
+    assert list(params["/vote"]) == ["rater", "item_id", "view_token", "choice"]
 
 
 def test_reconstruct_without_a_prompt_and_bad_numbers_name_the_field(client):
@@ -82,39 +84,90 @@ def test_edit_endpoints(client):
 
 
 def test_review_endpoints(client):
-    """A run from the inversion tab becomes an item: next_item shows it blind, rate records
-    it and reveals the methods, summary counts it."""
+    """A run from the inversion tab becomes an item: next_item shows it blind with a view
+    token, rate records it (only with that token) and reveals the methods, summary counts it."""
     reconstruct(client, CAT, steps=2, methods=("ddim",))  # 2 outputs: ddim, ddim+tight
     out = client.predict("rater-api", api_name="/next_item")
-    item_id, info, source, images = out[0], out[1], out[2], out[3:11]
-    assert item_id and source
+    item_id, token, info, prompts, source, images = out[0], out[1], out[2], out[3], out[4], out[5:17]
+    assert item_id and token and source and prompts == "Caption: a cat"
     shown = [im for im in images if im.get("visible", True) and im.get("value")]
     assert len(shown) >= 2
     assert "ddim" not in str(out) and "tight" not in str(out)
-    scores = {label: {"fidelity": 4, "realism": 3} for label in "ABCDEFGH"[:len(shown)]}
+    scores = {label: {"fidelity": 4, "realism": 3} for label in "ABCDEFGHIJKL"[:len(shown)]}
     before = client.predict(api_name="/summary")[0]
+    rate = dict(rater="rater-api", item_id=item_id, view_token=token, api_name="/rate")
     with pytest.raises(Exception, match="fidelity must be from 1 to 5"):
-        client.predict(rater="rater-api", item_id=item_id, scores={**scores, "A": {"fidelity": 9, "realism": 3}},
-                       api_name="/rate")
+        client.predict(**rate, scores={**scores, "A": {"fidelity": 9, "realism": 3}})
     with pytest.raises(Exception, match="fidelity of output B is missing"):
-        client.predict(rater="rater-api", item_id=item_id, scores={"A": scores["A"]}, api_name="/rate")
+        client.predict(**rate, scores={"A": scores["A"]})
     with pytest.raises(Exception, match="rater"):
-        client.predict(rater="", item_id=item_id, scores=scores, api_name="/rate")
+        client.predict(**{**rate, "rater": ""}, scores=scores)
     with pytest.raises(Exception, match="not a run"):
-        client.predict(rater="rater-api", item_id="x" * 300, scores=scores, api_name="/rate")
-    result = client.predict(rater="rater-api", item_id=item_id, scores=scores, comment="fine",
-                            api_name="/rate")
+        client.predict(**{**rate, "item_id": "x" * 300}, scores=scores)
+    with pytest.raises(Exception, match="shown to rater 'rater-api', not 'someone-else'"):
+        client.predict(**{**rate, "rater": "someone-else"}, scores=scores)
+    with pytest.raises(Exception, match="view_token"):
+        client.predict(**{**rate, "view_token": ""}, scores=scores)
+    result = client.predict(**{**rate, "rater": "Rater-API"}, scores=scores, comment="fine")  # one rater
     assert "was `ddim" in result and "A" in result
     with pytest.raises(Exception, match="already rated"):  # the methods were revealed
-        client.predict(rater="rater-api", item_id=item_id, scores=scores, api_name="/rate")
-    table, plot, stats, wins, csv = client.predict(api_name="/summary")
+        client.predict(**rate, scores=scores)
+    table, plot, stats, wins, csv, bt, report = client.predict(api_name="/summary")
     # other tests sharing the app may have rated too: the summary changed, in plain English
     assert table["data"] != before["data"] and "ratings from" in stats and "1 raters" not in stats
-    assert csv.endswith(".csv")
+    assert csv.endswith(".csv") and "bradley_terry" in report and "coverage" in report
     assert any(row[1].startswith("ddim") for row in table["data"])
     with open(csv) as f:
         header = f.readline()
     assert "rater" in header and "label" not in header and "position" not in header
+
+
+def test_pairwise_endpoints(client):
+    """/next_pair gives {item_id, view_token, prompts}, A, B and the source; /vote takes A,
+    B, tie or both_bad with that token, once; /summary's JSON ranks by Bradley–Terry."""
+    reconstruct(client, CAT, steps=2, methods=("ddim",))
+    shown, a, b, source = client.predict("voter-api", api_name="/next_pair")
+    assert set(shown) >= {"item_id", "view_token", "prompts"} and a and b and source
+    assert os.path.basename(a) != os.path.basename(b) and "ddim" not in str(shown)
+    vote = dict(rater="voter-api", item_id=shown["item_id"], view_token=shown["view_token"], api_name="/vote")
+    with pytest.raises(Exception, match="choice must be one of A, B, tie, both_bad"):
+        client.predict(**vote, choice="left")
+    with pytest.raises(Exception, match="shown to rater"):
+        client.predict(**{**vote, "rater": "other"}, choice="A")
+    text = client.predict(**vote, choice="A")
+    assert "Vote saved" in text and "A was `" in text
+    with pytest.raises(Exception, match="already voted"):
+        client.predict(**vote, choice="B")
+    report = client.predict(api_name="/summary")[-1]
+    ranking = report["bradley_terry"]
+    assert ranking and {"method", "strength", "low", "high"} <= set(ranking[0])
+    assert report["votes"] >= 1
+
+
+def test_uploads_over_the_limit_are_refused(app_url, tmp_path):
+    """The app under test runs with the default limit, 20 MB: a bigger upload is refused
+    before it is stored; a small one is taken."""
+    import httpx
+
+    big = tmp_path / "big.png"
+    big.write_bytes(b"\x89PNG" + os.urandom(21 * 1024 * 1024))
+    with open(big, "rb") as f:
+        r = httpx.post(f"{app_url}gradio_api/upload", files={"files": ("big.png", f, "image/png")}, timeout=120)
+    assert r.status_code == 413, (r.status_code, r.text[:200])
+    with open(CAT, "rb") as f:
+        r = httpx.post(f"{app_url}gradio_api/upload", files={"files": ("cat.png", f, "image/png")}, timeout=60)
+    assert r.status_code == 200
+
+
+def test_the_upload_limit_is_configurable(monkeypatch):
+    import app
+
+    monkeypatch.delenv("RECONTEXT_MAX_FILE_SIZE", raising=False)
+    assert app.max_file_size() == "20mb"
+    monkeypatch.setenv("RECONTEXT_MAX_FILE_SIZE", "5mb")
+    assert app.max_file_size() == "5mb"
+    monkeypatch.setenv("RECONTEXT_MAX_FILE_SIZE", "1000")
+    assert app.max_file_size() == 1000
 
 
 def _bad_files(tmp_path):
@@ -184,7 +237,7 @@ def test_wrong_values_name_the_field_and_log_no_traceback(client, app_log):
          "Cross-attention replace: .*maximum value"),
         (dict(garment=shirt, prompt="a person", checkpoint="/etc", steps=2, api_name="/dress"),
          "HyperLoRA checkpoint: .*not in the list of choices"),
-        (dict(rater="ana", item_id="x", scores={}, reveal="abc", api_name="/rate"),
+        (dict(rater="ana", item_id="x", view_token="", scores={}, reveal="abc", api_name="/rate"),
          "reveal must be true or false"),
     ]
     start = app_log.stat().st_size
@@ -245,7 +298,7 @@ def test_served_files_never_include_the_data_folder(client, app_url, app_data):
     """The review's secret and the raw ratings are not served, whatever the path."""
     import httpx
 
-    data = client.predict(api_name="/summary")[-1]  # an export, not the data folder's CSV
+    data = client.predict(api_name="/summary")[4]  # an export, not the data folder's CSV
     assert data is None or str(app_data) not in data  # an export copy, never the data folder's file
     assert (app_data / ".blind-secret").exists()
     for name in (".blind-secret", "ratings.csv"):

@@ -146,7 +146,7 @@ def test_review_tab_rates_and_the_summary_changes(page, app_url):
         assert method not in page.get_by_text("left for you").first.inner_text().lower()
     stats = page.get_by_text("ratings from").or_(page.get_by_text("No ratings yet")).first
     before = stats.inner_text()
-    for label in "ABCDEFGH":
+    for label in "ABCDEFGHIJKL":
         for criterion in ("fidelity", "realism"):
             group = page.locator("fieldset", has_text=f"{label}: {criterion}")
             if group.count() and group.first.is_visible():
@@ -158,6 +158,72 @@ def test_review_tab_rates_and_the_summary_changes(page, app_url):
     assert "ratings from" in page.get_by_text("ratings from").first.inner_text()
     no_error_toast(page)
     shot(page, "review")
+
+
+def test_review_tab_rates_a_12_output_sweep_and_shows_prompts_as_text(page, app_data):
+    """A 12-scale sweep (the most outputs a run may have) is shown in full and rated; its
+    prompt, Markdown with an outside image and bold text, is shown as typed and fetches
+    nothing (the page fixture fails on any request leaving 127.0.0.1)."""
+    import json
+
+    import numpy as np
+    from PIL import Image
+
+    from recontext.runs import Output, RunStore
+
+    runs = RunStore(app_data / "runs")
+    rng = np.random.default_rng(0)
+    evil = "![t](http://10.255.255.1/x.png) **rate A 5**"
+    run_id = runs.save("edit", "tiny", [Output(f"ddim+tight@{i / 10:g}", Image.fromarray(
+        rng.integers(0, 256, (32, 32, 3), dtype=np.uint8))) for i in range(12)],
+        source=Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)),
+        prompts={"source": "a cat", "target": evil})
+    record_path = app_data / "runs" / run_id / "run.json"
+    record = json.loads(record_path.read_text())
+    record["created"] = "2000-01-01T00:00:00+00:00"  # first in this new rater's queue
+    record_path.write_text(json.dumps(record))
+    open_tab(page, "Review")
+    page.get_by_label("Your name").fill("sweep-rater")
+    page.get_by_role("button", name="Next item").click()
+    page.get_by_text("left for you").first.wait_for(timeout=RUN_TIMEOUT)
+    assert run_id in page.get_by_text("left for you").first.inner_text()
+    labels = page.locator("[data-testid='block-label']:visible").all_inner_texts()
+    assert sum(t.startswith("Output ") for t in labels) == 12, labels
+    prompts = page.get_by_label("What the generation was asked for (as typed)").first.input_value()
+    assert evil in prompts
+    assert page.locator("strong", has_text="rate A 5").count() == 0
+    for label in "ABCDEFGHIJKL":
+        for criterion in ("fidelity", "realism"):
+            page.locator("fieldset", has_text=f"{label}: {criterion}").first.get_by_test_id("4-radio-label").click()
+    page.get_by_role("button", name="Submit ratings").click()
+    page.get_by_text("ratings for item").first.wait_for(timeout=RUN_TIMEOUT)
+    assert "Saved 12 ratings" in page.get_by_text("ratings for item").first.inner_text()
+    no_error_toast(page)
+    shot(page, "review-12")
+
+
+def test_review_tab_takes_a_pairwise_vote_and_ranks_by_bradley_terry(page, app_data):
+    import numpy as np
+    from PIL import Image
+
+    from recontext.runs import Output, RunStore
+
+    rng = np.random.default_rng(1)
+    RunStore(app_data / "runs").save("inversion", "tiny", [Output(m, Image.fromarray(
+        rng.integers(0, 256, (32, 32, 3), dtype=np.uint8))) for m in ("ddim", "ddim+tight")],
+        source=Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)), prompts={"caption": "noise"})
+    open_tab(page, "Review")
+    page.get_by_label("Your name").fill("pair-rater")
+    page.get_by_role("button", name="Next pair").click()
+    page.wait_for_function("""() => ['Pair: A', 'Pair: B'].every(l => [...document.querySelectorAll(
+        "[data-testid='block-label']")].some(e => e.innerText.trim() === l
+        && e.closest('.block').querySelector('img')?.naturalWidth > 0))""", timeout=RUN_TIMEOUT)
+    page.get_by_role("button", name="A is better").click()
+    page.get_by_text("Vote saved").first.wait_for(timeout=RUN_TIMEOUT)
+    assert "A was ddim" in page.get_by_text("Vote saved").first.inner_text()  # methods revealed after the vote
+    page.get_by_text("Bradley–Terry ranking below").first.wait_for(timeout=RUN_TIMEOUT)
+    no_error_toast(page)
+    shot(page, "review-pair")
 
 
 @pytest.mark.parametrize("kind", ["text-as-png", "truncated-jpeg"])

@@ -12,6 +12,7 @@ from PIL import Image
 from recontext.data import open_data
 from recontext.review import blind_order, next_item, rate
 from recontext.runs import Output, RunStore
+from review_helpers import view
 
 METHODS = ["ddim", "ddim+tight", "renoise", "renoise+tight", "edit-friendly", "edit-friendly+tight"]
 
@@ -62,7 +63,8 @@ def test_rate_maps_labels_back_to_methods(tmp_path):
     run_id = _item(data.runs, n=3)
     item = next_item(data.runs, data.ratings, "ana", data.secret)
     order = blind_order(data.secret, "ana", run_id, 3)
-    rows = rate(data.runs, data.ratings, "ana", run_id, [(5, 4), (3, 3), (1, 2)], data.secret, comment="ok")
+    rows = rate(data.runs, data.ratings, "ana", run_id, [(5, 4), (3, 3), (1, 2)], data.secret,
+                view(data, "ana", run_id), comment="ok")
     assert [r["method"] for r in rows] == [METHODS[i] for i in order]
     assert [r["label"] for r in rows] == ["A", "B", "C"]
     df = data.ratings.read()
@@ -73,16 +75,17 @@ def test_rate_maps_labels_back_to_methods(tmp_path):
 def test_fewest_ratings_first_and_bad_ratings_write_nothing(tmp_path):
     data = open_data(tmp_path)
     first, second = _item(data.runs, n=2), _item(data.runs, n=2)
-    rate(data.runs, data.ratings, "ana", first, [(3, 3), (3, 3)], data.secret)
+    rate(data.runs, data.ratings, "ana", first, [(3, 3), (3, 3)], data.secret, view(data, "ana", first))
     assert next_item(data.runs, data.ratings, "bo", data.secret).item_id == second  # first has 1 rating
     for scores, field in (([(3, 3), (6, 3)], "fidelity"), ([(3, None), (3, 3)], "realism"),
                           ([(3, 3)], "scores")):
         with pytest.raises(ValueError, match=field):
-            rate(data.runs, data.ratings, "bo", second, scores, data.secret)
+            rate(data.runs, data.ratings, "bo", second, scores, data.secret, view(data, "bo", second))
     with pytest.raises(ValueError, match="rater"):
-        rate(data.runs, data.ratings, " ", second, [(3, 3), (3, 3)], data.secret)
+        rate(data.runs, data.ratings, " ", second, [(3, 3), (3, 3)], data.secret, view(data, " ", second))
     with pytest.raises(ValueError, match="item_id"):
-        rate(data.runs, data.ratings, "bo", "20260101-000000-nothere", [(3, 3), (3, 3)], data.secret)
+        rate(data.runs, data.ratings, "bo", "20260101-000000-nothere", [(3, 3), (3, 3)], data.secret,
+             view(data, "bo", "20260101-000000-nothere"))
     assert len(data.ratings.read()) == 2
 
 
@@ -111,7 +114,7 @@ def test_ratings_push_under_the_hub_schedulers_lock(tmp_path, monkeypatch):
     secret = data.secret
     with data.scheduler.lock:  # a push in progress: the append waits for it
         t = threading.Thread(target=rate, args=(data.runs, data.ratings, "ana", run_id, [(3, 3)] * 2,
-                                                secret))
+                                                secret, view(data, "ana", run_id)))
         t.start()
         t.join(0.5)
         assert t.is_alive() and not os.path.exists(data.ratings.path)

@@ -17,6 +17,7 @@ from recontext.data import open_data
 from recontext.errors import StorageError
 from recontext.review import RatingStore, blind_order, next_item, rate
 from recontext.runs import Output
+from review_helpers import view
 
 METHODS = ["ddim", "ddim+tight", "renoise", "renoise+tight", "edit-friendly", "edit-friendly+tight"]
 
@@ -56,7 +57,7 @@ def test_two_deployments_show_one_rater_different_orders(tmp_path):
 def test_served_ratings_hold_no_labels_and_the_secret_is_never_pushed(tmp_path):
     data = open_data(tmp_path)
     run_id = _item(data.runs)
-    rate(data.runs, data.ratings, "ana", run_id, _scores(6), data.secret)
+    rate(data.runs, data.ratings, "ana", run_id, _scores(6), data.secret, view(data, "ana", run_id))
     out = data.ratings.export(str(tmp_path / "export.csv"))
     with open(out, newline="") as f:
         rows = list(csv.DictReader(f))
@@ -67,14 +68,16 @@ def test_served_ratings_hold_no_labels_and_the_secret_is_never_pushed(tmp_path):
 def test_second_rating_before_the_reveal_replaces_after_it_is_refused(tmp_path):
     data = open_data(tmp_path)
     run_id = _item(data.runs, n=2)
-    rate(data.runs, data.ratings, "ana", run_id, _scores(2, 2), data.secret, reveal=False)
-    rate(data.runs, data.ratings, "ana", run_id, _scores(2, 4), data.secret, reveal=True)
+    ana = view(data, "ana", run_id)  # the view ana rates from (a page, or an API client's token)
+    rate(data.runs, data.ratings, "ana", run_id, _scores(2, 2), data.secret, ana, reveal=False)
+    rate(data.runs, data.ratings, "ana", run_id, _scores(2, 4), data.secret, ana, reveal=True)
     df = data.ratings.read()
     assert len(df) == 2 and set(df["fidelity"]) == {4}  # the second replaced the first
     with pytest.raises(ValueError, match="already rated .* seen which method"):
-        rate(data.runs, data.ratings, "ana", run_id, _scores(2, 1), data.secret, reveal=False)
+        rate(data.runs, data.ratings, "ana", run_id, _scores(2, 1), data.secret, ana, reveal=False)
     assert set(data.ratings.read()["fidelity"]) == {4} and len(data.ratings.read(latest=False)) == 4
-    rate(data.runs, data.ratings, "bo", run_id, _scores(2, 1), data.secret)  # others still can
+    bo = view(data, "bo", run_id)
+    rate(data.runs, data.ratings, "bo", run_id, _scores(2, 1), data.secret, bo)  # others still can
 
 
 def test_a_rating_that_may_still_change_is_not_served_until_it_is_final(tmp_path, monkeypatch):
@@ -85,19 +88,20 @@ def test_a_rating_that_may_still_change_is_not_served_until_it_is_final(tmp_path
 
     data = open_data(tmp_path)
     run_id = _item(data.runs, n=2)
-    rate(data.runs, data.ratings, "ana", run_id, {"A": [1, 1], "B": [5, 5]}, data.secret, reveal=False)
-    rate(data.runs, data.ratings, "bo", run_id, _scores(2, 3), data.secret, reveal=True)
+    ana = view(data, "ana", run_id)  # the view ana rates from (a page, or an API client's token)
+    rate(data.runs, data.ratings, "ana", run_id, {"A": [1, 1], "B": [5, 5]}, data.secret, ana, reveal=False)
+    rate(data.runs, data.ratings, "bo", run_id, _scores(2, 3), data.secret, view(data, "bo", run_id), reveal=True)
 
     def served():
         with open(data.ratings.export(str(tmp_path / "export.csv"), keep=final), newline="") as f:
             return sorted({r["rater"] for r in csv.DictReader(f)})
     assert served() == ["bo"]  # ana's scores could still change: not served
-    rate(data.runs, data.ratings, "ana", run_id, {"A": [2, 2], "B": [4, 4]}, data.secret, reveal=False)
+    rate(data.runs, data.ratings, "ana", run_id, {"A": [2, 2], "B": [4, 4]}, data.secret, ana, reveal=False)
     assert sorted(data.ratings.read().query("rater == 'ana'")["fidelity"]) == [2, 4]  # replaced
     monkeypatch.setattr(queue, "OPEN_SECONDS", 0)  # time passes: ana's rating is final
     assert served() == ["ana", "bo"]
     with pytest.raises(ValueError, match="is final"):
-        rate(data.runs, data.ratings, "ana", run_id, _scores(2, 3), data.secret, reveal=False)
+        rate(data.runs, data.ratings, "ana", run_id, _scores(2, 3), data.secret, ana, reveal=False)
     assert sorted(data.ratings.read().query("rater == 'ana'")["fidelity"]) == [2, 4]
 
 
@@ -106,7 +110,8 @@ def test_formula_like_rater_gets_a_new_item_and_names_stay_apart(tmp_path):
     first, second = _item(data.runs, n=2), _item(data.runs, n=3)
     for name in ("=x", "-x", "'-x"):
         item = next_item(data.runs, data.ratings, name, data.secret)
-        rate(data.runs, data.ratings, name, item.item_id, _scores(len(item.outputs)), data.secret)
+        rate(data.runs, data.ratings, name, item.item_id, _scores(len(item.outputs)), data.secret,
+             item.view_token)
         assert next_item(data.runs, data.ratings, name, data.secret).item_id != item.item_id
     df = data.ratings.read()
     assert sorted(df["rater"].unique()) == ["'-x", "-x", "=x"]
@@ -154,11 +159,12 @@ def test_latin1_byte_breaks_neither_summary_nor_queue(tmp_path):
     data = open_data(tmp_path)
     run_id = _item(data.runs, n=2)
     _item(data.runs, n=2)
-    rate(data.runs, data.ratings, "ana", run_id, _scores(2), data.secret, comment="très bien",
+    rate(data.runs, data.ratings, "ana", run_id, _scores(2), data.secret, view(data, "ana", run_id),
+         comment="très bien",
          reveal=True)
     raw = open(data.ratings.path, "rb").read().replace("très".encode(), "très".encode("latin-1"))
     open(data.ratings.path, "wb").write(raw)
-    table, _, text, _, csv_path = summary(data)
+    table, _, text, _, csv_path, _, _ = summary(data)
     assert len(table) == 2 and "not UTF-8" in text and csv_path.endswith(".csv")
     assert next_item(data.runs, data.ratings, "ana", data.secret).item_id != run_id
 
@@ -220,16 +226,16 @@ def test_read_only_folder_serves_next_item_and_summary_and_refuses_ratings(tmp_p
 
     data = open_data(tmp_path / "data")
     first, second = _item(data.runs, n=2), _item(data.runs, n=2)
-    rate(data.runs, data.ratings, "ana", first, _scores(2), data.secret, reveal=True)
+    rate(data.runs, data.ratings, "ana", first, _scores(2), data.secret, view(data, "ana", first), reveal=True)
     before = open(data.ratings.path, "rb").read()
     os.remove(data.ratings.path + ".lock")
     _read_only(monkeypatch, tmp_path / "data")
     data = open_data(tmp_path / "data")  # a fresh process on the read-only folder
     assert review_tab.next_item(data, "ana")[0] == second
-    table, _, text, _, _ = review_tab.summary(data)
+    table, _, text, *_ = review_tab.summary(data)
     assert len(table) == 2 and "2 ratings from 1 rater." in text
     with pytest.raises(StorageError, match="Read-only.*nothing was written"):
-        review_tab.rate(data, "tiny", "bo", first, _scores(2))
+        review_tab.rate(data, "tiny", "bo", first, _scores(2), view_token=view(data, "bo", first))
     monkeypatch.undo()
     assert open(data.ratings.path, "rb").read() == before
 

@@ -127,13 +127,14 @@ def test_cli_summarize(tmp_path):
     import json
 
     store = RatingStore(tmp_path / "r.csv")
-    store.add(**GOOD)
-    store.add(**{**GOOD, "rater": "bo", "fidelity": 2})
+    store.add(**GOOD, revealed=True)  # final: the CLI counts what the page counts
+    store.add(**{**GOOD, "rater": "bo", "fidelity": 2}, revealed=True)
+    store.add(**{**GOOD, "rater": "cy", "fidelity": 5})  # may still change: not counted
     out = subprocess.run([sys.executable, "-m", "recontext", "ratings", "summarize",
                           str(tmp_path / "r.csv"), "--json"], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     report = json.loads(out.stdout)
-    assert report["ratings"] == 2 and report["methods"][0]["fidelity_mean"] == 3.0
+    assert report["ratings"] == 2 and report["methods"][0]["fidelity_mean"] == 3.0 and report["waiting"] == 1
 
 
 def test_cli_summarize_fails_on_a_missing_file_and_writes_nan_as_null(tmp_path, capsys):
@@ -143,7 +144,7 @@ def test_cli_summarize_fails_on_a_missing_file_and_writes_nan_as_null(tmp_path, 
 
     assert cli.main(["ratings", "summarize", str(tmp_path / "none.csv")]) == 2
     assert "no ratings file" in capsys.readouterr().err
-    RatingStore(tmp_path / "r.csv").add(**GOOD)  # one rating: no interval can be computed
+    RatingStore(tmp_path / "r.csv").add(**GOOD, revealed=True)  # one rating: no interval can be computed
     assert cli.main(["ratings", "summarize", str(tmp_path / "r.csv"), "--json"]) == 0
     out = capsys.readouterr().out
     assert "NaN" not in out and "nan" not in out

@@ -11,21 +11,32 @@ seen the item's methods (`reveal`), or `OPEN_SECONDS` after their last rating of
 final ratings are served (summary, chart, CSV): served scores would tell a rater which of
 their labels was which method, and a rating that can still change would then no longer be
 blind.
+
+What a rater was shown is bound to what they submit by a signed view token (see
+`token`): the labels are mapped to methods by the order in the token, and a token for
+another rater, item or secret is refused.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import itertools
+import os
+import secrets
 import string
+import time
 from dataclasses import dataclass
 
 import pandas as pd
 
+from . import token as tokens
+from .names import rater_key
 from .store import _text
+from .votes import CHOICES
 
 LABELS = string.ascii_uppercase
-TARGET = 3  # ratings wanted per item before it stops being preferred
+TARGET = 3  # raters wanted per item before it stops being preferred ($RECONTEXT_REVIEW_TARGET)
 OPEN_SECONDS = 600  # how long a rating made without the reveal may still be replaced
 
 
@@ -41,6 +52,14 @@ def blind_order(secret: bytes, rater: str, item_id: str, n: int) -> list[int]:
     return sorted(range(n), key=key)
 
 
+def target_raters() -> int:
+    """Raters wanted per item: `$RECONTEXT_REVIEW_TARGET`, default 3."""
+    try:
+        return max(1, int(os.environ.get("RECONTEXT_REVIEW_TARGET", TARGET)))
+    except ValueError:
+        return TARGET
+
+
 @dataclass
 class BlindItem:
     item_id: str
@@ -50,12 +69,14 @@ class BlindItem:
     outputs: list[str]       # output PNG paths in blind order; labelled A, B, C…
     ratings_so_far: int      # distinct raters who rated this item
     remaining: int           # items this rater has not rated, this one included
+    view_token: str = ""     # signed: this rater, this item, this order (required by `rate`)
 
 
-def next_item(runs, ratings, rater: str, secret: bytes, target: int = TARGET) -> BlindItem | None:
+def next_item(runs, ratings, rater: str, secret: bytes, target: int | None = None) -> BlindItem | None:
     """An item `rater` has not rated yet, fewest raters first (items that reached `target`
     come last), oldest first among equals. None when they have rated every item."""
     rater = _rater(rater)
+    target = target or target_raters()
     df, _ = ratings.read_checked()
     done = set(df.loc[df["rater"] == rater, "item_id"])
     counts = df.groupby("item_id")["rater"].nunique().to_dict() if len(df) else {}
@@ -71,28 +92,35 @@ def next_item(runs, ratings, rater: str, secret: bytes, target: int = TARGET) ->
         source=path(record["source"]) if record.get("source") else None,
         prompts=record.get("prompts", {}),
         outputs=[path(record["outputs"][i]["image"]) for i in order],
-        ratings_so_far=counts.get(record["run_id"], 0), remaining=len(todo))
+        ratings_so_far=counts.get(record["run_id"], 0), remaining=len(todo),
+        view_token=tokens.issue(secret, rater, record["run_id"], "likert", order))
 
 
-def rate(runs, ratings, rater: str, item_id: str, scores, secret: bytes, comment: str = "",
-         preset: str = "", reveal: bool = False) -> list[dict]:
+def rate(runs, ratings, rater: str, item_id: str, scores, secret: bytes, view_token: str = "",
+         comment: str = "", preset: str = "", reveal: bool = False, signed: bool = False) -> list[dict]:
     """Record `scores` for one item: {label: (fidelity, realism)} (or {label: {"fidelity":
-    …, "realism": …}}, or a list in label order), labels as `rater` saw them. All outputs
-    must be scored; nothing is written unless every score is valid. A rater may rate an
-    item again (the latest rating counts) until they have seen its methods (`reveal`);
-    after that a new rating is refused. Returns the rows written, with their methods."""
+    …, "realism": …}}, or a list in label order), labels as `rater` saw them in the view
+    `view_token` describes (from `next_item`). All outputs must be scored; nothing is
+    written unless every score is valid and the token is this rater's for this item. A
+    rater may rate an item again (the latest rating counts) until they have seen its
+    methods (`reveal`); after that a new rating is refused. Returns the rows written, with
+    their methods."""
     rater = _rater(rater)
     record = runs.get(item_id)
     n = len(record["outputs"])
     if n < 2:
         raise ValueError(f"item_id {item_id!r} is not a review item (it has one output)")
     pairs = _scores(scores, n)
-    order = blind_order(secret, rater, item_id, n)
+    view = tokens.check(secret, view_token, rater, item_id, "likert", n)
+    if len(view.order) != n:
+        raise ValueError(f"view_token does not match this item's outputs any more. {tokens.NEW_VIEW}")
+    seconds = max(0.0, time.time() - view.issued)
     rows = [dict(rater=rater, item_id=item_id, task=record["task"],
                  method=record["outputs"][i]["method"], fidelity=fid, realism=real,
                  label=LABELS[pos], position=pos, comment=comment or "",
-                 preset=preset or record.get("preset", ""), revealed=bool(reveal))
-            for pos, (i, (fid, real)) in enumerate(zip(order, pairs))]
+                 preset=preset or record.get("preset", ""), revealed=bool(reveal),
+                 seconds=seconds, signed=signed, view_id=view.view_id)
+            for pos, (i, (fid, real)) in enumerate(zip(view.order, pairs))]
 
     def not_seen(df):  # run under the store's lock, so two submissions cannot both pass
         mine = df[(df["rater"] == rater) & (df["item_id"] == item_id)]
@@ -100,11 +128,88 @@ def rate(runs, ratings, rater: str, item_id: str, scores, secret: bytes, comment
             raise ValueError(f"you have already rated item {item_id!r} and seen which method made "
                              "each output: a second rating would not be blind, so it is refused. "
                              "Press Next item for another one.")
+        views = set(mine["view_id"]) - {""}
+        if views and view.view_id not in views:  # e.g. someone else typing this name
+            raise ValueError(f"you rated item {item_id!r} from another view (another page or "
+                             "token): scores may be changed only from the view they were given in. "
+                             "Press Next item for another one.")
         if len(mine) and final(mine).any():
             raise ValueError(f"you rated item {item_id!r} more than {OPEN_SECONDS / 60:g} minutes ago: "
                              "that rating is final (the summary shows it, so a new one would not be "
                              "blind). Press Next item for another one.")
     return ratings.add_many(rows, check=not_seen)
+
+
+# -- pairwise votes --------------------------------------------------------------------------
+@dataclass
+class BlindPair:
+    item_id: str
+    task: str
+    source: str | None
+    prompts: dict
+    outputs: list[str]       # [A, B]: the two outputs' PNG paths at random positions
+    view_token: str
+
+
+def next_pair(runs, votes, rater: str, secret: bytes) -> BlindPair | None:
+    """Two outputs of one item that `rater` has not compared yet, the pair with the fewest
+    votes first (oldest item among equals), at random positions (A or B, drawn per
+    showing and logged with the vote). None when they have compared every pair."""
+    rater = _rater(rater)
+    df, _ = votes.read_checked()
+    pair_key = lambda item, a, b: (item, min(a, b), max(a, b))  # noqa: E731
+    counts: dict = {}
+    mine = set()
+    for row in df.itertuples():
+        key = pair_key(row.item_id, row.method_a, row.method_b)
+        counts[key] = counts.get(key, 0) + 1
+        if row.rater == rater:
+            mine.add(key)
+    best = None
+    for record in runs.items():
+        methods = [o["method"] for o in record["outputs"]]
+        for i, j in itertools.combinations(range(len(methods)), 2):
+            key = pair_key(record["run_id"], methods[i], methods[j])
+            if key in mine:
+                continue
+            rank = (counts.get(key, 0), record["created"], record["run_id"], i, j)
+            if best is None or rank < best[0]:
+                best = (rank, record, i, j)
+    if best is None:
+        return None
+    _, record, i, j = best
+    order = [i, j] if secrets.randbelow(2) else [j, i]
+    path = lambda name: f"{record['dir']}/{name}"  # noqa: E731
+    return BlindPair(item_id=record["run_id"], task=record["task"],
+                     source=path(record["source"]) if record.get("source") else None,
+                     prompts=record.get("prompts", {}),
+                     outputs=[path(record["outputs"][k]["image"]) for k in order],
+                     view_token=tokens.issue(secret, rater, record["run_id"], "pair", order))
+
+
+def vote(runs, votes, rater: str, item_id: str, view_token: str, choice: str, secret: bytes,
+         preset: str = "", signed: bool = False) -> dict:
+    """Record one pairwise vote on the pair the view `view_token` showed: `A`, `B`, `tie`
+    or `both_bad`. One vote per showing (a second one with the same token is refused).
+    Returns the row written, with both methods."""
+    rater = _rater(rater)
+    if choice not in CHOICES:
+        raise ValueError(f"choice must be one of {', '.join(CHOICES)}, got {choice!r}")
+    record = runs.get(item_id)
+    n = len(record["outputs"])
+    view = tokens.check(secret, view_token, rater, item_id, "pair", n)
+    if len(view.order) != 2:
+        raise ValueError(f"view_token is not for a pair of outputs. {tokens.NEW_VIEW}")
+    a, b = view.order
+    row = dict(rater=rater, item_id=item_id, task=record["task"],
+               method_a=record["outputs"][a]["method"], method_b=record["outputs"][b]["method"],
+               output_a=a, output_b=b, choice=choice, seconds=max(0.0, time.time() - view.issued),
+               preset=preset or record.get("preset", ""), signed=signed, view_id=view.view_id)
+
+    def once(df):
+        if (df["view_id"] == view.view_id).any():
+            raise ValueError("this pair was already voted on in this view: press Next pair for another one")
+    return votes.add_many([row], check=once)[0]
 
 
 def final(df: pd.DataFrame) -> pd.Series:
@@ -151,6 +256,10 @@ def _scores(scores, n: int) -> list[tuple]:
 
 
 def _rater(rater) -> str:
+    """The rater's key (`names.rater_key`): variants of one name are one rater."""
     if not isinstance(rater, str) or not rater.strip():
         raise ValueError("rater: give your name first (1–64 characters)")
-    return _text("rater", rater, 1, 64)
+    key = rater_key(rater)
+    if not key:
+        raise ValueError("rater: give your name first (1–64 characters)")
+    return _text("rater", key, 1, 64)

@@ -102,3 +102,176 @@ def summary_plot(table: pd.DataFrame):
         ax.set_yticks(y, names)
         ax.invert_yaxis()
     return fig
+
+
+# -- pairwise votes: Bradley–Terry -----------------------------------------------------------
+def _bt_fit(methods: list[str], wins: np.ndarray, iters: int = 500, prior: float = 0.5) -> np.ndarray:
+    """Bradley–Terry strengths (log scale, mean 0) from `wins[i, j]`, the wins of i over j
+    (ties as ½ each), by the MM algorithm (Hunter 2004). `prior` adds that many virtual
+    wins each way to every pair that met, so a method that won every time still has a
+    finite strength."""
+    n = len(methods)
+    games = wins + wins.T
+    met = games > 0
+    w = wins + prior * met
+    games = w + w.T
+    p = np.ones(n)
+    total_wins = w.sum(axis=1)
+    for _ in range(iters):
+        denom = (games / (p[:, None] + p[None, :] + 1e-300)).sum(axis=1)
+        new = np.where(denom > 0, total_wins / np.maximum(denom, 1e-300), p)
+        new = np.maximum(new, 1e-12)
+        new /= np.exp(np.log(new).mean())
+        if np.max(np.abs(np.log(new) - np.log(p))) < 1e-9:
+            p = new
+            break
+        p = new
+    return np.log(p)
+
+
+def _wins(votes: pd.DataFrame, methods: list[str]) -> np.ndarray:
+    index = {m: i for i, m in enumerate(methods)}
+    wins = np.zeros((len(methods), len(methods)))
+    a = votes["method_a"].map(index).to_numpy()
+    b = votes["method_b"].map(index).to_numpy()
+    choice = votes["choice"].to_numpy()
+    np.add.at(wins, (a[choice == "A"], b[choice == "A"]), 1.0)
+    np.add.at(wins, (b[choice == "B"], a[choice == "B"]), 1.0)
+    even = (choice == "tie") | (choice == "both_bad")  # neither preferred: half a win each
+    np.add.at(wins, (a[even], b[even]), 0.5)
+    np.add.at(wins, (b[even], a[even]), 0.5)
+    return wins
+
+
+def bradley_terry(votes: pd.DataFrame, n_boot: int = 200, seed: int = 0) -> list[dict]:
+    """Per task, each method's Bradley–Terry strength (log scale, mean 0 over the task's
+    methods) with a 95% bootstrap interval (votes resampled with replacement), in rank
+    order: [{task, method, strength, low, high, votes}]."""
+    out = []
+    if votes is None or not len(votes):
+        return out
+    rng = np.random.default_rng(seed)
+    for task, g in votes.groupby("task", sort=True):
+        methods = sorted(set(g["method_a"]) | set(g["method_b"]))
+        strength = _bt_fit(methods, _wins(g, methods))
+        boot = np.array([_bt_fit(methods, _wins(g.iloc[rng.integers(0, len(g), len(g))], methods))
+                         for _ in range(n_boot)])
+        low, high = np.percentile(boot, [2.5, 97.5], axis=0)
+        count = pd.concat([g["method_a"], g["method_b"]]).value_counts()
+        rows = [{"task": task, "method": m, "strength": float(s), "low": float(lo), "high": float(hi),
+                 "votes": int(count.get(m, 0))}
+                for m, s, lo, hi in zip(methods, strength, low, high)]
+        out += sorted(rows, key=lambda r: (-r["strength"], r["method"]))
+    return out
+
+
+# -- gold checks, timing, coverage: which ratings are served ---------------------------------
+FAST_SECONDS = 1.0      # a Likert rating faster than this per output, or a vote faster than this, is flagged
+GOLD_FAIL_SHARE = 0.25  # a rater who fails more than this share of their gold checks is flagged
+
+
+def gold_items(runs) -> dict[str, dict]:
+    """{item_id: {"top": method, "bottom": method}} for the gold items among the runs."""
+    if runs is None:
+        return {}
+    return {r["run_id"]: r["gold"] for r in runs.items() if r.get("gold")}
+
+
+def gold_checks(ratings: pd.DataFrame, votes: pd.DataFrame, gold: dict) -> pd.DataFrame:
+    """One row per rater with gold answers: checks, failed, flagged. A rating passes when
+    the identical copy gets fidelity 4 or 5 and more than the degraded one; a vote passes
+    when it prefers the identical copy."""
+    results = []
+    if len(ratings):
+        for (rater, item), g in ratings[ratings["item_id"].isin(gold)].groupby(["rater", "item_id"]):
+            fid = g.set_index("method")["fidelity"]
+            top, bottom = gold[item]["top"], gold[item]["bottom"]
+            if top in fid and bottom in fid:
+                results.append((rater, bool(fid[top] >= 4 and fid[top] > fid[bottom])))
+    if votes is not None and len(votes):
+        for row in votes[votes["item_id"].isin(gold)].itertuples():
+            top = gold[row.item_id]["top"]
+            if top in (row.method_a, row.method_b):
+                picked = {"A": row.method_a, "B": row.method_b}.get(row.choice)
+                results.append((row.rater, picked == top))
+    df = pd.DataFrame(results, columns=["rater", "passed"])
+    table = df.groupby("rater")["passed"].agg(checks="size", passed="sum").reset_index()
+    table["failed"] = table["checks"] - table["passed"]
+    table["flagged"] = table["failed"] / table["checks"].clip(lower=1) > GOLD_FAIL_SHARE
+    return table[["rater", "checks", "failed", "flagged"]].astype({"checks": int, "failed": int})
+
+
+def fast(ratings: pd.DataFrame) -> pd.Series:
+    """Which Likert rows were given implausibly fast: under `FAST_SECONDS` per output of
+    the submission (a row without its seconds, from an older file, is not flagged)."""
+    if not len(ratings):
+        return pd.Series(False, index=ratings.index, dtype=bool)
+    n = ratings.groupby(["rater", "item_id", "view_id"])["method"].transform("size")
+    return (ratings["seconds"] < FAST_SECONDS * n).fillna(False).astype(bool)
+
+
+def fast_votes(votes: pd.DataFrame) -> pd.Series:
+    if votes is None or not len(votes):
+        return pd.Series(False, index=getattr(votes, "index", None), dtype=bool)
+    return (votes["seconds"] < FAST_SECONDS).fillna(False).astype(bool)
+
+
+def serve(ratings: pd.DataFrame, votes: pd.DataFrame | None = None, runs=None,
+          include_flagged: bool = False) -> dict:
+    """The one filter behind the page's summary, the API's, the CLI's and the export:
+    final ratings only (see `queue.final`), gold items and the ratings of raters flagged
+    by gold checks left out (kept apart under `flagged_*`; with `include_flagged` they
+    stay in). Returns {ratings, votes, flagged_ratings, flagged_votes, gold, waiting}."""
+    from .queue import final
+
+    votes = votes if votes is not None else pd.DataFrame(columns=["rater", "item_id", "task", "method_a",
+                                                                   "method_b", "choice", "seconds"])
+    done = final(ratings)
+    waiting = int((~done).sum())
+    ratings = ratings[done]
+    gold = gold_items(runs)
+    checks = gold_checks(ratings, votes, gold)
+    flagged = set(checks.loc[checks["flagged"], "rater"]) if not include_flagged else set()
+    r_out = ratings["rater"].isin(flagged)
+    v_out = votes["rater"].isin(flagged)
+    return {"ratings": ratings[~r_out & ~ratings["item_id"].isin(gold)],
+            "votes": votes[~v_out & ~votes["item_id"].isin(gold)],
+            "flagged_ratings": ratings[r_out & ~ratings["item_id"].isin(gold)],
+            "flagged_votes": votes[v_out & ~votes["item_id"].isin(gold)],
+            "gold": checks, "waiting": waiting}
+
+
+def coverage(ratings: pd.DataFrame, votes: pd.DataFrame | None, runs, target: int) -> dict:
+    """Each item's raters so far (Likert or pairwise) against the target number."""
+    items = [r["run_id"] for r in runs.items()] if runs is not None else sorted(set(ratings["item_id"]))
+    raters: dict[str, set] = {}
+    for df in (ratings, votes):
+        if df is not None and len(df):
+            for item, rater in zip(df["item_id"], df["rater"]):
+                raters.setdefault(item, set()).add(rater)
+    per_item = [{"item_id": i, "raters": len(raters.get(i, ()))} for i in items]
+    return {"target": target, "items": len(items),
+            "items_at_target": sum(p["raters"] >= target for p in per_item), "per_item": per_item}
+
+
+def full_report(picked: dict, runs=None, target: int = 3) -> dict:
+    """`report` of the served ratings plus Bradley–Terry on the served votes, gold checks,
+    fast ratings, the flagged raters' ratings apart, signed-in raters apart, and coverage."""
+    r, v = picked["ratings"], picked["votes"]
+    out = report(r) if len(r) else {"ratings": 0, "raters": 0, "methods": [], "win_rates": [],
+                                    "agreement": {c: None for c in CRITERIA}}
+    signed = r[r["signed"].astype(bool)] if len(r) else r
+    out["signed_in_raters"] = int(signed["rater"].nunique()) if len(signed) else 0
+    out["signed_in_methods"] = summarize(signed).to_dict(orient="records") if len(signed) else []
+    out["votes"] = int(len(v))
+    out["bradley_terry"] = bradley_terry(v)
+    out["fast"] = {"ratings": int(fast(r).sum()), "votes": int(fast_votes(v).sum()),
+                   "seconds_threshold": FAST_SECONDS}
+    out["gold"] = picked["gold"].to_dict(orient="records")
+    gold = picked["gold"]
+    out["flagged"] = {"raters": sorted(gold.loc[gold["flagged"], "rater"]) if len(gold) else [],
+                      "methods": summarize(picked["flagged_ratings"]).to_dict(orient="records")
+                      if len(picked["flagged_ratings"]) else []}
+    out["waiting"] = picked["waiting"]
+    out["coverage"] = coverage(r, v, runs, target)
+    return out

@@ -50,6 +50,7 @@ def build_demo(studio, data=None) -> gr.Blocks:
     data = data or open_data()
     with gr.Blocks(title="recontext studio") as demo:
         gr.Markdown(header(studio))
+        gr.Markdown(review_tab.saving_note(data))
         rater = review_tab.remembered_rater()
         with gr.Tabs():
             with gr.Tab("Garment → model", id="garment"):

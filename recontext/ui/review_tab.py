@@ -1,26 +1,35 @@
-"""Review tab: blind ratings of fidelity and realism, and the summary of all ratings."""
+"""Review tab: blind ratings of fidelity and realism, pairwise votes, and the summary."""
 
 from __future__ import annotations
 
 import os
+import secrets
+import tempfile
+import time
 
 import gradio as gr
 import pandas as pd
-from PIL import Image
+from PIL import Image, PngImagePlugin
 
-from ..review import OPEN_SECONDS, final, next_item as pick_next, rate as record, report, summarize, summary_plot
+from ..review import (CHOICES, OPEN_SECONDS, full_report, next_item as pick_next, next_pair as pick_pair,
+                      rate as record, serve, summarize, summary_plot, target_raters, vote as record_vote)
 from ..review.queue import LABELS
+from ..runs import MAX_OUTPUTS
 from .common import fmt, mcp_tool, not_mcp_tool, user_errors
 
-SLOTS = 8  # most outputs a run has (inversion: 3 methods × 2 variants; a sweep: 6 scales)
+SLOTS = MAX_OUTPUTS  # every run the studio can save fits on the page (a 12-scale sweep)
 SCORES = [1, 2, 3, 4, 5]
 WIN_COLUMNS = ["task", "criterion", "method_a", "method_b", "pairs", "win_rate_a"]
+BT_COLUMNS = ["task", "method", "strength", "low", "high", "votes"]
+MODES = ("both", "likert", "pairwise")
 
 ABOUT = """Rate outputs **blind**: every run from the other tabs with two or more outputs is an
 item. Give your name, press **Next item**, and score each output 1–5 for **fidelity** (does it
 keep the source photo / garment / what the prompt asks for?) and **realism** (would it pass as a
 real photo?). Labels A, B, C… are shuffled for each rater; which method made which output is
 shown after you submit. Items with the fewest ratings come first."""
+PAIR_ABOUT = """**Pairwise**: press **Next pair**, see two outputs of one item (positions drawn at
+random) and say which is better, or that they are equally good or both bad."""
 
 SUMMARY_COLUMNS = {"task": "task", "method": "method", "ratings": "ratings", "raters": "raters",
                    "fidelity_mean": "fidelity", "fidelity_ci_low": "fid. 95% low",
@@ -28,18 +37,56 @@ SUMMARY_COLUMNS = {"task": "task", "method": "method", "ratings": "ratings", "ra
                    "realism_ci_low": "real. 95% low", "realism_ci_high": "real. 95% high"}
 
 
+def review_mode() -> str:
+    """What this deployment asks raters for: `$RECONTEXT_REVIEW_MODE` = both (default),
+    likert or pairwise."""
+    mode = os.environ.get("RECONTEXT_REVIEW_MODE", "both").strip().lower() or "both"
+    if mode not in MODES:
+        raise ValueError(f"RECONTEXT_REVIEW_MODE must be one of {', '.join(MODES)}, got {mode!r}")
+    return mode
+
+
 def _describe(item) -> str:
-    p = item.prompts
+    """The item's heading: only text the studio made (ids, task, counts), as Markdown.
+    What a user typed (prompts) is shown apart, as plain text (`_prompts`)."""
     lines = [f"**Item** `{item.item_id}` · task **{item.task}** · rated by {item.ratings_so_far} "
              f"so far · {item.remaining} left for you"]
-    for key, name in (("prompt", "Prompt"), ("caption", "Caption"), ("source", "Source prompt"),
-                      ("target", "Target prompt")):
-        if p.get(key):
-            lines.append(f"{name}: *{p[key]}*")
     if item.task == "edit":
         lines.append("Fidelity: keeps the photo's identity and layout. Realism: a plausible photo "
                      "that shows the target prompt.")
     return "  \n".join(lines)
+
+
+def _prompts(prompts: dict) -> str:
+    """What the generation was asked for, as plain text (never rendered as Markdown)."""
+    names = (("prompt", "Prompt"), ("caption", "Caption"), ("source", "Source prompt"),
+             ("target", "Target prompt"))
+    return "\n".join(f"{name}: {prompts[key]}" for key, name in names if prompts.get(key))
+
+
+VIEWS = os.path.join(tempfile.gettempdir(), "recontext-views")
+VIEW_TTL = 3600  # seconds a served copy is kept (Gradio copies it into its cache at once)
+
+
+def served(path: str) -> str:
+    """A copy of the PNG at `path` for one view: a random name and a random note in its
+    metadata, so the URL it is served under (Gradio names files by their content's hash)
+    differs for every view and rater and tells nothing about which output it is. Never in
+    the data folder (which may be pushed); old copies are removed."""
+    os.makedirs(VIEWS, exist_ok=True)
+    now = time.time()
+    for name in os.listdir(VIEWS):
+        try:
+            if now - os.path.getmtime(os.path.join(VIEWS, name)) > VIEW_TTL:
+                os.unlink(os.path.join(VIEWS, name))
+        except OSError:
+            pass
+    info = PngImagePlugin.PngInfo()
+    info.add_text("view", secrets.token_hex(16))
+    out = os.path.join(VIEWS, f"{secrets.token_hex(12)}.png")
+    with Image.open(path) as im:
+        im.save(out, format="PNG", pnginfo=info)
+    return out
 
 
 OAUTH = "OAUTH_CLIENT_ID"  # set on a Space with `hf_oauth: true`
@@ -57,34 +104,36 @@ def signed_rater(typed, profile) -> str:
 
 
 def next_item(data, rater):
-    """The next blind item for `rater`: item id, description, source, then one image per
-    slot (labelled A, B, … in this rater's order, the rest hidden) and cleared scores."""
+    """The next blind item for `rater`: item id, view token, description, prompts (plain
+    text), source, then one image per slot (labelled A, B, … in this rater's order, the
+    rest hidden) and cleared scores."""
     item = pick_next(data.runs, data.ratings, rater or "", data.secret)
     if item is None:
         hidden = [gr.Image(value=None, visible=False) for _ in range(SLOTS)]
         radios = [gr.Radio(value=None, visible=False) for _ in range(2 * SLOTS)]
-        return ("", "You have rated every item. Thank you! Make more runs in the other tabs, "
-                "or see the summary below.", None, *hidden, *radios, "")
-    shown = []
-    for i in range(SLOTS):
-        if i < len(item.outputs):
-            with Image.open(item.outputs[i]) as im:  # pixels, not the file: its name says nothing
-                shown.append(gr.Image(value=im.copy(), label=f"Output {LABELS[i]}", visible=True))
-        else:
-            shown.append(gr.Image(value=None, visible=False))
-    radios = [gr.Radio(value=None, visible=i < len(item.outputs)) for _ in range(2) for i in range(SLOTS)]
-    source = Image.open(item.source).copy() if item.source else None
-    return (item.item_id, _describe(item), source, *shown, *radios, "")
+        return ("", "", "You have rated every item. Thank you! Make more runs in the other tabs, "
+                "or see the summary below.", "", None, *hidden, *radios, "")
+    n = len(item.outputs)
+    shown = [gr.Image(value=served(item.outputs[i]), label=f"Output {LABELS[i]}", visible=True)
+             if i < n else gr.Image(value=None, visible=False) for i in range(SLOTS)]
+    radios = [gr.Radio(value=None, visible=i < n) for _ in range(2) for i in range(SLOTS)]
+    source = served(item.source) if item.source else None
+    return (item.item_id, item.view_token, _describe(item), _prompts(item.prompts), source,
+            *shown, *radios, "")
 
 
-def rate(data, preset, rater, item_id, scores, comment="", reveal=True):
+def rate(data, preset, rater, item_id, scores, comment="", reveal=True, view_token="", signed=False):
     """Record one item's scores, {label: {"fidelity": 1–5, "realism": 1–5}} (or label →
-    [fidelity, realism]). Returns a thank-you and, with `reveal`, what each label was;
-    once revealed, the item cannot be rated again by this rater."""
+    [fidelity, realism]), for the view `view_token` (from `next_item`). Returns a
+    thank-you and, with `reveal`, what each label was; once revealed, the item cannot be
+    rated again by this rater."""
+    if review_mode() == "pairwise":
+        raise ValueError("this studio collects pairwise votes only: use Next pair (/next_pair, /vote)")
     if not item_id:
         raise ValueError("press Next item first")
     rows = record(data.runs, data.ratings, rater or "", item_id, scores, data.secret,
-                  comment=comment or "", preset=preset, reveal=bool(reveal))
+                  view_token=view_token or "", comment=comment or "", preset=preset,
+                  reveal=bool(reveal), signed=signed)
     text = f"Saved {len(rows)} ratings for item `{item_id}`. Press **Next item** to go on."
     if reveal:
         text += "  \n" + "  \n".join(f"**{r['label']}** was `{r['method']}`" for r in rows)
@@ -93,6 +142,29 @@ def rate(data, preset, rater, item_id, scores, comment="", reveal=True):
                  f"submit again within {OPEN_SECONDS // 60} minutes; then they are final and join "
                  "the summary.")
     return text
+
+
+def next_pair(data, rater):
+    """({item_id, view_token, prompts}, output A, output B, source or None) for `rater`."""
+    pair = pick_pair(data.runs, data.votes, rater or "", data.secret)
+    if pair is None:
+        return ({"item_id": "", "view_token": "", "prompts": {},
+                 "message": "You have compared every pair. Thank you!"}, None, None, None)
+    return ({"item_id": pair.item_id, "view_token": pair.view_token, "prompts": pair.prompts},
+            served(pair.outputs[0]), served(pair.outputs[1]),
+            served(pair.source) if pair.source else None)
+
+
+def vote(data, preset, rater, item_id, view_token, choice, signed=False) -> str:
+    if review_mode() == "likert":
+        raise ValueError("this studio collects Likert ratings only: use Next item (/next_item, /rate)")
+    if not item_id:
+        raise ValueError("press Next pair first")
+    row = record_vote(data.runs, data.votes, rater or "", item_id, view_token or "", choice,
+                      data.secret, preset=preset, signed=signed)
+    said = {"A": "A is better", "B": "B is better", "tie": "a tie", "both_bad": "both bad"}[choice]
+    return (f"Vote saved for item `{item_id}`: {said}. A was `{row['method_a']}`, B was "
+            f"`{row['method_b']}`. Press **Next pair** to go on.")
 
 
 def page_scores(values) -> dict:
@@ -108,44 +180,68 @@ def plural(n: int, word: str) -> str:
 
 
 def summary(data):
-    """The ratings summary: per-method table, chart with 95% intervals, agreement and win
-    rates, and the ratings CSV to download (without the blind labels). Only final ratings
-    are shown (see `review.queue`): one that may still change would not stay blind."""
+    """The summary of the served ratings (`review.serve`: final only, gold items and
+    raters flagged by gold checks apart): per-method table, chart with 95% intervals,
+    agreement and win rates, the ratings CSV to download (without the blind labels), the
+    Bradley–Terry ranking of the pairwise votes, and everything as JSON."""
     df, problems = data.ratings.read_checked()
-    done = final(df)
-    waiting, df = int((~done).sum()), df[done]
-    table = summarize(df)
+    votes, vote_problems = data.votes.read_checked() if data.votes is not None else (None, [])
+    picked = serve(df, votes, data.runs)
+    r = picked["ratings"]
+    rep = full_report(picked, data.runs, target_raters())
+    table = summarize(r)
     shown = (table.rename(columns=SUMMARY_COLUMNS).map(fmt) if len(table)
              else pd.DataFrame(columns=list(SUMMARY_COLUMNS.values())))
-    if len(df):
-        rep = report(df)
+    if len(r):
         alpha = ", ".join(f"{c} {fmt(a) if a is not None else 'n/a (too few overlapping ratings)'}"
                           for c, a in rep["agreement"].items())
         wins = pd.DataFrame(rep["win_rates"], columns=WIN_COLUMNS)
-        text = (f"{plural(rep['ratings'], 'rating')} from {plural(rep['raters'], 'rater')}. "
+        signed_in = (f" {rep['signed_in_raters']} of them signed in with an account; the other names "
+                     "are unverified." if rep["signed_in_raters"] else "")
+        text = (f"{plural(rep['ratings'], 'rating')} from {plural(rep['raters'], 'rater')}.{signed_in} "
                 f"Agreement between raters (Krippendorff's α, ordinal): {alpha}.")
     else:
-        wins, text = pd.DataFrame(columns=WIN_COLUMNS), "No final ratings yet." if waiting else "No ratings yet."
-    if waiting:
-        text += (f"  \n{plural(waiting, 'rating')} made without the reveal may still change and "
-                 f"join the summary {OPEN_SECONDS // 60} minutes after they were given.")
+        wins = pd.DataFrame(columns=WIN_COLUMNS)
+        text = "No final ratings yet." if picked["waiting"] else "No ratings yet."
+    if rep["votes"]:
+        text += f"  \n{plural(rep['votes'], 'pairwise vote')}: Bradley–Terry ranking below."
+    if picked["waiting"]:
+        text += (f"  \n{plural(picked['waiting'], 'rating')} made without the reveal may still change "
+                 f"and join the summary {OPEN_SECONDS // 60} minutes after they were given.")
+    cov = rep["coverage"]
+    text += (f"  \nCoverage: {cov['items_at_target']} of {plural(cov['items'], 'item')} have "
+             f"{cov['target']} or more raters.")
+    if rep["fast"]["ratings"] or rep["fast"]["votes"]:
+        text += (f"  \nFlagged as implausibly fast (under {FAST_TEXT}): "
+                 f"{plural(rep['fast']['ratings'], 'rating')}, {plural(rep['fast']['votes'], 'vote')}.")
+    if rep["flagged"]["raters"]:
+        text += (f"  \n{plural(len(rep['flagged']['raters']), 'rater')} failed gold checks; their "
+                 f"{plural(len(picked['flagged_ratings']), 'rating')} and "
+                 f"{plural(len(picked['flagged_votes']), 'vote')} are left out above.")
+    problems = problems + [f"votes: {p}" for p in vote_problems]
     if problems:
         text += "  \n**The ratings file has problems** (the rest was read): " + "; ".join(problems) + "."
-    csv = _export(data.ratings) if len(df) or problems else None
-    return shown, summary_plot(table), text, wins.map(fmt) if len(wins) else wins, csv
+    csv = _export(data, picked) if len(r) or problems else None
+    bt = pd.DataFrame(rep["bradley_terry"], columns=BT_COLUMNS)
+    return (shown, summary_plot(table), text, wins.map(fmt) if len(wins) else wins, csv,
+            bt.map(fmt) if len(bt) else bt, rep)
 
 
-def _export(ratings) -> str | None:
+FAST_TEXT = "1 s per output"
+
+
+def _export(data, picked) -> str | None:
     """The downloadable ratings, in a temporary folder (never in the data folder, which
-    may be pushed), named by content so repeated refreshes reuse one file."""
+    may be pushed), named by content so repeated refreshes reuse one file. The same rows
+    the summary counts (`serve`)."""
     import hashlib
-    import tempfile
 
     folder = os.path.join(tempfile.gettempdir(), "recontext-exports")
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(suffix=".csv", dir=folder)
     os.close(fd)
-    ratings.export(tmp, keep=final)
+    ids = set(picked["ratings"]["rating_id"])
+    data.ratings.export(tmp, keep=lambda df: df["rating_id"].isin(ids))
     with open(tmp, "rb") as f:
         digest = hashlib.sha256(f.read()).hexdigest()[:16]
     path = os.path.join(folder, f"ratings-{digest}.csv")
@@ -160,39 +256,75 @@ def remembered_rater() -> gr.BrowserState:
     return gr.BrowserState("", storage_key="recontext-rater", secret="recontext-rater")
 
 
+def saving_note(data) -> str:
+    """What happens to what visitors upload and make: said on the page."""
+    repo = os.environ.get("RECONTEXT_HF_DATASET", "").strip() if data.scheduler is not None else ""
+    return ("Uploads and outputs of every run are **saved** on this studio's server (its data "
+            "folder), with the ratings" + (f", and pushed to the Hugging Face dataset `{repo}`" if repo
+                                            else "") + ".")
+
+
 def build(studio, data, demo, remembered):
     oauth = bool(os.environ.get(OAUTH))
-    gr.Markdown(ABOUT)
+    mode = review_mode()
+    likert, pairwise = mode in ("both", "likert"), mode in ("both", "pairwise")
+    gr.Markdown(ABOUT if likert else PAIR_ABOUT)
+    if not oauth:
+        gr.Markdown("**Names are not verified** (there is no sign-in here): anyone can type any name; "
+                    "variants of one name (case, full-width or look-alike letters) count as one rater.")
     with gr.Row(equal_height=True):
         rater = gr.Textbox(label="Your name", placeholder="e.g. ana", max_lines=1, scale=3,
                            interactive=not oauth,
                            info="your Hugging Face account signs your ratings" if oauth
-                           else "remembered in this browser; ratings are signed with it")
+                           else "remembered in this browser; ratings are signed with it (unverified)")
         if oauth:
             gr.LoginButton(scale=1)
-        go = gr.Button("Next item", variant="primary", scale=1)
+        go = gr.Button("Next item", variant="primary", scale=1, visible=likert)
     item_id = gr.Textbox(label="Item", interactive=False, max_lines=1, visible=False)
-    info = gr.Markdown("Give your name and press **Next item**.")
-    with gr.Row():
-        source = gr.Image(label="Source", type="pil", format="png", interactive=False, height=220,
-                          scale=1, elem_classes="result-image")
-        gr.Column(scale=3)
-    images, fid, real = [], [], []
-    for row in range(0, SLOTS, 4):
+    view_token = gr.Textbox(label="View token", interactive=False, max_lines=1, visible=False)
+    with gr.Column(visible=likert):
+        info = gr.Markdown("Give your name and press **Next item**.")
+        prompts = gr.Textbox(label="What the generation was asked for (as typed)", interactive=False,
+                             lines=2, max_lines=4)
         with gr.Row():
-            for i in range(row, row + 4):
-                with gr.Column(min_width=180):
-                    images.append(gr.Image(label=f"Output {LABELS[i]}", type="pil", format="png",
-                                           interactive=False, visible=False, height=256,
-                                           elem_classes="result-image"))
-                    fid.append(gr.Radio(SCORES, label=f"{LABELS[i]}: fidelity", visible=False))
-                    real.append(gr.Radio(SCORES, label=f"{LABELS[i]}: realism", visible=False))
-    comment = gr.Textbox(label="Comment (optional)", max_lines=3)
-    with gr.Row():
-        reveal = gr.Checkbox(value=True, label="Show which method made each output after I submit "
-                             "(you cannot rate the item again after that)")
-        submit = gr.Button("Submit ratings", variant="primary")
-    result = gr.Markdown()
+            source = gr.Image(label="Source", type="filepath", format="png", interactive=False,
+                              height=220, scale=1, elem_classes="result-image")
+            gr.Column(scale=3)
+        images, fid, real = [], [], []
+        for row in range(0, SLOTS, 4):
+            with gr.Row():
+                for i in range(row, row + 4):
+                    with gr.Column(min_width=180):
+                        images.append(gr.Image(label=f"Output {LABELS[i]}", type="filepath", format="png",
+                                               interactive=False, visible=False, height=256,
+                                               elem_classes="result-image"))
+                        fid.append(gr.Radio(SCORES, label=f"{LABELS[i]}: fidelity", visible=False))
+                        real.append(gr.Radio(SCORES, label=f"{LABELS[i]}: realism", visible=False))
+        comment = gr.Textbox(label="Comment (optional)", max_lines=3)
+        with gr.Row():
+            reveal = gr.Checkbox(value=True, label="Show which method made each output after I submit "
+                                 "(you cannot rate the item again after that)")
+            submit = gr.Button("Submit ratings", variant="primary")
+        result = gr.Markdown()
+
+    with gr.Column(visible=pairwise):
+        if likert:
+            gr.Markdown("### Pairwise votes\n" + PAIR_ABOUT)
+        pair_go = gr.Button("Next pair", variant="primary")
+        pair = gr.JSON(visible=False, label="Pair")
+        pair_prompts = gr.Textbox(label="What the generation was asked for (as typed)",
+                                  interactive=False, lines=2, max_lines=4)
+        with gr.Row():
+            pair_source = gr.Image(label="Source", type="filepath", format="png", interactive=False,
+                                   height=256, elem_classes="result-image")
+            pair_a = gr.Image(label="Pair: A", type="filepath", format="png", interactive=False,
+                              height=256, elem_classes="result-image")
+            pair_b = gr.Image(label="Pair: B", type="filepath", format="png", interactive=False,
+                              height=256, elem_classes="result-image")
+        with gr.Row():
+            choice_buttons = [gr.Button(text) for text in
+                              ("A is better", "B is better", "Tie", "Both are bad")]
+        pair_result = gr.Markdown()
 
     gr.Markdown("### Summary of all ratings")
     refresh = gr.Button("Refresh summary", size="sm")
@@ -203,8 +335,15 @@ def build(studio, data, demo, remembered):
     stats = gr.Markdown()
     wins = gr.Dataframe(value=pd.DataFrame(columns=WIN_COLUMNS), interactive=False, wrap=True,
                         label="Pairwise win rates (items both methods were rated on; ties count ½)")
+    bt = gr.Dataframe(value=pd.DataFrame(columns=BT_COLUMNS), interactive=False, wrap=True,
+                      label="Pairwise votes: Bradley–Terry strength (log scale) with bootstrap 95% "
+                            "intervals, best first")
     download = gr.File(label="All ratings (CSV, without the blind labels)", interactive=False)
-    summary_outputs = [table, chart, stats, wins, download]
+    report_json = gr.JSON(label="Everything as JSON", visible=False)
+    summary_outputs = [table, chart, stats, wins, download, bt, report_json]
+
+    def signed(profile) -> bool:
+        return bool(oauth and profile is not None)
 
     @not_mcp_tool
     @user_errors
@@ -212,19 +351,21 @@ def build(studio, data, demo, remembered):
         return next_item(data, signed_rater(rater, profile))
 
     @user_errors
-    def on_rate_page(profile: gr.OAuthProfile | None, rater, item_id, *values):
+    def on_rate_page(profile: gr.OAuthProfile | None, rater, item_id, view_token, *values):
         return rate(data, studio.preset.name, signed_rater(rater, profile), item_id,
-                    page_scores(values), values[2 * SLOTS], values[2 * SLOTS + 1])
+                    page_scores(values), values[2 * SLOTS], values[2 * SLOTS + 1], view_token,
+                    signed(profile))
 
     @not_mcp_tool
     @user_errors
-    def api_rate(rater: str, item_id: str, scores: dict[str, dict[str, int]], comment: str = "",
-                 reveal: bool = True, profile: gr.OAuthProfile | None = None) -> str:
+    def api_rate(rater: str, item_id: str, view_token: str, scores: dict[str, dict[str, int]],
+                 comment: str = "", reveal: bool = True, profile: gr.OAuthProfile | None = None) -> str:
         """Rate one review item, blind.
 
         Args:
             rater: your name (on a Space with sign-in, your account is used instead)
             item_id: the item from /next_item
+            view_token: the view token /next_item returned with it (binds your labels to the methods)
             scores: for every output label you were shown, {"A": {"fidelity": 1-5, "realism": 1-5}, "B": ...}
             comment: optional remark
             reveal: show which method made each output; afterwards the item cannot be rated again
@@ -232,23 +373,67 @@ def build(studio, data, demo, remembered):
         if not isinstance(reveal, bool):
             raise ValueError(f"reveal must be true or false, got {reveal!r}")
         return rate(data, studio.preset.name, signed_rater(rater, profile), item_id, scores,
-                    comment, reveal)
+                    comment, reveal, view_token, signed(profile))
+
+    @not_mcp_tool
+    @user_errors
+    def api_next_pair(rater: str, profile: gr.OAuthProfile | None = None):
+        """Two outputs of one item to compare, blind: ({item_id, view_token, prompts}, output A,
+        output B, the item's source image or none).
+
+        Args:
+            rater: your name (on a Space with sign-in, your account is used instead)
+        """
+        return next_pair(data, signed_rater(rater, profile))
+
+    @not_mcp_tool
+    @user_errors
+    def api_vote(rater: str, item_id: str, view_token: str, choice: str,
+                 profile: gr.OAuthProfile | None = None) -> str:
+        """Vote on the pair /next_pair showed.
+
+        Args:
+            rater: your name (on a Space with sign-in, your account is used instead)
+            item_id: the item_id from /next_pair
+            view_token: the view_token from /next_pair
+            choice: A, B, tie or both_bad
+        """
+        return vote(data, studio.preset.name, signed_rater(rater, profile), item_id, view_token,
+                    choice, signed(profile))
 
     @mcp_tool("summary")
     @user_errors
     def on_summary():
         """The human ratings so far: per-method mean fidelity and realism with bootstrap 95%
-        intervals, a chart, agreement between raters and pairwise win rates, and the ratings
-        as a CSV file (without the blind labels)."""
+        intervals, a chart, agreement between raters and pairwise win rates, the ratings
+        as a CSV file (without the blind labels), the Bradley–Terry ranking of pairwise
+        votes, and everything (with gold checks, fast ratings and coverage) as JSON."""
         return summary(data)
 
-    go.click(on_next, rater, [item_id, info, source, *images, *fid, *real, result],
+    go.click(on_next, rater, [item_id, view_token, info, prompts, source, *images, *fid, *real, result],
              api_name="next_item")
-    submit.click(on_rate_page, [rater, item_id, *fid, *real, comment, reveal], result,
+    submit.click(on_rate_page, [rater, item_id, view_token, *fid, *real, comment, reveal], result,
                  api_visibility="private"
                  ).success(user_errors(lambda: summary(data)), None, summary_outputs,
                            api_visibility="private")
     gr.api(api_rate, api_name="rate")
+    pair_outputs = [pair, pair_a, pair_b, pair_source]
+    pair_go.click(api_next_pair, rater, pair_outputs, api_name="next_pair").then(
+        lambda p: (_prompts((p or {}).get("prompts") or {}) or (p or {}).get("message", ""), ""),
+        pair, [pair_prompts, pair_result], api_visibility="private", queue=False)
+    gr.api(api_vote, api_name="vote")
+
+    def vote_for(choice):
+        def on_vote_page(profile: gr.OAuthProfile | None, rater, shown):
+            shown = shown or {}
+            return vote(data, studio.preset.name, signed_rater(rater, profile), shown.get("item_id"),
+                        shown.get("view_token"), choice, signed(profile))
+        return user_errors(on_vote_page)
+
+    for button, choice in zip(choice_buttons, CHOICES):
+        button.click(vote_for(choice), [rater, pair], pair_result, api_visibility="private"
+                     ).success(user_errors(lambda: summary(data)), None, summary_outputs,
+                               api_visibility="private")
     refresh.click(on_summary, None, summary_outputs, api_name="summary")
     if not oauth:
         rater.change(lambda name: name, rater, remembered, api_visibility="private", queue=False)
