@@ -304,6 +304,11 @@ def build(studio, runs=None):
                   *_):
         return zerogpu.edit(studio.preset, method, edit_method, int(steps), float(guidance))
 
+    def on_method(method, edit_method):
+        return (defaults_note(studio.preset.name, method, edit_method),
+                gr.update(visible=edit_method == "prompt-to-prompt"),
+                gr.update(visible=edit_method == "ledits++"))
+
     def loaded():
         return studio.models.loaded
 
