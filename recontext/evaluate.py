@@ -249,10 +249,10 @@ def load_rows(results: Results, columns):
     for c in columns:
         if c in df:
             df[c] = pd.to_numeric(df[c].replace("", None), errors="coerce")
-    for c in ("scale", "steps", "seed", "seconds"):
+    for c in ("row", "scale", "steps", "seed", "seconds"):
         if c in df:
             df[c] = pd.to_numeric(df[c])
-    return df
+    return df.sort_values("row", ignore_index=True) if len(df) else df  # the order processes finished in is lost
 
 
 def write_results(df, out: str) -> str:
