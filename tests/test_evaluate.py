@@ -4,7 +4,6 @@ out of training), resuming, and two processes giving the table one gives."""
 import csv
 import json
 import os
-import shutil
 import subprocess
 import sys
 
@@ -159,15 +158,16 @@ def test_tiny_editing_command(tmp_path):
         assert [r["image"] for r in csv.DictReader(f)] == ["900000/1", "900000/2"]
 
 
-@pytest.mark.skipif(shutil.which("accelerate") is None and not os.path.exists(
-    os.path.join(os.path.dirname(sys.executable), "accelerate")), reason="accelerate's launcher is not installed")
 def test_two_processes_give_the_table_of_one(tiny_table, tmp_path):
+    """`accelerate launch --multi_gpu --num_processes 2` on this CPU-only machine: accelerate
+    starts two processes through torchrun and they split the rows over gloo. (`--cpu` alone
+    starts one process: accelerate's multi-CPU launch needs an MPI hostfile.)"""
     out, _ = tiny_table
     launcher = os.path.join(os.path.dirname(sys.executable), "accelerate")
-    p = subprocess.run([launcher if os.path.exists(launcher) else "accelerate", "launch", "--cpu",
-                        "--num_processes", "2", "-m", "recontext", "evaluate", "reconstruction", "--coco", "tiny",
-                        "--limit", "2", "--methods", "ddim", "--steps", "2", "--out", str(tmp_path),
-                        "--preset", "tiny"], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    p = subprocess.run([launcher, "launch", "--multi_gpu", "--num_processes", "2", "-m", "recontext",
+                        "evaluate", "reconstruction", "--coco", "tiny", "--limit", "2", "--methods", "ddim",
+                        "--steps", "2", "--out", str(tmp_path), "--preset", "tiny"],
+                       cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert p.returncode == 0, p.stderr[-2000:]
     assert p.stdout.count("2 done, 0 already done") == 2  # each process did its half
     pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "table.csv"), pd.read_csv(out / "table.csv"))
