@@ -27,7 +27,7 @@ import os
 import numpy as np
 from PIL import Image
 
-from . import metrics
+from . import editing, metrics
 from .batch import Results, _file_hash, process_state, run_rows
 from .tiny import world
 
@@ -192,14 +192,12 @@ def editing_jobs(items, edit_methods, method, pairs, steps, seed) -> list[dict]:
 
 
 def edit_row(studio, job: dict) -> dict:
-    from .editing import clip_image_similarity
-
     e = studio.edit(job["path"], job["prompt"], job["target"], method=job["method"], tight=job["tight"],
                     image_scale=job["scale"] if job["tight"] else 0.4, steps=job["steps"],
                     seed=job["seed"], edit_method=job["edit_method"])
     truth = Image.open(job["ground_truth"]).convert("RGB").resize(e.output.size, Image.LANCZOS)
     return {**job, "clip_t": e.metrics["clip_target"],
-            "clip_i": clip_image_similarity(studio.models, e.output, truth),
+            "clip_i": editing.clip_image_similarity(studio.models, e.output, truth),
             "l1": float(np.abs(metrics.as_float(e.output) - metrics.as_float(truth)).mean()),
             "preservation_ssim": e.metrics["preservation_ssim"],
             "preservation_lpips": e.metrics["preservation_lpips"], "seconds": e.seconds}
@@ -306,7 +304,7 @@ def tradeoff_plot(t):
     ax = fig.add_subplot()
     for e, g in t.groupby("edit_method", sort=False):
         g = g.sort_values("scale")
-        line, = ax.plot(g["preservation_ssim"], g["clip_t"], "o-", label=e)
+        ax.plot(g["preservation_ssim"], g["clip_t"], "o-", label=e)
         for _, r in g.iterrows():
             ax.annotate("plain" if not r["tight"] else f"{r['scale']:g}", (r["preservation_ssim"], r["clip_t"]),
                         textcoords="offset points", xytext=(5, 3), fontsize=8)
@@ -365,7 +363,7 @@ def evaluate_editing(studio, magicbrush: str, out: str, limit=None, edit_methods
         process_state().wait_for_everyone()
         magicbrush = os.path.join(out, "data")
     for e in edit_methods or []:
-        __import__("recontext.editing").editing.get(e, studio.preset.flow)
+        editing.get(e, studio.preset.flow)
     items = read_magicbrush(magicbrush, turns, limit)
     jobs = editing_jobs(items, edit_methods or studio.edit_methods, method or studio.methods[0],
                         settings(tight, scales), steps or studio.preset.steps, seed)

@@ -171,3 +171,24 @@ def test_two_processes_give_the_table_of_one(tiny_table, tmp_path):
     assert p.returncode == 0, p.stderr[-2000:]
     assert p.stdout.count("2 done, 0 already done") == 2  # each process did its half
     pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "table.csv"), pd.read_csv(out / "table.csv"))
+
+
+def test_a_crash_loses_only_the_row_in_flight(tmp_path):
+    """The shared row runner: rows finished before a crash are kept; the rerun does the rest."""
+    from recontext.batch import Results, run_rows
+
+    jobs = [{"row": n, "image": f"{n}.png"} for n in range(1, 6)]
+    results = Results(str(tmp_path), ["row", "key", "status", "image"], "rows.csv")
+    seen = []
+
+    def work(job, crash_at=None):
+        if job["row"] == crash_at:
+            raise KeyboardInterrupt  # not a bad row: the process dies
+        seen.append(job["row"])
+        return dict(job)
+
+    with pytest.raises(KeyboardInterrupt):
+        run_rows(jobs, lambda j: j["image"], lambda j: work(j, crash_at=3), results, progress=False)
+    assert sorted(results.done_keys()) == ["1.png", "2.png"]
+    report = run_rows(jobs, lambda j: j["image"], work, results, progress=False)
+    assert (report["done"], report["skipped"], seen) == (3, 2, [1, 2, 3, 4, 5])
