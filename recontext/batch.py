@@ -131,18 +131,22 @@ def run_row(studio, job: dict, out: str, runs: RunStore) -> dict:
 
 
 class Results:
-    """`DIR/results.csv`: one line per finished or failed row, written under a file lock.
-    A row's new line replaces its earlier failed one."""
+    """`DIR/NAME` (results.csv): one line per finished or failed row, written under a file
+    lock with the given `columns`. A row's new line replaces its earlier failed one."""
 
-    def __init__(self, out: str):
-        self.path = os.path.join(out, "results.csv")
+    def __init__(self, out: str, columns=RESULTS, name: str = "results.csv"):
+        self.path = os.path.join(out, name)
+        self.columns = list(columns)
         self.lock = FileLock(self.path + ".lock")
 
-    def done_keys(self) -> set[str]:
+    def read(self) -> list[dict]:
         if not os.path.exists(self.path):
-            return set()
+            return []
         with self.lock, open(self.path, newline="", encoding="utf-8") as f:
-            return {r["key"] for r in csv.DictReader(f) if r.get("status") == "ok"}
+            return list(csv.DictReader(f))
+
+    def done_keys(self) -> set[str]:
+        return {r["key"] for r in self.read() if r.get("status") == "ok"}
 
     def append(self, line: dict) -> None:
         with self.lock:
@@ -153,7 +157,7 @@ class Results:
                              if not (r["status"] == "failed" and r["row"] == str(line["row"]))]
             tmp = self.path + ".tmp"
             with open(tmp, "w", newline="", encoding="utf-8") as f:
-                w = csv.DictWriter(f, RESULTS, extrasaction="ignore")
+                w = csv.DictWriter(f, self.columns, extrasaction="ignore")
                 w.writeheader()
                 w.writerows([*lines, line])
                 f.flush()
@@ -161,49 +165,66 @@ class Results:
             os.replace(tmp, self.path)
 
 
+def process_state():
+    """accelerate's view of the processes (one, or those `accelerate launch` started)."""
+    import torch
+    from accelerate import PartialState
+
+    return PartialState(cpu=not torch.cuda.is_available())  # cpu=True: several CPU processes split too
+
+
+def run_rows(jobs: list[dict], key, work, results: Results, desc: str = "rows",
+             progress: bool = True) -> dict:
+    """The row runner `batch` and `evaluate` share. Runs `work(job) -> line` for each job of
+    this process's share (split under accelerate) whose `key(job)` is not done in `results`,
+    recording each line as it finishes: a rerun skips finished rows and a crash loses at
+    most the row in flight. A failing row is recorded with its reason and the rest go on.
+    Returns counts (done, skipped, failed) and the failures [(row, reason)]."""
+    from tqdm.auto import tqdm
+
+    state = process_state()
+    done = results.done_keys()
+    counts = {"done": 0, "skipped": 0, "failed": 0}
+    failures = []
+    with state.split_between_processes(jobs) as mine:
+        todo = [(job, key(job)) for job in mine]
+        counts["skipped"] = sum(k in done for _, k in todo)
+        todo = [(job, k) for job, k in todo if k not in done]
+        bar = tqdm(todo, desc=desc if state.num_processes == 1 else f"{desc} [{state.process_index}]",
+                   unit="row", disable=not progress, position=state.process_index)
+        for job, k in bar:  # tqdm: rows done of this share, rate, time left
+            start = time.perf_counter()
+            try:
+                line = {**work(job), "status": "ok"}
+                counts["done"] += 1
+            except Exception as e:  # a bad row is recorded and the rest go on
+                reason = str(e) if isinstance(e, ValueError) else f"{type(e).__name__}: {e}"
+                if not isinstance(e, ValueError):
+                    traceback.print_exc()
+                if job.get("path") and job["path"] not in reason:
+                    reason = f"{job['path']}: {reason}"
+                line = {**job, "status": "failed", "error": reason,
+                        "seconds": round(time.perf_counter() - start, 4)}
+                failures.append((job["row"], reason))
+                counts["failed"] += 1
+            results.append({**line, "row": job["row"], "key": k})
+    state.wait_for_everyone()
+    return {**counts, "failures": failures, "main": state.is_main_process}
+
+
 def run_batch(studio, manifest: str, out: str, runs: RunStore | None = None,
               progress: bool = True) -> dict:
     """Run every row not done yet (this process's share under accelerate). Returns counts
     and the failures [(row, reason)]."""
-    from accelerate import PartialState
-    from tqdm.auto import tqdm
-
     jobs = read_manifest(manifest)
     os.makedirs(out, exist_ok=True)
     runs = runs or RunStore()
     results = Results(out)
-    done = results.done_keys()
-    import torch
-
-    state = PartialState(cpu=not torch.cuda.is_available())  # cpu=True: several CPU processes split too
-    counts = {"done": 0, "skipped": 0, "failed": 0}
-    failures = []
-    with state.split_between_processes(jobs) as mine:
-        for job in tqdm(mine, desc="batch", unit="row", disable=not progress):
-            key = row_key(job, studio.preset.name)
-            if key in done:
-                counts["skipped"] += 1
-                continue
-            start = time.perf_counter()
-            try:
-                line = {**run_row(studio, job, out, runs), "status": "ok"}
-                counts["done"] += 1
-            except Exception as e:  # a bad row is recorded and the batch goes on
-                reason = str(e) if isinstance(e, ValueError) else f"{type(e).__name__}: {e}"
-                if not isinstance(e, ValueError):
-                    traceback.print_exc()
-                if job["path"] and job["path"] not in reason:
-                    reason = f"{job['path']}: {reason}"
-                line = {"task": job["task"], "input": job["input"], "method": job["method"],
-                        "prompt": job["prompt"], "target": job["target"], "status": "failed",
-                        "error": reason, "seconds": round(time.perf_counter() - start, 4)}
-                failures.append((job["row"], reason))
-                counts["failed"] += 1
-            results.append({**line, "row": job["row"], "key": key})
-    state.wait_for_everyone()
-    if state.is_main_process:
-        counts["review_items"] = compare(results, out, runs, studio.preset.name)
-    return {**counts, "failures": failures, "results": results.path}
+    report = run_rows(jobs, lambda job: row_key(job, studio.preset.name),
+                      lambda job: run_row(studio, job, out, runs), results, "batch", progress)
+    if report.pop("main"):
+        report["review_items"] = compare(results, out, runs, studio.preset.name)
+    return {**report, "results": results.path}
 
 
 def _parts(items: list, size: int) -> list[list]:
@@ -218,8 +239,7 @@ def compare(results: Results, out: str, runs: RunStore, preset: str) -> int:
     methods (or variants and scales) become one review item, once. Returns how many are new."""
     from PIL import Image
 
-    with results.lock, open(results.path, newline="", encoding="utf-8") as f:
-        rows = [r for r in csv.DictReader(f) if r["status"] == "ok"]
+    rows = [r for r in results.read() if r["status"] == "ok"]
     made_path = os.path.join(out, "review_items.json")
     made = json.load(open(made_path)) if os.path.exists(made_path) else {}
     groups: dict[tuple, dict] = {}

@@ -182,6 +182,62 @@ def cmd_batch(args) -> int:
     return 0
 
 
+def _floats(text: str, flag: str) -> list[float]:
+    try:
+        return [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise ValueError(f"{flag} takes numbers separated by commas, e.g. 0.2,0.4; got {text!r}") from None
+
+
+def _names(text: str | None) -> list[str] | None:
+    return [v.strip() for v in text.split(",") if v.strip()] if text else None
+
+
+def _report_evaluation(report) -> int:
+    if "table" in report:
+        print(report["table"], end="")
+        print(f"{report['rows']} rows in {report['results']}")
+    print(f"{report['done']} done, {report['skipped']} already done, {report['failed']} failed")
+    for row, reason in report["failures"]:
+        print(f"  row {row}: {reason}", file=sys.stderr)
+    return 1 if report["failures"] else 0
+
+
+def cmd_evaluate_reconstruction(args) -> int:
+    from .evaluate import PROMPTS, evaluate_reconstruction
+
+    prompts = _names(args.prompt)
+    if not prompts or set(prompts) - set(PROMPTS):
+        raise ValueError(f"--prompt takes {', '.join(PROMPTS)} (or several, comma-separated); got {args.prompt!r}")
+    report = evaluate_reconstruction(_studio(args), args.coco, args.images, args.out, limit=args.limit,
+                                     methods=_names(args.methods), tight=args.tight,
+                                     scales=_floats(args.scales, "--scales"), prompts=prompts,
+                                     steps=args.steps, seed=args.seed)
+    return _report_evaluation(report)
+
+
+def cmd_evaluate_editing(args) -> int:
+    from .evaluate import evaluate_editing
+
+    report = evaluate_editing(_studio(args), args.magicbrush, args.out, limit=args.limit,
+                              edit_methods=_names(args.edit_methods), method=args.method,
+                              tight=args.tight, scales=_floats(args.scales, "--scales"),
+                              turns=args.turns, steps=args.steps, seed=args.seed)
+    return _report_evaluation(report)
+
+
+def _add_evaluation(p, out: str):
+    p.add_argument("--limit", type=int, default=None, help="the first N images (sessions' turns)")
+    p.add_argument("--tight", default="both", choices=("both", "on", "off"),
+                   help="tight (the photo through IP-Adapter), plain, or both side by side")
+    p.add_argument("--scales", default="0.4", help="image scales of the tight runs, comma-separated")
+    p.add_argument("--steps", type=int, default=None, help="default: the preset's")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default=out, help="folder for rows.csv, results.parquet, table.csv, "
+                   "table.md and plot.png (a rerun resumes there)")
+    _add_preset(p)
+
+
 def cmd_ratings_summarize(args) -> int:
     """The same numbers as the page's summary: `review.serve` picks the final ratings
     (gold items and flagged raters apart), with the votes and runs beside the CSV."""
@@ -403,6 +459,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="folder for the PNGs and results.csv")
     _add_preset(p)
     p.set_defaults(func=cmd_batch)
+
+    p = sub.add_parser("evaluate", help="the papers' tables: reconstruction on COCO captions, editing "
+                       "on MagicBrush (resumable; split across processes under accelerate launch)")
+    esub = p.add_subparsers(dest="evaluate_command", required=True)
+    p = esub.add_parser("reconstruction", help="image × inversion method × setting: PSNR, SSIM, L2, "
+                        "LPIPS, inversion PSNR, with bootstrap 95%% intervals")
+    p.add_argument("--coco", required=True, help="COCO captions annotations JSON, or tiny (held-out "
+                   "scenes and photos of the tiny world, written under OUT/data)")
+    p.add_argument("--images", default=None, help="the folder of the annotations' file_name images")
+    p.add_argument("--methods", default=None, help="inversion methods, comma-separated (default: every "
+                   "one that fits the preset)")
+    p.add_argument("--prompt", default="full", help="full (the caption), short (its first clause, "
+                   "first 3 words), none; or several, comma-separated")
+    _add_evaluation(p, "eval-reconstruction")
+    p.set_defaults(func=cmd_evaluate_reconstruction)
+    p = esub.add_parser("editing", help="turn × editing method × setting: CLIP-T, CLIP-I, L1, "
+                        "preservation SSIM / LPIPS, and the trade-off plot")
+    p.add_argument("--magicbrush", required=True, help="a MagicBrush folder (edit_sessions.json, "
+                   "global_descriptions.json, images/), or tiny (held-out scenes, under OUT/data)")
+    p.add_argument("--edit-methods", default=None, help="comma-separated (default: every one that fits)")
+    p.add_argument("--method", default=None, help="the inversion under regenerate and prompt-to-prompt "
+                   "(default: the preset's first); LEDITS++ always runs on edit-friendly")
+    p.add_argument("--turns", default="first", choices=("first", "all"),
+                   help="a session's first turn, or every turn on its ground-truth input")
+    _add_evaluation(p, "eval-editing")
+    p.set_defaults(func=cmd_evaluate_editing)
 
     p = sub.add_parser("train-hyperlora", help="train the HyperLoRA hypernetwork (accelerate launch "
                        "for several GPUs); resumes from --out")

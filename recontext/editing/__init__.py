@@ -96,6 +96,16 @@ def clip_similarity(models, image: Image.Image, text: str) -> float:
     return float(torch.nn.functional.cosine_similarity(img.float(), txt.float()).item())
 
 
+def clip_image_similarity(models, a: Image.Image, b: Image.Image) -> float:
+    """Cosine similarity of two images' CLIP embeddings (CLIP-I)."""
+    model, _, processor = models.clip
+    with torch.no_grad():
+        pixels = processor(images=[a, b], return_tensors="pt").pixel_values.to(models.device, models.dtype)
+        emb = model.get_image_features(pixel_values=pixels)
+        emb = getattr(emb, "pooler_output", emb).float()
+    return float(torch.nn.functional.cosine_similarity(emb[:1], emb[1:]).item())
+
+
 def _method_args(studio, edit_method, source_prompt, target_prompt, settings):
     """What an editing method needs beyond the shared arguments."""
     models = studio.models
