@@ -171,9 +171,10 @@ def test_two_processes_give_the_table_of_one(tiny_table, tmp_path):
     assert p.returncode == 0, p.stderr[-2000:]
     assert p.stdout.count("2 done, 0 already done") == 2  # each process did its half
     # torchrun gives each process one thread, so float sums run in another order than in this
-    # process: the same table to float precision (seen: 21.749998 against 21.750291 dB)
+    # process, and the table keeps 4 significant digits: the same table to that precision (seen:
+    # PSNR 21.749998 against 21.750291 dB, an interval's L2 0.003140 against 0.003139)
     pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "table.csv"), pd.read_csv(out / "table.csv"),
-                                  check_exact=False, rtol=1e-4)
+                                  check_exact=False, rtol=1e-3)
 
 
 def test_a_crash_loses_only_the_row_in_flight(tmp_path):

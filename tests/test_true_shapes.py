@@ -108,9 +108,9 @@ def test_sdxl_at_true_shapes_runs_every_tab(monkeypatch, tmp_path, photo):
     finite = []
     decode = studio.models.decode
 
-    def checked_decode(latents):  # every output passes through here
+    def checked_decode(latents, *args, **kwargs):  # every output passes through here
         finite.append(bool(torch.isfinite(latents).all()))
-        return decode(latents)
+        return decode(latents, *args, **kwargs)
 
     monkeypatch.setattr(studio.models, "decode", checked_decode)
     timings = {}
