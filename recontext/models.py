@@ -610,8 +610,8 @@ class ModelOwner:
 
     @property
     def safety(self):
-        """(checker, image processor) where the safety checker is on (`safety.enabled`),
-        loaded once; None where it is off."""
+        """(checker, image processor, compute dtype) where the safety checker is on
+        (`safety.enabled`), loaded once; None where it is off."""
         from . import safety
 
         if not safety.enabled():
@@ -619,8 +619,11 @@ class ModelOwner:
         with self.lock:
             if self._safety is None:
                 self.pipe  # the tiny presets' checker is built together with the pipeline
-                self._safety = safety.load(self.preset.safety_checker, self.device, self.weights_dtype,
-                                           self.preset.offline)
+                checker, processor = safety.load(self.preset.safety_checker, self.device, self.weights_dtype,
+                                                 self.preset.offline)
+                if self.weights_dtype != self.dtype:  # float16 weights computed in float32 (a CPU)
+                    compute_in(checker, self.dtype)
+                self._safety = (checker, processor, self.dtype)
             return self._safety
 
     def decode(self, latents: torch.Tensor, what: str = "this run", checked: bool = True) -> Image.Image:

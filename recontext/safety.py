@@ -45,10 +45,10 @@ def load(source: str, device, dtype, offline: bool):
     return checker.to(device).requires_grad_(False).eval(), processor
 
 
-def flagged(checker, processor, image: Image.Image) -> bool:
-    """Whether the checker flags `image`."""
+def flagged(checker, processor, dtype, image: Image.Image) -> bool:
+    """Whether the checker flags `image` (its pixels given in `dtype`, the compute dtype)."""
     pixels = processor(images=image, return_tensors="pt").pixel_values
-    pixels = pixels.to(checker.device, checker.dtype)
+    pixels = pixels.to(checker.device, dtype)
     with torch.no_grad():
         _, bad = checker(clip_input=pixels, images=[torch.zeros(1)])
     return bool(bad[0])

@@ -25,7 +25,7 @@ def test_a_flagged_output_becomes_a_notice(studio, monkeypatch):
     monkeypatch.delenv("SPACE_ID", raising=False)
     plain = np.asarray(studio.generate("a red circle on a blue background", steps=4, seed=3))
     monkeypatch.setenv("RECONTEXT_SAFETY_CHECKER", "1")
-    checker, _ = studio.models.safety
+    checker, _, _ = studio.models.safety
     assert type(checker).__name__ == "StableDiffusionSafetyChecker"
     passed = np.asarray(studio.generate("a red circle on a blue background", steps=4, seed=3))
     assert np.array_equal(passed, plain)  # the tiny checker knows no concepts: nothing flagged

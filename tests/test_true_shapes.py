@@ -99,7 +99,7 @@ def test_sdxl_at_true_shapes_runs_every_tab(monkeypatch, tmp_path, photo):
     monkeypatch.setenv("RECONTEXT_WEIGHTS_DTYPE", "float16")  # computed in float32 (see README)
     monkeypatch.setenv("RECONTEXT_SAFETY_CHECKER", "1")  # every output through the real checker's shapes
     studio = Studio("sdxl")
-    checker, _ = studio.models.safety
+    checker, _, _ = studio.models.safety
     assert checker.vision_model.config.hidden_size == 1024 and checker.concept_embeds.shape == (17, 768)
     unet = studio.models.pipe.unet
     assert sum(type(m).__name__ == "BasicTransformerBlock" for m in unet.modules()) == 70
