@@ -63,16 +63,20 @@ class Controlled(torch.nn.Module):
         out = attn.batch_to_head_dim(torch.bmm(probs.reshape(batch * attn.heads, queries, -1).to(value.dtype),
                                                value))
 
-        out = out + self._image_branch(attn, query, image_states, batch)
-        out = attn.to_out[1](attn.to_out[0](out))
-        if spatial:
-            out = out.transpose(-1, -2).reshape(b, c, h, w)
-        if attn.residual_connection:
-            out = out + residual
-        return out / attn.rescale_output_factor
+        out = out + image_branch(self.inner, attn, query, image_states, batch)
+        return finish(attn, out, residual, (b, c, h, w) if spatial else None)
 
-    def _image_branch(self, attn, query, image_states, batch):
-        return image_branch(self.inner, attn, query, image_states, batch)
+
+
+def finish(attn, out, residual, shape=None):
+    """An attention layer's output projection, its spatial shape (`shape`, or None for
+    tokens) back, the residual and the output scale, as diffusers' processors end."""
+    out = attn.to_out[1](attn.to_out[0](out))
+    if shape is not None:
+        out = out.transpose(-1, -2).reshape(shape)
+    if attn.residual_connection:
+        out = out + residual
+    return out / attn.rescale_output_factor
 
 
 def image_branch(processor, attn, query, image_states, batch):
@@ -144,9 +148,4 @@ class FusedIPAdapter(IPAdapterAttnProcessor2_0):
         out = F.scaled_dot_product_attention(query, key, value, dropout_p=0.0, is_causal=False)
         out = out.transpose(1, 2).reshape(batch, -1, attn.heads * dim).to(query.dtype)
         out = out + image_branch(self.inner, attn, query, image_states, batch)
-        out = attn.to_out[1](attn.to_out[0](out))
-        if spatial:
-            out = out.transpose(-1, -2).reshape(b, c, h, w)
-        if attn.residual_connection:
-            out = out + residual
-        return out / attn.rescale_output_factor
+        return finish(attn, out, residual, (b, c, h, w) if spatial else None)
