@@ -20,7 +20,8 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from recontext import Studio  # noqa: E402
-from recontext.editing import EDIT_METHODS, swaps  # noqa: E402
+from recontext.editing import EDIT_METHODS  # noqa: E402
+from recontext.tiny import swaps  # noqa: E402
 from recontext.logs import quiet_libraries  # noqa: E402
 
 

@@ -97,7 +97,7 @@ def read_magicbrush(folder: str, turns: str = "first", limit: int | None = None)
 
 
 def _held_out_scene(i: int):
-    from .tiny.train import HELD_OUT_SEED
+    from .tiny.world import HELD_OUT_SEED
 
     return world.describe(HELD_OUT_SEED + 50_000 + i)  # held out; apart from the claims' seeds
 

@@ -224,10 +224,8 @@ class ModelOwner:
         p = self.preset
         if p.flow:
             return self._load_flux()
-        if p.local:
-            from . import tiny
-
-            tiny.build(os.path.dirname(p.base))
+        if p.build is not None:
+            p.build()
         check_mirror(p)
         common = dict(torch_dtype=self.weights_dtype, local_files_only=p.offline)
         extra = {}
@@ -269,10 +267,8 @@ class ModelOwner:
         from diffusers import FluxPipeline
 
         p = self.preset
-        if p.local:
-            from .tiny import flux
-
-            flux.build(os.path.dirname(p.base))
+        if p.build is not None:
+            p.build()
         check_mirror(p)
         log.info("loading %s from %s", p.name, p.base)
         pipe = FluxPipeline.from_pretrained(p.base, torch_dtype=self.weights_dtype, local_files_only=p.offline)
@@ -397,6 +393,10 @@ class ModelOwner:
                 with torch.no_grad():
                     self._embeds.put(key, pipe.encode_image(image, self.device, 1, output_hidden_states=plus))
             return self._embeds.get(key)
+
+    def has_image_embeds(self, image: Image.Image) -> bool:
+        """Whether `image`'s IP-Adapter embeddings are already kept."""
+        return image_key(image) in self._embeds
 
     def with_image(self, cond: Cond, image: Image.Image | None) -> Cond:
         """Add IP-Adapter image embeddings to `cond`: the photo's, or (None) a blank image's.

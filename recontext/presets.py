@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field, replace
+from functools import partial
+from typing import Callable
 
 import torch
 
@@ -37,6 +39,7 @@ class Preset:
     guidance: float = 7.5          # default guidance of edits and generation
     max_sequence_length: int = 512  # flux: T5 tokens
     safety_checker: str | None = "CompVis/stable-diffusion-safety-checker"  # see recontext.safety
+    build: Callable[[], None] | None = None  # makes the local weights (the tiny world) before loading
 
     @property
     def flow(self) -> bool:
@@ -97,6 +100,7 @@ def cache_dir() -> str:
 
 
 def _tiny() -> Preset:
+    from . import tiny
     from .tiny import TINY_VERSION
 
     root = os.path.join(cache_dir(), f"tiny-{TINY_VERSION}")
@@ -125,6 +129,7 @@ def _tiny() -> Preset:
         local=True,
         hyperlora=os.path.join(root, "hyperlora"),  # trained with the world (tiny/train.py)
         safety_checker=os.path.join(root, "safety_checker"),  # a tiny one: flags nothing (safety.py)
+        build=partial(tiny.build, root),
     )
 
 
@@ -154,6 +159,7 @@ def _tiny_flux() -> Preset:
         guidance=3.5,
         max_sequence_length=flux.T5_LENGTH,
         safety_checker=os.path.join(root, "safety_checker"),
+        build=partial(flux.build, root),
     )
 
 

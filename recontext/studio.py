@@ -10,40 +10,23 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-import torch
 from PIL import Image
 
 from . import editing, images, inversion, metrics, presets
 from . import garment as garments
-from .cache import LRU
-from .models import ModelOwner, image_key
+from .methods import Option
 from .progress import Progress, segment, ticker
-from .sampling import sample
+from .workbench import Prepared, Workbench
 
-LIMITS = {"steps": (1, 200), "image_scale": (0.0, 1.5), "guidance": (1.0, 20.0),
-          "seed": (0, 2**32 - 1), "scale": (0.0, 2.0), "finetune_steps": (1, 2000),
-          "skip": (0.0, 0.9), "source_guidance": (1.0, 20.0), "cross_replace": (0.0, 1.0),
-          "self_replace": (0.0, 1.0), "edit_guidance": (0.0, 30.0), "edit_threshold": (0.0, 0.999),
-          "reweight": (-10.0, 10.0)}
-
-# prompt-to-prompt's word-swap settings in the authors' notebook (cross 0.8, self 0.4);
-# LEDITS++'s edit guidance 5 and threshold 0.9 (diffusers' LEditsPP defaults)
-EDIT_DEFAULTS = {"cross_replace": 0.8, "self_replace": 0.4, "edit_guidance": 5.0, "edit_threshold": 0.9}
+# the shared settings every job takes; a method's own settings live in its spec
+SHARED = {o.name: o for o in (
+    Option("steps", 50, 1, 200, kind="int"), Option("image_scale", 0.4, 0.0, 1.5),
+    Option("guidance", 7.5, 1.0, 20.0), Option("seed", 0, 0, 2**32 - 1, kind="int"))}
 
 
-def check_range(name: str, value, integer: bool = False):
-    lo, hi = LIMITS[name]
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a number, got {value!r}") from None
-    if not lo <= v <= hi or v != v:
-        raise ValueError(f"{name} must be between {lo} and {hi}, got {value!r}")
-    if integer:
-        if v != int(v):
-            raise ValueError(f"{name} must be a whole number, got {value!r}")
-        return int(v)
-    return v
+def check_range(name: str, value):
+    """A shared setting checked (ValueError naming it and its range)."""
+    return SHARED[name].check(value)
 
 
 @dataclass
@@ -62,25 +45,23 @@ class Reconstruction:
     setup_seconds: float = 0.0         # one-off model loading before this call (not in `seconds`)
 
 
-@dataclass
-class Prepared:
-    """A photo made ready for the model: working-size image, latents, conditioning."""
-
-    original_size: tuple[int, int]
-    image: Image.Image
-    latents: torch.Tensor
-    vae_roundtrip: Image.Image
-    notes: list[str]
-
-
 class Studio:
     def __init__(self, preset: str | None = None):
         self.preset = presets.get(preset)
-        self.models = ModelOwner(self.preset)
-        self._encoded = LRU(8)  # image key -> (latents, VAE round trip)
-        self.inversion_cache = LRU(8)  # what determines an inversion -> editing.Inverted
-        self.inversions = 0  # inversions run by edit() / edit_sweep(); cache hits don't count
-        self.garment_cache = LRU(16)  # HyperLoRA models, predicted and fine-tuned LoRA weights
+        self.bench = Workbench(self.preset)
+        self.models = self.bench.models
+
+    # the workbench's steps and caches, for callers that drive them directly
+    prepare = property(lambda self: self.bench.prepare)
+    condition = property(lambda self: self.bench.condition)
+    invert = property(lambda self: self.bench.invert)
+    prompt_notes = property(lambda self: self.bench.prompt_notes)
+    setup = property(lambda self: self.bench.setup)
+    inversions = property(lambda self: self.bench.inversions)
+    inversion_cache = property(lambda self: self.bench.inversion_cache,
+                               lambda self, v: setattr(self.bench, "inversion_cache", v))
+    garment_cache = property(lambda self: self.bench.garment_cache,
+                             lambda self, v: setattr(self.bench, "garment_cache", v))
 
     @property
     def base_loads(self) -> int:
@@ -88,95 +69,42 @@ class Studio:
 
     @property
     def methods(self) -> list[str]:
-        """The inversion methods that fit this preset's model (epsilon or flow)."""
-        return inversion.fitting(self.preset.flow)
+        """The inversion methods that run on this preset (its model family)."""
+        return inversion.names(self.preset)
 
     @property
     def edit_methods(self) -> list[str]:
-        """The editing methods that fit this preset's model."""
-        return editing.fitting(self.preset.flow)
+        """The editing methods that run on this preset."""
+        return editing.names(self.preset)
+
+    @property
+    def garment_methods(self) -> list[str]:
+        """The garment methods that run on this preset (none on a flow model)."""
+        return garments.names(self.preset)
 
     def method(self, name: str):
         """The inversion method `name`, refused (ValueError naming the fitting ones) when it
-        does not fit this preset's model."""
-        return inversion.get(name, self.preset.flow)
-
-    def setup(self, progress: Progress | None = None) -> float:
-        """One-off work before the first job: build (the tiny preset) and load the base
-        model. Says so through `progress`; returns the seconds it took (0 once done), which
-        the jobs report as `setup_seconds`, apart from their own timings."""
-        if self.models.loaded:
-            return 0.0
-        if progress is not None:
-            progress(0, 0, f"one-off setup: loading the {self.preset.name} model (first run only)")
-        start = time.perf_counter()
-        self.models.pipe
-        return time.perf_counter() - start
-
-    # -- shared steps --------------------------------------------------------------------
-    def prepare(self, image) -> Prepared:
-        """Load, convert and resize a photo; encode it (once per photo, kept with its
-        VAE round trip, the ceiling of every reconstruction metric)."""
-        img, notes = images.load_image(image, max_side=self.preset.resolution)
-        size = img.size
-        img, more = images.fit(img, self.preset.resolution, self.models.size_multiple)
-        key = image_key(img)
-        if key not in self._encoded:
-            latents = self.models.encode(img)
-            self._encoded.put(key, (latents, self.models.decode(latents, "the photo's VAE round trip", checked=False)))
-        latents, roundtrip = self._encoded.get(key)
-        return Prepared(size, img, latents, roundtrip, notes + more)
-
-    def prompt_notes(self, prompt: str, what: str = "prompt") -> list[str]:
-        if not isinstance(prompt, str):
-            raise ValueError(f"{what} must be text")
-        over = self.models.tokens_over_limit(prompt)
-        if over:
-            limit = self.models.pipe.tokenizer.model_max_length
-            return [f"{what} is longer than the text encoder's {limit} tokens: "
-                    f"the last {over} tokens were cut off"]
-        return []
-
-    def condition(self, prompt: str, photo: Image.Image, tight: bool, image_scale: float,
-                  guidance: float = 1.0):
-        """Text conditioning plus, for tight runs, the photo through IP-Adapter.
-        Sets the adapter scale on the shared UNet: call under `models.lock`."""
-        cond = self.models.text_cond(prompt, photo.size, guidance)
-        self.models.set_image_scale(image_scale if tight else 0.0)
-        return self.models.with_image(cond, photo if tight else None)
+        does not run on this preset."""
+        return inversion.get(name, self.preset)
 
     def _checked(self, image_scale, guidance, steps, seed):
         return (check_range("image_scale", image_scale), check_range("guidance", guidance),
-                check_range("steps", self.preset.steps if steps is None else steps, integer=True),
-                check_range("seed", seed, integer=True))
+                check_range("steps", self.preset.steps if steps is None else steps),
+                check_range("seed", seed))
 
-    def inversion_options(self, method: str) -> dict:
-        """An inversion method's own settings on this preset (its authors' defaults)."""
-        return inversion.defaults.renoise(self.preset.name) if method == "renoise" else {}
-
-    def invert(self, photo: Prepared, prompt: str, module, tight: bool, image_scale: float,
-               timesteps, alphas, seed: int, guidance: float = 1.0, tick=None, options=None):
-        """Invert `photo` under `prompt` with an inversion `module` (and its `options`) and
-        reconstruct it under the same conditioning: (state, reconstructed latents).
-        Holds `models.lock`."""
-        with self.models.lock:
-            cond = self.condition(prompt, photo.image, tight, image_scale, guidance)
-            generator = torch.Generator().manual_seed(seed)
-            with torch.no_grad():
-                state = module.invert(self.models.model_call, photo.latents, timesteps, alphas,
-                                      cond, generator=generator, callback=tick, **(options or {}))
-                z_rec = module.reconstruct(self.models.model_call, state, timesteps, alphas, cond,
-                                           callback=tick)
-        return state, z_rec
+    def inversion_options(self, method: str, **given) -> dict:
+        """An inversion method's own settings on this preset (its authors' defaults unless given)."""
+        return inversion.options(method, self.preset.name, **given)
 
     # -- inversion tab -------------------------------------------------------------------
     def reconstruct(self, image, prompt: str = "", method: str | None = None, tight: bool = False,
                     image_scale: float = 0.4, steps: int | None = None, seed: int = 0,
-                    guidance: float = 1.0, progress: Progress | None = None) -> Reconstruction:
-        """Invert a photo with `method` (None: the preset's first, ddim or flow-euler) and
-        reconstruct it; metrics against the input."""
+                    guidance: float = 1.0, progress: Progress | None = None, **options) -> Reconstruction:
+        """Invert a photo with `method` (None: the preset's first) and reconstruct it;
+        metrics against the input. `options`: the method's own settings (its spec's)."""
         method = method or self.methods[0]
         module = self.method(method)
+        own = self.inversion_options(method, **options)
         image_scale, guidance, steps, seed = self._checked(image_scale, guidance, steps, seed)
         setup = self.setup(progress)
         start = time.perf_counter()
@@ -186,7 +114,7 @@ class Studio:
             timesteps, alphas = self.models.levels(steps, photo.latents)
             tick = ticker(progress, 2 * steps, f"{method}{' + tight' if tight else ''}")
             _, z_rec = self.invert(photo, prompt, module, tight, image_scale, timesteps, alphas,
-                                   seed, guidance, tick, self.inversion_options(method))
+                                   seed, guidance, tick, own)
             output = self.models.decode(z_rec, f"{method}{' + tight' if tight else ''}")
         result = metrics.reconstruction(photo.image, output, photo.latents, z_rec, photo.vae_roundtrip)
         return Reconstruction(
@@ -199,36 +127,37 @@ class Studio:
     def edit(self, image, source_prompt: str, target_prompt: str, method: str | None = None,
              tight: bool = True, image_scale: float = 0.4, guidance: float | None = None,
              steps: int | None = None, seed: int = 0, progress: Progress | None = None,
-             edit_method: str = "regenerate", skip: float | None = None,
-             source_guidance: float | None = None, cross_replace: float | None = None,
-             self_replace: float | None = None, reweight=None, edit_guidance: float | None = None,
-             edit_threshold: float | None = None) -> editing.Edit:
+             edit_method: str | None = None, skip: float | None = None,
+             source_guidance: float | None = None, **options) -> editing.Edit:
         """Invert the photo under `source_prompt` (cached), then edit toward `target_prompt`
-        with `edit_method` ("regenerate", "prompt-to-prompt" or "ledits++"). Settings left
-        None take their authors' defaults (`inversion.defaults`, `EDIT_DEFAULTS`):
-        `skip`, `source_guidance` for the inversion; `cross_replace`, `self_replace`,
-        `reweight` ("word=factor") for prompt-to-prompt; `edit_guidance`, `edit_threshold`
-        for LEDITS++. `guidance` None: the preset's (7.5; FLUX 3.5)."""
+        with `edit_method` (None: the preset's first, the baseline). `options`: the editing
+        method's own settings and the inversion method's (their specs'); settings left None
+        take their authors' defaults, as do `skip` and `source_guidance` (the inversion's
+        for an edit). Other methods' settings are ignored, so one set serves several methods.
+        `guidance` None: the preset's."""
         method = method or self.methods[0]
+        edit_method = edit_method or self.edit_methods[0]
         self.method(method)
-        editing.get(edit_method, self.preset.flow)
+        editor = editing.get(edit_method, self.preset)
         guidance = self.preset.guidance if guidance is None else guidance
         image_scale, guidance, steps, seed = self._checked(image_scale, guidance, steps, seed)
         _require_text(target_prompt, "target prompt")
         _require_text(source_prompt, "source prompt", allow_empty=True)
+        _refuse_unknown(options, [*map(inversion.spec, inversion.names()), *map(editing.spec, editing.names())])
+        inversion_names = {o.name for o in inversion.spec(method).options}
+        editor_names = {o.name for o in editor.SPEC.options}
+        inv = self.inversion_options(method, **{k: v for k, v in options.items() if k in inversion_names})
+        own = editing.own_settings(edit_method, **{k: v for k, v in options.items() if k in editor_names})
         self.setup(progress)  # one-off model loading stays out of the edit's seconds
-        settings = self.edit_settings(method, edit_method, skip=skip, source_guidance=source_guidance,
-                                      cross_replace=cross_replace, self_replace=self_replace,
-                                      edit_guidance=edit_guidance, edit_threshold=edit_threshold)
-        settings["reweight"] = parse_reweight(reweight)
-        return editing.edit(self, image, source_prompt, target_prompt, method, tight, image_scale,
-                            guidance, steps, seed, progress, edit_method=edit_method, **settings)
+        settings = self.edit_settings(method, edit_method, skip=skip, source_guidance=source_guidance)
+        return editing.edit(self.bench, image, source_prompt, target_prompt, method, tight, image_scale,
+                            guidance, steps, seed, progress, edit_method=edit_method, inversion_options=inv,
+                            **settings, **own)
 
     def edit_settings(self, method: str, edit_method: str, **given) -> dict:
-        """The settings an edit runs with: those given (checked), the defaults otherwise."""
-        defaults = {**EDIT_DEFAULTS, **inversion.defaults.for_edit(self.preset.name, method, edit_method)}
-        return {k: check_range(k, v) if v is not None else defaults[k]
-                for k, v in {**dict.fromkeys(defaults), **given}.items()}
+        """`skip` and `source_guidance` of an edit's inversion: those given (checked), else
+        the editing method's or the inversion's defaults (their specs')."""
+        return editing.inversion_settings(method, edit_method, **given)
 
     def edit_sweep(self, image, source_prompt: str, target_prompt: str,
                    scales=editing.SWEEP_SCALES, method: str | None = None, guidance: float | None = None,
@@ -254,17 +183,21 @@ class Studio:
                      seed: int = 0, progress: Progress | None = None, run=None,
                      **settings) -> list[editing.Edit]:
         """The same edit by every editing method, tight and plain. Each method runs on the
-        inversion its paper pairs it with: LEDITS++ on edit-friendly DDPM, the others on
-        `method`. `settings` as for `edit` (each method takes the ones that are its own);
-        `run` as for `edit_sweep`."""
+        inversion its spec pairs it with (its paper's), the others on `method`. `settings` as
+        for `edit` (each method takes the ones that are its own); `run` as for `edit_sweep`."""
         settings.pop("edit_method", None)
+        method = method or self.methods[0]
         runs = [(m, tight) for m in self.edit_methods for tight in (True, False)]
-        return [(run or self.edit)(image, source_prompt, target_prompt,
-                          method="edit-friendly" if m == "ledits++" else method, tight=tight,
-                          image_scale=image_scale, guidance=guidance, steps=steps, seed=seed,
-                          progress=segment(progress, i, len(runs), f"{m}{' + tight' if tight else ''}: "),
-                          edit_method=m, **settings)
-                for i, (m, tight) in enumerate(runs)]
+        out = []
+        for i, (m, tight) in enumerate(runs):
+            on = editing.inversion_for(m, method)
+            own = {o.name for o in (*editing.spec(m).options, *inversion.spec(on).options)} | {"skip", "source_guidance"}
+            out.append((run or self.edit)(
+                image, source_prompt, target_prompt, method=on, tight=tight, image_scale=image_scale,
+                guidance=guidance, steps=steps, seed=seed,
+                progress=segment(progress, i, len(runs), f"{m}{' + tight' if tight else ''}: "),
+                edit_method=m, **{k: v for k, v in settings.items() if k in own}))
+        return out
 
     # -- text to image ---------------------------------------------------------------------------
     def generate(self, prompt: str, steps: int | None = None, guidance: float | None = None, seed: int = 0,
@@ -277,41 +210,34 @@ class Studio:
         side = self.preset.resolution
         with self.models.lock:
             cond = self.condition(prompt, Image.new("RGB", (side, side)), False, 0.0, guidance)
-            return sample(self.models, cond, side, steps, seed, ticker(progress, steps, "generating"))
+            return self.bench.generate(cond, steps, seed, ticker(progress, steps, "generating"))
 
     # -- garment tab -------------------------------------------------------------------------
-    def dress(self, garment_image, prompt: str, method: str = "hyperlora", scale: float = 1.0,
-              steps: int | None = None, seed: int = 0, guidance: float = 7.5,
-              finetune_steps: int = garments.FINETUNE_STEPS, checkpoint: str | None = None,
-              progress: Progress | None = None) -> garments.Dressed:
-        """Generate `prompt` wearing `garment` with `method`: "hyperlora" (predicted LoRA at
-        `scale`), "ip-adapter" (the garment as image prompt at `scale`) or "finetune-lora"
-        (a LoRA fitted for `finetune_steps`, at `scale`) or "prompt-only" (no garment)."""
-        garments.get(method)
-        if self.preset.flow:
+    def dress(self, garment_image, prompt: str, method: str | None = None, steps: int | None = None,
+              seed: int = 0, guidance: float = 7.5, progress: Progress | None = None,
+              **options) -> garments.Dressed:
+        """Generate `prompt` wearing `garment` with `method` (None: the preset's first);
+        `options`: the method's own settings (its spec's: scales, steps, checkpoint...);
+        other garment methods' settings are ignored, so one set serves several methods."""
+        if not self.garment_methods:
             raise ValueError(f"the garment tab needs a UNet (epsilon) preset such as tiny or sdxl; "
                              f"{self.preset.name} is a flow-matching model")
+        method = method or self.garment_methods[0]
+        module = garments.get(method, self.preset)
         _require_text(prompt, "prompt")
-        scale = check_range("scale", scale)
-        if method == "ip-adapter":
-            scale = check_range("image_scale", scale)
+        _refuse_unknown(options, [garments.spec(m) for m in garments.names()])
+        mine = {o.name for o in module.SPEC.options}
+        own = module.SPEC.settings(self.preset.name, **{k: v for k, v in options.items() if k in mine})
         _, guidance, steps, seed = self._checked(0.0, guidance, steps, seed)
-        finetune_steps = check_range("finetune_steps", finetune_steps, integer=True)
-        return garments.dress(self, garment_image, prompt, method, scale, steps, seed, guidance,
-                             finetune_steps, checkpoint, progress)
+        return garments.dress(self.bench, garment_image, prompt, method, steps, seed, guidance, own, progress)
 
 
-def parse_reweight(value):
-    """None, "" , "word=factor" or (word, factor) -> None or (word, factor)."""
-    if value is None or (isinstance(value, str) and not value.strip()):
-        return None
-    if isinstance(value, str):
-        word, sep, factor = value.partition("=")
-        if not sep or not word.strip():
-            raise ValueError(f"reweight must look like word=factor (e.g. green=2), got {value!r}")
-        value = (word.strip(), factor)
-    word, factor = value
-    return str(word), check_range("reweight", factor)
+def _refuse_unknown(options: dict, specs) -> None:
+    """ValueError for a setting no method of the family takes."""
+    known = {o.name for s in specs for o in s.options if o.kind != "fixed"}
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise ValueError(f"unknown setting {', '.join(unknown)}; the settings are: {', '.join(sorted(known))}")
 
 
 def _require_text(value, what: str, allow_empty: bool = False) -> None:

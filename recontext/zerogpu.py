@@ -108,10 +108,9 @@ def _rows(preset, guidance: float) -> int:
 
 
 def inversion_cost(preset, method: str) -> int:
-    """Evaluations per step of inverting and reconstructing with `method` (guidance 1)."""
-    if method == "renoise":  # its own settings per preset: 1 + renoise steps to invert, 1 to rebuild
-        return 2 + inversion.defaults.renoise(preset.name)["renoise_steps"]
-    return inversion.COST[method]
+    """Evaluations per step of inverting and reconstructing with `method` (guidance 1), at
+    its own settings on this preset."""
+    return inversion.cost(method, inversion.options(method, preset.name))
 
 
 def reconstruct(preset, methods, variants, steps: int) -> Work:
@@ -122,24 +121,23 @@ def reconstruct(preset, methods, variants, steps: int) -> Work:
                   Work()))
 
 
-def _edit_setting(preset, method: str, edit_method: str, steps: int, skip, source_guidance):
+def _edit_setting(method: str, edit_method: str, steps: int, skip, source_guidance):
     """(steps kept after skipping the noisiest, source guidance) of an edit's inversion."""
-    d = inversion.defaults.for_edit(preset.name, method, edit_method)
-    skip = d["skip"] if skip is None else skip
-    source_guidance = d["source_guidance"] if source_guidance is None else source_guidance
-    return max(1, steps - round(skip * steps)), source_guidance
+    d = editing.inversion_settings(method, edit_method, skip=skip, source_guidance=source_guidance)
+    return max(1, steps - round(d["skip"] * steps)), d["source_guidance"]
 
 
 def edit(preset, method: str, edit_method: str, steps: int, guidance: float | None = None,
          skip: float | None = None, source_guidance: float | None = None, encode: bool = True,
          invert: bool = True) -> Work:
     """One edit: invert and rebuild under the source prompt (unless `invert` is False: the
-    inversion is cached), then edit."""
-    kept, source_guidance = _edit_setting(preset, method, edit_method, steps, skip, source_guidance)
+    inversion is cached), then edit: the target branch (at the edit's guidance, or unguided)
+    and, for two-branch methods, the source branch."""
+    kept, source_guidance = _edit_setting(method, edit_method, steps, skip, source_guidance)
     guidance = preset.guidance if guidance is None else guidance
+    spec = editing.spec(edit_method)
     src = _rows(preset, source_guidance)
-    per_step = {"regenerate": _rows(preset, guidance), "prompt-to-prompt": src + _rows(preset, guidance),
-                "ledits++": src + 1}[edit_method]
+    per_step = (_rows(preset, guidance) if spec.target_guidance else 1) + (src if spec.calls_per_step() > 1 else 0)
     inverting = inversion_cost(preset, method) * kept * src if invert else 0
     return Work(evaluations=inverting + per_step * kept, encodes=int(encode), decodes=1 + int(invert) + int(encode),
                 runs=1)
@@ -152,26 +150,32 @@ def sweep(preset, method: str, edit_method: str, steps: int, scales, **settings)
 
 
 def compare(preset, method: str, steps: int, **settings) -> Work:
-    """Every editing method, tight and plain (LEDITS++ on edit-friendly DDPM); editing
-    methods on the same inversion share it (the inversion cache)."""
+    """Every editing method, tight and plain, each on the inversion its spec pairs it with
+    (else `method`); editing methods on the same inversion share it (the inversion cache)."""
     work, inverted = Work(), set()
-    for m in editing.fitting(preset.flow):
-        on = "edit-friendly" if m == "ledits++" else method
+    for m in editing.names(preset):
+        on = editing.inversion_for(m, method)
         for tight in (True, False):
-            key = (on, tight, _edit_setting(preset, on, m, steps, settings.get("skip"),
-                                            settings.get("source_guidance")))
+            key = (on, tight, _edit_setting(on, m, steps, settings.get("skip"), settings.get("source_guidance")))
             work += edit(preset, on, m, steps, encode=not work.runs, invert=key not in inverted, **settings)
             inverted.add(key)
     return work
 
 
-def dress(preset, methods, steps: int, finetune_steps: int, guidance: float = 7.5) -> Work:
-    """The garment tab: each method generates once; the fine-tuned LoRA first fits its LoRA."""
+def dress(preset, methods, steps: int, finetune_steps: int | None = None, guidance: float = 7.5) -> Work:
+    """The garment tab: each method generates once, at its spec's rows per step (2 under
+    classifier-free guidance), after its own adapting work (a fine-tune's steps, an extra
+    model's encodes)."""
+    from . import garment
+
     work = Work()
     for m in methods:
-        work += Work(evaluations=_rows(preset, guidance) * steps, decodes=1, runs=1)
-        if m == "finetune-lora":
-            work += Work(encodes=1, finetune_steps=finetune_steps)
+        spec = garment.spec(m)
+        rows = spec.calls_per_step() if guidance > 1.0 else 1
+        work += Work(evaluations=rows * steps, decodes=1, runs=1)
+        own = garment.work(m, {} if finetune_steps is None else {"finetune_steps": finetune_steps})
+        work += Work(encodes=own.get("encodes", 0), evaluations=own.get("evaluations", 0),
+                     finetune_steps=own.get("finetune_steps", 0))
     return work
 
 
@@ -204,19 +208,20 @@ def page_requests(preset) -> list[dict]:
     from . import garment
 
     steps = preset.steps
-    method = inversion.fitting(preset.flow)[0]
-    methods = editing.fitting(preset.flow)
+    method = inversion.names(preset)[0]
+    methods = editing.names(preset)
+    first = methods[0]  # the page's default editing method
     requests = [  # (handler, its GPU calls: a sweep or a comparison makes one per edit)
-        ("reconstruct", [reconstruct(preset, inversion.fitting(preset.flow), ("plain", "tight"), steps)]),
-        ("edit", [edit(preset, method, "regenerate", steps)]),
-        ("edit_sweep", [edit(preset, method, "regenerate", steps)] * len(editing.SWEEP_SCALES)),
-        ("edit_compare", [edit(preset, "edit-friendly" if m == "ledits++" else method, m, steps)
+        ("reconstruct", [reconstruct(preset, inversion.names(preset), ("plain", "tight"), steps)]),
+        ("edit", [edit(preset, method, first, steps)]),
+        ("edit_sweep", [edit(preset, method, first, steps)] * len(editing.SWEEP_SCALES)),
+        ("edit_compare", [edit(preset, editing.inversion_for(m, method), m, steps)
                           for m in methods for _ in (True, False)]),
     ]
-    if not preset.flow:
+    if garment.names(preset):
         requests += [
-            ("dress", [dress(preset, garment.PAGE_METHODS, steps, garment.FINETUNE_STEPS)]),
-            ("dress (every method)", [dress(preset, garment.METHODS, steps, garment.FINETUNE_STEPS)]),
+            ("dress", [dress(preset, garment.page_methods(preset), steps)]),
+            ("dress (every method)", [dress(preset, garment.names(preset), steps)]),
         ]
     out = []
     for name, calls in requests:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from recontext.editing import EDIT_METHODS, tokens
-from recontext.inversion import defaults
+from recontext import editing, inversion
 from recontext.metrics import psnr
 
 CAT = "a photo of a cat"
@@ -111,13 +111,13 @@ RENOISE_TABLE = [
 
 @pytest.mark.parametrize("preset,steps,late,early,ac,kl,correction", RENOISE_TABLE)
 def test_renoise_defaults_follow_the_official_settings(preset, steps, late, early, ac, kl, correction):
-    d = defaults.renoise(preset)
+    d = inversion.options("renoise", preset)
     assert (d["renoise_steps"], d["average"], d["average_early"]) == (steps, late, early)
     assert (d["lambda_ac"], d["lambda_kl"], d["noise_correction"], d["early_t"]) == (ac, kl, correction, 250)
 
 
 def test_renoise_runs_the_preset_defaults(studio, photo):
-    d = defaults.renoise("tiny")
+    d = inversion.options("renoise", "tiny")
     before = studio.models.unet_evaluations()
     studio.reconstruct(photo, CAT, method="renoise", steps=4)
     # per step: the plain prediction and each renoise step inverting, one call rebuilding
@@ -137,7 +137,7 @@ def test_renoise_window_early_steps_and_regularisation():
 
     x = torch.randn(1, 4, 16, 16, generator=torch.Generator().manual_seed(0))
     alphas = torch.tensor([0.99, 0.9, 0.5, 0.2])
-    settings = {k: v for k, v in defaults.renoise("sdxl-turbo").items()}
+    settings = {k: v for k, v in inversion.options("renoise", "sdxl-turbo").items()}
     settings.update(lambda_ac=0.0, lambda_kl=0.0)
     renoise.invert(unet_call, x, torch.tensor([100, 500, 900]), alphas, None, **settings)
     # t < 250: iterations 0-4 (5 calls); t >= 250: iterations 0-9 (10 calls)
@@ -160,7 +160,7 @@ def test_renoise_window_early_steps_and_regularisation():
 ])
 def test_edit_inversion_defaults(studio, method, edit_method, skip, source_guidance):
     for preset in ("tiny", "sdxl"):
-        d = defaults.for_edit(preset, method, edit_method)
+        d = editing.inversion_settings(method, edit_method)
         assert (d["skip"], d["source_guidance"]) == (skip, source_guidance)
     s = studio.edit_settings(method, edit_method)
     assert (s["skip"], s["source_guidance"]) == (skip, source_guidance)
@@ -176,7 +176,7 @@ def test_edit_inversion_defaults(studio, method, edit_method, skip, source_guida
         "over bench/edit_methods.py's 12 swaps at 50 steps it is barely ahead, 0.829 against 0.828"))),
     False])
 def test_p2p_and_ledits_keep_the_background_better_than_regenerate(studio, tight):
-    from recontext.editing.swaps import measure, swaps
+    from recontext.tiny.swaps import measure, swaps
 
     scores = {m: [] for m in EDIT_METHODS}
     for swap in swaps(3):

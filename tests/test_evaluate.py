@@ -13,7 +13,7 @@ from PIL import Image
 
 from recontext import evaluate
 from recontext.tiny import world
-from recontext.tiny.train import HELD_OUT_SEED
+from recontext.tiny.world import HELD_OUT_SEED
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = dict(limit=2, methods=["ddim"], tight="both", scales=[0.4], steps=2, progress=False)

@@ -8,7 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
-from recontext.garment import hyperlora_checkpoint, predict
+from recontext.garment.methods.hyperlora import checkpoint as hyperlora_checkpoint, predict
 from recontext.garment.hyperlora import HyperLoRA
 from recontext.garment.synthetic import COLOURS, describe, garment, pair, worn
 from recontext.garment.train import (ADAPTER, Examples, diffusion_loss, read_manifest,
@@ -23,9 +23,9 @@ def px(img):
 
 
 def test_garments_give_their_own_weights_and_images(studio):
-    a1, _ = predict(studio, garment(1))
-    a2, cached = predict(studio, garment(1))
-    b, _ = predict(studio, garment(2))
+    a1, _ = predict(studio.bench, garment(1))
+    a2, cached = predict(studio.bench, garment(1))
+    b, _ = predict(studio.bench, garment(2))
     assert cached and a1.keys() == b.keys()
     assert all(torch.equal(a1[k], a2[k]) for k in a1)
     assert any(not torch.equal(a1[k], b[k]) for k in a1)
@@ -48,7 +48,7 @@ def test_garment_calls_leave_the_other_tabs_unchanged(studio, photo):
 
 
 def test_checkpoint_reloads_to_identical_predictions(studio, tmp_path):
-    folder = hyperlora_checkpoint(studio)
+    folder = hyperlora_checkpoint(studio.bench)
     unet = studio.models.pipe.unet
     vision = studio.models.pipe.image_encoder.config.hidden_size
     tokens = studio.models.vision_tokens(garment(7))
@@ -146,11 +146,11 @@ def test_bad_garment_inputs_say_what_is_wrong(studio, tmp_path):
         studio.dress(str(text), PROMPT)
     with pytest.raises(ValueError, match="prompt is empty"):
         studio.dress(garment(1), "  ")
-    with pytest.raises(ValueError, match="method must be one of"):
+    with pytest.raises(ValueError, match="unknown garment method .magic.; valid garment methods: hyperlora"):
         studio.dress(garment(1), PROMPT, method="magic")
     with pytest.raises(ValueError, match="missing"):
         studio.dress(garment(1), PROMPT, checkpoint=str(tmp_path))
-    other = HyperLoRA.load(hyperlora_checkpoint(studio))
+    other = HyperLoRA.load(hyperlora_checkpoint(studio.bench))
     other.config.modules = other.config.modules[:3]
     other.config.preset = "sdxl"
     HyperLoRA(other.config).save(tmp_path / "sdxl-ckpt")

@@ -7,7 +7,9 @@ import sys
 import pytest
 
 from recontext import presets, zerogpu
-from recontext.garment import FINETUNE_STEPS, METHODS
+from recontext.garment import METHODS, spec
+
+FINETUNE_STEPS = spec("finetune-lora").option("finetune_steps").default
 
 PHOTO = "assets/photos/chelsea.png"
 GARMENT = "assets/garments/green-plain-t-shirt.png"

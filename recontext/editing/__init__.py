@@ -1,15 +1,18 @@
 """Text editing by inversion: invert the photo under its source prompt, then edit toward
-the target prompt with an editing method:
+the target prompt with an editing method. Each editing method is a module of this folder
+with a `SPEC` (`recontext.methods.Spec`) and one function,
 
-- `regenerate`: denoise the inverted noise under the target prompt alone (the baseline);
-- `prompt-to-prompt`: source and target branches denoised together, the target borrowing
-  the source's attention maps (`prompt_to_prompt.py`);
-- `ledits++`: the inversion replayed plus masked semantic guidance (`ledits.py`).
+    edit(unet_call, attention, state, timesteps, alphas, source, target, reconstruct,
+         callback=None, **own) -> latents
+
+plus, when it takes more than the shared arguments, `arguments(models, source_prompt,
+target_prompt, settings) -> own`. `regenerate` is the baseline; the others keep what the
+prompt does not mention.
 
 Every method uses exactly the image conditioning of the inversion (the same IP-Adapter
 scale and photo embeddings), as Tight Inversion prescribes; edit-friendly DDPM replays its
 stored noise maps. Inversions are cached: a new target prompt, guidance, editing method
-or (for deterministic inversions) seed edits without inverting again.
+or (for inversions that draw no noise) seed edits without inverting again.
 """
 
 from __future__ import annotations
@@ -22,24 +25,51 @@ from PIL import Image
 
 from .. import inversion, metrics
 from ..images import to_size
+from ..methods import Registry
 from ..models import image_key
 from ..progress import ticker
-from . import ledits, prompt_to_prompt, regenerate, tokens
 
+REGISTRY = Registry(__name__, "editing method")
 SWEEP_SCALES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
-# editing method -> its module (each: edit(unet_call, attention, state, timesteps, alphas,
-# source, target, reconstruct, callback=None, **own options) -> latents) and one line of help
-EDIT_METHODS = {"regenerate": regenerate, "prompt-to-prompt": prompt_to_prompt, "ledits++": ledits}
-EDIT_HELP = {
-    "regenerate": "denoise the inverted noise under the target prompt alone: the baseline; "
-                  "the whole image is re-imagined",
-    "prompt-to-prompt": "source and target denoised together; the target borrows the source's "
-                        "cross-attention (and self-attention) maps early on, so layout and "
-                        "background stay (Hertz et al. 2022)",
-    "ledits++": "the inversion replayed, plus guidance toward the target only where the edited "
-                "words attend and the edit direction is strong (Brack et al. 2024)",
-}
-STOCHASTIC = {"edit-friendly", "rf-inversion"}  # methods whose inversion draws noise (the seed matters)
+
+
+def names(preset=None) -> list[str]:
+    """The editing methods, or those that run on `preset` (its model family)."""
+    return REGISTRY.names(preset)
+
+
+def get(edit_method: str, preset=None):
+    return REGISTRY.get(edit_method, preset)
+
+
+def spec(edit_method: str):
+    return REGISTRY.spec(edit_method)
+
+
+def inversion_for(edit_method: str, method: str) -> str:
+    """The inversion an editing method runs on: the one its paper pairs it with, else `method`."""
+    return spec(edit_method).pairs_with or method
+
+
+def inversion_settings(method: str, edit_method: str, **given) -> dict:
+    """`skip` and `source_guidance` of the inversion for an edit: those given, else the editing
+    method's own (when it runs on the inversion it pairs with), else the inversion's."""
+    own = spec(edit_method)
+    if own.pairs_with == method:
+        given = {k: own.edit_defaults.get(k) if given.get(k) is None else given[k]
+                 for k in set(given) | set(own.edit_defaults)}
+    return inversion.edit_settings(method, **given)
+
+
+def own_settings(edit_method: str, **given) -> dict:
+    """An editing method's own settings: given (checked), else its defaults."""
+    return spec(edit_method).settings(None, **given)
+
+
+def __getattr__(attr):  # name -> module table, built from the specs when asked for
+    if attr == "EDIT_METHODS":
+        return dict(REGISTRY.modules)
+    raise AttributeError(attr)
 
 
 @dataclass
@@ -54,33 +84,16 @@ class Edit:
     reconstruction_working: Image.Image
     inverted: bool                # whether this call ran an inversion (False: cache hit)
     notes: list[str] = field(default_factory=list)
-    edit_method: str = "regenerate"
-    method: str = "ddim"          # the inversion method
+    edit_method: str = ""
+    method: str = ""              # the inversion method
     tight: bool = False
+    settings: dict = field(default_factory=dict)  # the editing method's own settings
 
 
 @dataclass
 class Inverted:
     state: object                 # what the method's reconstruct() takes
     reconstruction: Image.Image   # working size
-
-
-FLOW_EDIT_METHODS = ("regenerate",)  # prompt-to-prompt and LEDITS++ steer a UNet's attention
-
-
-def fitting(flow: bool) -> list[str]:
-    """The editing methods that fit a model family (flow-matching or epsilon-prediction)."""
-    return list(FLOW_EDIT_METHODS) if flow else list(EDIT_METHODS)
-
-
-def get(edit_method: str, flow: bool | None = None):
-    if edit_method not in EDIT_METHODS:
-        raise ValueError(f"unknown editing method {edit_method!r}; valid editing methods: "
-                         f"{', '.join(EDIT_METHODS)}")
-    if flow and edit_method not in FLOW_EDIT_METHODS:
-        raise ValueError(f"editing method {edit_method!r} does not fit this flow-matching model; use one "
-                         f"of: {', '.join(fitting(True))}")
-    return EDIT_METHODS[edit_method]
 
 
 def clip_similarity(models, image: Image.Image, text: str) -> float:
@@ -106,62 +119,44 @@ def clip_image_similarity(models, a: Image.Image, b: Image.Image) -> float:
     return float(torch.nn.functional.cosine_similarity(emb[:1], emb[1:]).item())
 
 
-def _method_args(studio, edit_method, source_prompt, target_prompt, settings):
-    """What an editing method needs beyond the shared arguments."""
-    models = studio.models
-    count = models.word_tokens
-    if edit_method == "prompt-to-prompt":
-        reweight = settings.get("reweight")
-        if reweight:
-            word, factor = reweight
-            reweight = ([p for p in tokens.positions(target_prompt, word, count) if p < models.text_length],
-                        float(factor))
-        return dict(mapper=tokens.align(source_prompt, target_prompt, count, models.text_length),
-                    cross_replace=settings["cross_replace"], self_replace=settings["self_replace"],
-                    reweight=reweight or None)
-    if edit_method == "ledits++":
-        return dict(tokens=[p for p in tokens.changed(source_prompt, target_prompt, count)
-                            if p < models.text_length],
-                    edit_guidance=settings["edit_guidance"], threshold=settings["edit_threshold"])
-    return {}
-
-
-def edit(studio, image, source_prompt: str, target_prompt: str, method: str, tight: bool,
+def edit(bench, image, source_prompt: str, target_prompt: str, method: str, tight: bool,
          image_scale: float, guidance: float, steps: int, seed: int, progress=None,
-         edit_method: str = "regenerate", skip: float = 0.0, source_guidance: float = 1.0,
-         **settings) -> Edit:
-    """Invert (or take the cached inversion), then edit toward `target_prompt` with
-    `edit_method` (see EDIT_METHODS; `settings` are its own options)."""
+         edit_method: str | None = None, skip: float = 0.0, source_guidance: float = 1.0,
+         inversion_options: dict | None = None, **settings) -> Edit:
+    """Invert (or take the cached inversion) on the workbench `bench`, then edit toward
+    `target_prompt` with `edit_method` (`settings`: its own options, checked)."""
     start = time.perf_counter()
-    models = studio.models
-    module = inversion.get(method, models.flow)
-    editor = get(edit_method, models.flow)
+    models = bench.models
+    edit_method = edit_method or names(bench.preset)[0]
+    module = inversion.get(method, bench.preset)
+    editor = get(edit_method, bench.preset)
+    own = inversion.options(method, bench.preset.name, **(inversion_options or {}))
     scale = image_scale if tight else 0.0
     with models.lock:
-        photo = studio.prepare(image)
-        notes = (photo.notes + studio.prompt_notes(source_prompt, "source prompt")
-                 + studio.prompt_notes(target_prompt, "target prompt"))
+        photo = bench.prepare(image)
+        notes = (photo.notes + bench.prompt_notes(source_prompt, "source prompt")
+                 + bench.prompt_notes(target_prompt, "target prompt"))
         timesteps, alphas = models.levels(steps, photo.latents)
         kept = max(1, steps - round(skip * steps))  # skip: the noisiest steps are neither inverted nor edited
         timesteps, alphas = timesteps[:kept], alphas[:kept + 1]
-        key = (image_key(photo.image), source_prompt, method, steps, tight, scale,
-               seed if method in STOCHASTIC else None, kept, source_guidance)
-        cached = studio.inversion_cache.get(key)
+        key = (image_key(photo.image), source_prompt, method, tuple(sorted(own.items())), steps, tight, scale,
+               seed if module.SPEC.stochastic else None, kept, source_guidance)
+        cached = bench.inversion_cache.get(key)
         inverted = cached is None
         tick = ticker(progress, kept * (3 if inverted else 1), f"{method} → {edit_method}")
         if inverted:
-            state, z_rec = studio.invert(photo, source_prompt, module, tight, scale, timesteps,
-                                         alphas, seed, guidance=source_guidance, tick=tick,
-                                         options=studio.inversion_options(method))
-            cached = studio.inversion_cache.put(key, Inverted(state, models.decode(z_rec, f"{method} (reconstruction)")))
-            studio.inversions += 1
-        source = studio.condition(source_prompt, photo.image, tight, scale, source_guidance)
-        target = studio.condition(target_prompt, photo.image, tight, scale,
-                                  1.0 if edit_method == "ledits++" else guidance)
-        extra = _method_args(studio, edit_method, source_prompt, target_prompt, settings)
+            state, z_rec = bench.invert(photo, source_prompt, module, tight, scale, timesteps,
+                                        alphas, seed, guidance=source_guidance, tick=tick, options=own)
+            cached = bench.inversion_cache.put(key, Inverted(state, models.decode(z_rec, f"{method} (reconstruction)")))
+            bench.inversions += 1
+        source = bench.condition(source_prompt, photo.image, tight, scale, source_guidance)
+        target = bench.condition(target_prompt, photo.image, tight, scale,
+                                 guidance if editor.SPEC.target_guidance else 1.0)
+        given = own_settings(edit_method, **settings_of(editor, settings))
+        extra = editor.arguments(models, source_prompt, target_prompt, given) if hasattr(editor, "arguments") else {}
         with torch.no_grad():
             z = editor.edit(models.model_call, models.attention, cached.state, timesteps, alphas,
-                            source, target, module.reconstruct, callback=tick, **extra)
+                            source, target, inversion.reconstructor(module, own), callback=tick, **extra)
         output = models.decode(z, f"{edit_method} after {method}{' + tight' if tight else ''}")
         scores = {
             "preservation_ssim": metrics.ssim(photo.image, output),
@@ -173,7 +168,14 @@ def edit(studio, image, source_prompt: str, target_prompt: str, method: str, tig
                 reconstruction=to_size(cached.reconstruction, photo.original_size), metrics=scores,
                 scale=scale, seconds=time.perf_counter() - start, source=photo.image,
                 output=output, reconstruction_working=cached.reconstruction,
-                inverted=inverted, notes=notes, edit_method=edit_method, method=method, tight=tight)
+                inverted=inverted, notes=notes, edit_method=edit_method, method=method, tight=tight,
+                settings=given)
+
+
+def settings_of(editor, given: dict) -> dict:
+    """The options in `given` that are `editor`'s own."""
+    own = {o.name for o in editor.SPEC.options}
+    return {k: v for k, v in given.items() if k in own}
 
 
 def sweep_plot(edits: list[Edit], target_prompt: str = ""):

@@ -16,7 +16,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from . import branches
+from ..methods import Option, Spec
+from . import branches, tokens as words
 
 
 class Record:
@@ -72,3 +73,24 @@ def edit(unet_call, attention, state, timesteps, alphas, source, target, reconst
 
     with attention(record):
         return reconstruct(guided, state, timesteps, alphas, None, callback=callback)
+
+
+def arguments(models, source_prompt: str, target_prompt: str, settings: dict) -> dict:
+    """What `edit` takes beyond the shared arguments: the edited words' token positions."""
+    return dict(tokens=[p for p in words.changed(source_prompt, target_prompt, models.word_tokens)
+                        if p < models.text_length],
+                edit_guidance=settings["edit_guidance"], threshold=settings["edit_threshold"])
+
+
+# diffusers' LEditsPP defaults: edit guidance 5, threshold 0.9, skip 0.15 on edit-friendly
+# inversion (the Tight Inversion Space uses skip 0.15–0.2)
+SPEC = Spec(
+    "ledits++", family="epsilon", label="LEDITS++", order=20, cost=2, pairs_with="edit-friendly",
+    edit_defaults={"skip": 0.15}, target_guidance=False, needs=("unet",),
+    help="the inversion replayed, plus guidance toward the target only where the edited words "
+         "attend and the edit direction is strong (Brack et al. 2024)",
+    options=(
+        Option("edit_guidance", 5.0, 0.0, 30.0, "strength toward the target", step=0.5, label="Edit guidance"),
+        Option("edit_threshold", 0.9, 0.0, 0.999, "mask quantile: higher edits a smaller region", step=0.01,
+               label="Mask threshold"),
+    ))

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import torch
 
-from . import branches
+from ..methods import Option, Spec
+from . import branches, tokens
 
 SELF_KEYS = 32 ** 2
 
@@ -72,3 +73,42 @@ def edit(unet_call, attention, state, timesteps, alphas, source, target, reconst
     with attention(control):
         z = reconstruct(both, _twice(state), timesteps, alphas, None, callback=callback)
     return z[1:]
+
+
+def parse_reweight(value):
+    """"word=factor" or (word, factor) -> (word, factor), the factor within -10..10."""
+    if isinstance(value, str):
+        word, sep, factor = value.partition("=")
+        if not sep or not word.strip():
+            raise ValueError(f"reweight must look like word=factor (e.g. green=2), got {value!r}")
+        value = (word.strip(), factor)
+    word, factor = value
+    return str(word), Option("reweight", 1.0, -10.0, 10.0).check(factor, "reweight factor")
+
+
+def arguments(models, source_prompt: str, target_prompt: str, settings: dict) -> dict:
+    """What `edit` takes beyond the shared arguments: the token alignment and the reweight."""
+    count = models.word_tokens
+    reweight = settings.get("reweight")
+    if reweight:
+        word, factor = reweight
+        reweight = ([p for p in tokens.positions(target_prompt, word, count) if p < models.text_length],
+                    float(factor))
+    return dict(mapper=tokens.align(source_prompt, target_prompt, count, models.text_length),
+                cross_replace=settings["cross_replace"], self_replace=settings["self_replace"],
+                reweight=reweight or None)
+
+
+# the word-swap settings of the authors' notebook: cross 0.8, self 0.4
+SPEC = Spec(
+    "prompt-to-prompt", family="epsilon", order=10, cost=2, needs=("unet",),
+    help="source and target denoised together; the target borrows the source's cross-attention "
+         "(and self-attention) maps early on, so layout and background stay (Hertz et al. 2022)",
+    options=(
+        Option("cross_replace", 0.8, 0.0, 1.0, "fraction of steps with the source's word maps", step=0.05,
+               label="Cross-attention replace"),
+        Option("self_replace", 0.4, 0.0, 1.0, "fraction of steps with the source's layout maps", step=0.05,
+               label="Self-attention replace"),
+        Option("reweight", None, kind="text", parse=parse_reweight, label="Re-weight a target word",
+               help='re-weight a target word, e.g. "green=2" (optional)'),
+    ))

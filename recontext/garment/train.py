@@ -22,7 +22,7 @@ from ..cache import LRU
 from . import synthetic
 from .hyperlora import TARGETS, HyperLoRA, HyperLoRAConfig, functional_params, target_modules
 
-ADAPTER = "hyperlora"
+ADAPTER = "hypernetwork"  # the peft adapter the predicted weights load into
 STATE = "training_state.pt"
 MASK_WEIGHT = 9.0  # the garment region's extra weight in the loss, where a pair has a mask
 

@@ -1,41 +1,84 @@
-"""Inversion methods. Each is a module with two plain functions:
+"""Inversion methods. Each is a module of this folder with two plain functions and a `SPEC`
+(`recontext.methods.Spec`), found by walking the folder:
 
-    invert(model_call, latents, timesteps, levels, cond, generator=None, callback=None) -> state
-    reconstruct(model_call, state, timesteps, levels, cond, callback=None) -> latents
+    invert(model_call, latents, timesteps, levels, cond, generator=None, callback=None, **options) -> state
+    reconstruct(model_call, state, timesteps, levels, cond, callback=None, **options) -> latents
 
-Epsilon methods (ddim, renoise, edit-friendly) take `unet_call(x, t, cond)`, the predicted
-noise, and `levels` = alphas_cumprod (`levels()`); flow methods (flow-euler, rf-inversion)
-take `velocity(x, sigma, cond)` and `levels` = sigmas (`flow_levels()`). `state` is
-whatever the method needs to come back (the noise latents, plus stored noise maps for
-edit-friendly, plus the image latents for rf-inversion).
+Epsilon methods take `unet_call(x, t, cond)`, the predicted noise, and `levels` =
+alphas_cumprod (`levels()`); flow methods take `velocity(x, sigma, cond)` and `levels` =
+sigmas (`flow_levels()`). `state` is whatever the method needs to come back (the noise
+latents, plus stored noise maps or the image latents for some).
 """
 
-from . import ddim, defaults, edit_friendly, flow_euler, renoise, rf_inversion
+from __future__ import annotations
+
+import functools
+
+from ..methods import Option, Registry
 from .schedule import ddim_step, flow_levels, levels
 
-METHODS = {"ddim": ddim, "renoise": renoise, "edit-friendly": edit_friendly}  # epsilon models
-FLOW_METHODS = {"flow-euler": flow_euler, "rf-inversion": rf_inversion}       # flow-matching models
-ALL = {**METHODS, **FLOW_METHODS}
+REGISTRY = Registry(__name__, "inversion method")
 
-# model calls per step, inverting + reconstructing (for progress bars and benchmarks)
-COST = {"ddim": 2, "renoise": 2 + renoise.ITERATIONS, "edit-friendly": 2, "flow-euler": 2,
-        "rf-inversion": 2}
-
-
-def fitting(flow: bool) -> list[str]:
-    """The methods that fit a model family: flow-matching (True) or epsilon-prediction."""
-    return list(FLOW_METHODS if flow else METHODS)
+# the inversion settings every edit takes; each method's spec may give its own defaults
+EDIT_OPTIONS = (
+    Option("skip", 0.0, 0.0, 0.9, "fraction of the noisiest steps neither inverted nor edited", step=0.01),
+    Option("source_guidance", 1.0, 1.0, 20.0, "classifier-free guidance while inverting under the source prompt",
+           step=0.5),
+)
 
 
-def get(name: str, flow: bool | None = None):
-    """The method `name`; with `flow` given, it must fit that model family."""
-    if name not in ALL:
-        raise ValueError(f"unknown method {name!r}; valid methods: {', '.join(ALL)}")
-    if flow is not None and (name in FLOW_METHODS) != flow:
-        kind = "flow-matching" if flow else "epsilon-prediction"
-        raise ValueError(f"method {name!r} does not fit this {kind} model; use one of: "
-                         f"{', '.join(fitting(flow))}")
-    return ALL[name]
+def names(preset=None) -> list[str]:
+    """The inversion methods, or those that run on `preset` (its model family)."""
+    return REGISTRY.names(preset)
 
 
-__all__ = ["METHODS", "FLOW_METHODS", "ALL", "COST", "defaults", "fitting", "get", "levels", "flow_levels", "ddim_step"]
+def get(name: str, preset=None):
+    """The method module `name`; with `preset` given, it must run there."""
+    return REGISTRY.get(name, preset)
+
+
+def spec(name: str):
+    return REGISTRY.spec(name)
+
+
+def options(name: str, preset: str | None = None, **given) -> dict:
+    """Method `name`'s own settings on `preset` (its authors' defaults unless given)."""
+    return spec(name).settings(preset, **given)
+
+
+def split(name: str, settings: dict) -> tuple[dict, dict]:
+    """A method's settings split into what `invert` and what `reconstruct` take."""
+    stages = {o.name: o.stage for o in spec(name).options}
+    return ({k: v for k, v in settings.items() if stages[k] == "invert"},
+            {k: v for k, v in settings.items() if stages[k] == "reconstruct"})
+
+
+def reconstructor(module, settings: dict):
+    """`module.reconstruct` with its own reconstruct-stage settings bound."""
+    _, own = split(module.SPEC.name, settings)
+    return functools.partial(module.reconstruct, **own) if own else module.reconstruct
+
+
+def cost(name: str, settings: dict | None = None) -> int:
+    """Model calls per step, inverting plus reconstructing."""
+    return spec(name).calls_per_step(settings)
+
+
+def edit_settings(name: str, **given) -> dict:
+    """`skip` and `source_guidance` for an edit on inversion `name`: given, else its spec's."""
+    defaults = {o.name: o.default for o in EDIT_OPTIONS} | spec(name).edit_defaults
+    return {o.name: defaults[o.name] if given.get(o.name) is None else o.check(given[o.name])
+            for o in EDIT_OPTIONS}
+
+
+def __getattr__(attr):  # name -> module tables, built from the specs when asked for
+    if attr == "ALL":
+        return dict(REGISTRY.modules)
+    if attr in ("METHODS", "FLOW_METHODS"):
+        flow = attr == "FLOW_METHODS"
+        return {n: m for n, m in REGISTRY.modules.items() if (m.SPEC.family == "flow") == flow}
+    raise AttributeError(attr)
+
+
+__all__ = ["REGISTRY", "EDIT_OPTIONS", "names", "get", "spec", "options", "split", "reconstructor",
+           "cost", "edit_settings", "levels", "flow_levels", "ddim_step"]

@@ -1,6 +1,8 @@
 """DDIM inversion (Song et al. 2021; Mokady et al. 2023's usage): run the deterministic
 sampler backwards, approximating the noise at level i by the prediction at level i-1."""
 
+from ..methods import Spec
+
 from .schedule import ddim_step
 
 
@@ -21,3 +23,7 @@ def reconstruct(unet_call, state, timesteps, alphas, cond, callback=None):
         if callback:
             callback(len(timesteps) - 1 - i)
     return x
+
+
+SPEC = Spec("ddim", family="epsilon", cost=2, order=0,
+            help="deterministic DDIM run backwards; the plain baseline of UNet models")

@@ -7,6 +7,8 @@ The residual is stored already multiplied by the step's sigma (x_prev - mean), s
 zero-variance final step needs no special case.
 """
 
+from ..methods import Spec
+
 import torch
 
 
@@ -37,3 +39,9 @@ def reconstruct(unet_call, state, timesteps, alphas, cond, callback=None):
         if callback:
             callback(len(timesteps) - 1 - i)
     return x
+
+
+# DDPM_inversion's editing examples: source guidance 3.5 while inverting, T_skip 36 of 100 steps
+SPEC = Spec("edit-friendly", family="epsilon", cost=2, stochastic=True, order=20,
+            edit_defaults={"skip": 0.36, "source_guidance": 3.5},
+            help="edit-friendly DDPM: stores the noise maps that rebuild the photo exactly (draws noise: the seed matters)")

@@ -8,6 +8,8 @@ level i to level j is x + (sigmas[j] - sigmas[i]) * velocity. `timesteps` is the
 levels 1..N the solver visits (as the epsilon methods take it); only its length is used.
 """
 
+from ..methods import Spec
+
 
 def invert(velocity, x, timesteps, sigmas, cond, generator=None, callback=None):
     for i in range(len(timesteps)):
@@ -24,3 +26,7 @@ def reconstruct(velocity, state, timesteps, sigmas, cond, callback=None):
         if callback:
             callback(len(timesteps) - i)
     return x
+
+
+SPEC = Spec("flow-euler", family="flow", cost=2, order=0,
+            help="the Euler solver of the flow ODE run backwards; the plain baseline of flow models")

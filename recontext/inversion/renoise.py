@@ -8,12 +8,18 @@ Iteration 0 is the prediction at the current latents (the plain DDIM step), iter
 averaged (None: the last prediction alone), `average_early` the window for timesteps
 below `early_t`, where the loop also stops at the window's end. `lambda_ac` / `lambda_kl`
 turn on noise regularisation of every renoised prediction (its auto-correlation and its
-divergence from the plain prediction pushed down by gradient steps). The authors'
-settings per preset are in `defaults.py`.
+divergence from the plain prediction pushed down by gradient steps).
+
+The authors' settings per preset (`SPEC`), from the official code (garibida/ReNoise-Inversion):
+its RunConfig defaults are the SDXL-Turbo setting — 9 renoise steps (10 UNet calls per
+step), iterations 8–9 averaged for t ≥ 250 and 0–4 (at most 5 renoise steps) for t < 250,
+noise regularisation λ_ac 20 and λ_kl 0.065, noise correction for the stochastic Euler
+scheduler. Its SD / SDXL examples with DDIM use 1 renoise step, the last iteration alone.
 """
 
 import torch
 
+from ..methods import Option, Spec
 from . import ddim
 from .schedule import ddim_step
 
@@ -82,3 +88,24 @@ def invert(unet_call, x, timesteps, alphas, cond, generator=None, callback=None,
 
 
 reconstruct = ddim.reconstruct
+
+
+_TURBO = "sdxl-turbo"
+SPEC = Spec(
+    "renoise", family="epsilon", order=10, cost=lambda s: 2 + s.get("renoise_steps", ITERATIONS),
+    help="ReNoise: each inversion step refined by fixed-point iterations (Garibi et al. 2024)",
+    options=(
+        Option("renoise_steps", 1, 0, 20, "renoised predictions per inversion step (each one UNet call)",
+               kind="int", step=1, per_preset={_TURBO: 9}),
+        Option("average", None, kind="fixed", per_preset={_TURBO: (8, 10)},
+               help="window of iterations averaged (None: the last one)"),
+        Option("average_early", None, kind="fixed", per_preset={_TURBO: (0, 5)},
+               help="the window below early_t"),
+        Option("early_t", 250, kind="fixed", help="timestep below which average_early applies"),
+        Option("lambda_ac", 0.0, 0.0, 100.0, "noise regularisation: auto-correlation weight (0: off)",
+               step=1.0, per_preset={_TURBO: 20.0}),
+        Option("lambda_kl", 0.0, 0.0, 1.0, "noise regularisation: KL weight (0: off)",
+               step=0.005, per_preset={_TURBO: 0.065}),
+        Option("noise_correction", False, kind="fixed", per_preset={_TURBO: True},
+               help="the stochastic Euler sampler's noise correction"),
+    ))

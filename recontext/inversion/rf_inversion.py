@@ -16,6 +16,8 @@ eta 0.9 and stop 0.38). Coordinates as in `flow_euler.py`.
 
 import torch
 
+from ..methods import Option, Spec
+
 GAMMA, ETA, START, STOP = 0.5, 1.0, 0.0, 0.25
 
 
@@ -42,3 +44,16 @@ def reconstruct(velocity, state, timesteps, sigmas, cond, callback=None, eta=ETA
         if callback:
             callback(k)
     return x
+
+
+SPEC = Spec(
+    "rf-inversion", family="flow", cost=2, stochastic=True, order=10,
+    help="RF-Inversion: controlled forward and reverse flow ODEs (Rout et al. 2024; draws noise)",
+    options=(
+        Option("gamma", GAMMA, 0.0, 1.0, "controller strength while inverting (toward the noise)", step=0.05),
+        Option("eta", ETA, 0.0, 1.0, "controller strength while rebuilding (toward the photo)", step=0.05,
+               stage="reconstruct"),
+        Option("start", START, 0.0, 1.0, "where the reverse controller starts (fraction from the noise)",
+               step=0.05, stage="reconstruct"),
+        Option("stop", STOP, 0.0, 1.0, "where it stops", step=0.05, stage="reconstruct"),
+    ))

@@ -113,7 +113,7 @@ def assemble(root: str, weights: str = WEIGHTS, unet=None, ip_adapter: dict | No
         info = json.load(f)
     tok = arch.tokenizer()
     clip = arch.load_weights(arch.clip(tok), os.path.join(weights, "clip.safetensors"))
-    from .train import PREDICTION, trained_vae
+    from .arch import PREDICTION, trained_vae
 
     vae = trained_vae(weights)  # widened, its wide decoder laid over it
     vae.register_to_config(scaling_factor=info["vae_scaling_factor"])

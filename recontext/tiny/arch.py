@@ -13,7 +13,11 @@ its IP-Adapter, at sizes that train on 2 CPU cores.
 
 from __future__ import annotations
 
+import os
+
 import torch
+
+PREDICTION = "v_prediction"  # what the tiny UNet predicts
 
 RESOLUTION = 128
 TEXT_HIDDEN = 64
@@ -209,3 +213,23 @@ def cross_attention_widths(unet_model) -> list[tuple[str, int]]:
             hidden = channels[int(name[len("down_blocks.")])]
         out.append((name, hidden))
     return out
+
+
+def widened(small):
+    """`small` (a trained narrow VAE) laid into `vae()` by `widen_vae`: the same
+    latents, and until the widen stage trains it, the same decoded images."""
+    big = vae()
+    widen_vae(small.state_dict(), big)
+    return big.eval()
+
+
+def trained_vae(out: str, wide: bool = True):
+    """The VAE as trained so far: `vae.safetensors`; `wide`: `widened`, with
+    `wide_decoder.safetensors` laid over it. The presets ship the wide one."""
+    small = load_weights(vae(width=1, layers=1), os.path.join(out, "vae.safetensors"))
+    if not wide:
+        return small
+    wide_vae = widened(small)
+    if os.path.exists(os.path.join(out, "wide_decoder.safetensors")):
+        load_weights(wide_vae, os.path.join(out, "wide_decoder.safetensors"), strict=False)
+    return wide_vae

@@ -1,7 +1,7 @@
 """The papers' claims, measured in the tiny world: one function per claim, used by the
 tests (which assert thresholds) and by `bench/tiny_world.py` / `bench/garment_fidelity.py`
 (which print the numbers). Every input here is held out of training: scene seeds from
-`train.HELD_OUT_SEED` on, garments from 10 000 on, and the photos named by the caller.
+`world.HELD_OUT_SEED` on, garments from 10 000 on, and the photos named by the caller.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from .. import metrics
 from ..garment import synthetic
 from ..inversion.schedule import ddim_step
 from . import world
-from .train import HELD_OUT_SEED
+from .world import HELD_OUT_SEED
 
 NAMES = list(world.COLOURS)
 PALETTE = np.array([world.COLOURS[n] for n in NAMES], np.float32) / 255
@@ -221,12 +221,12 @@ def hyperlora_matched_ratio(studio, n: int = 16, draws: int = 8, hyper=None, reg
     the next garment's, on the same noise and timesteps (below 1: the garment conditions
     the output). `hyper`: a HyperLoRA model; default the preset's checkpoint. `region`: the
     loss over the garment's region of the figure only, not the whole picture."""
-    from ..garment import hyperlora_model
+    from ..garment.methods.hyperlora import model as hyperlora_model
     from ..garment.hyperlora import functional_params
     from ..garment.train import ADAPTER, Examples, mask_area, synthetic_pairs
 
     models = studio.models
-    hyper = hyper or hyperlora_model(studio)
+    hyper = hyper or hyperlora_model(studio.bench)
     held = Examples(models, synthetic_pairs(n, studio.preset.resolution, offset=GARMENT_SEED))
     totals = {"matched": 0.0, "mismatched": 0.0}
     with models.lock, models.lora(ADAPTER, [m[0] for m in hyper.config.modules], hyper.config.rank), \

@@ -52,7 +52,8 @@ from ..garment import synthetic
 from ..garment.train import MASK_WEIGHT
 from .. import images, metrics
 from . import arch, world
-from .arch import load_weights, save_weights
+from .arch import PREDICTION, load_weights, save_weights, trained_vae, widened
+from .world import HELD_OUT_SEED
 
 log = logging.getLogger(__name__)
 STAGES = ("vae", "clip", "unet", "hyperlora", "widen")
@@ -69,7 +70,6 @@ BATCH = {"cpu": {"vae": 16, "unet": 16, "widen": 8},
 # each stage's number in its batches' seeds, fixed: the numbers the committed weights were
 # drawn with (stages since merged into `unet` or `widen` kept theirs out of use)
 STAGE_IDS = {"vae": 0, "clip": 1, "unet": 2, "hyperlora": 5, "widen": 7}
-PREDICTION = "v_prediction"  # what the UNet predicts
 CARD = "MODEL_CARD.md"
 DONE = {"hyperlora": os.path.join("hyperlora", "hyperlora.safetensors"),
         "widen": "wide_decoder.safetensors"}  # else {stage}.safetensors
@@ -319,26 +319,6 @@ def decoder_parameters(vae) -> list:
     return params
 
 
-def widened(small):
-    """`small` (a trained narrow VAE) laid into `arch.vae()` by `arch.widen_vae`: the same
-    latents, and until the widen stage trains it, the same decoded images."""
-    vae = arch.vae()
-    arch.widen_vae(small.state_dict(), vae)
-    return vae.eval()
-
-
-def trained_vae(out: str, wide: bool = True):
-    """The VAE as trained so far: `vae.safetensors`; `wide`: `widened`, with
-    `wide_decoder.safetensors` laid over it. The presets ship the wide one."""
-    small = load_weights(arch.vae(width=1, layers=1), os.path.join(out, "vae.safetensors"))
-    if not wide:
-        return small
-    vae = widened(small)
-    if os.path.exists(os.path.join(out, "wide_decoder.safetensors")):
-        load_weights(vae, os.path.join(out, "wide_decoder.safetensors"), strict=False)
-    return vae
-
-
 def train_widen(out: str, work: str, seed: int, steps: int, batch: int | None = None, crop: int = 64,
                 noise: float = 0.1, lr: float = DECODER_LR, device: torch.device = torch.device("cpu")) -> dict:
     """The VAE widened and deepened to `arch.vae()` (its encoder computing the same latents,
@@ -395,7 +375,6 @@ def vae_psnr(vae, multiple: int = 8) -> dict:
 
 
 # -- 2. CLIP -------------------------------------------------------------------------------
-HELD_OUT_SEED = 1 << 31  # scene seeds from here on are never trained on
 
 
 def clip_bank(seed: int, proc, scenes_per_caption: int = 24, garments: int = 1500):

@@ -15,6 +15,8 @@ import random
 import numpy as np
 from PIL import Image, ImageDraw
 
+HELD_OUT_SEED = 1 << 31  # scene seeds from here on are never trained on
+
 COLOURS = {"red": (210, 40, 40), "green": (40, 160, 60), "blue": (40, 70, 210),
            "yellow": (235, 205, 40), "white": (240, 240, 240), "black": (20, 20, 20)}
 SHAPES = ("circle", "square", "triangle")

@@ -28,7 +28,7 @@ class Swap:
 def swaps(n: int) -> list[Swap]:
     """`n` held-out scenes, each with its shape's colour swapped for another colour (never
     the background's)."""
-    from ..tiny import claims, world
+    from . import claims, world
 
     out = []
     for image, caption, mask in claims.held_out_scenes(n, offset=OFFSET):

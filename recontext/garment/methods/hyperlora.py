@@ -1,0 +1,77 @@
+"""HyperLoRA (Tooploox & eBay, NeurIPS 2024): the hypernetwork reads the garment and
+predicts LoRA weights for the UNet in one pass; no fine-tuning per garment."""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+from ...methods import Option, Spec
+from ...models import image_key
+from .. import train
+from ..adapted import Adapted, scaled
+from ..hyperlora import HyperLoRA, peft_state
+
+GET_ONE = ("set RECONTEXT_HYPERLORA to a checkpoint folder or Hub repo, or train one: "
+           "python -m recontext train-hyperlora --preset {preset} --data MANIFEST.csv --out CKPT_DIR")
+
+SPEC = Spec("hyperlora", family="epsilon", label="HyperLoRA", order=0, cost=2, needs=("unet", "checkpoint"),
+            help="a hypernetwork predicts LoRA weights from the garment photo: one pass, no fine-tuning",
+            options=(Option("scale", 1.0, 0.0, 2.0, "LoRA scale: 0 = the base model", step=0.05,
+                            label="LoRA scale"),
+                     Option("checkpoint", None, kind="text", label="Checkpoint",
+                            help="a HyperLoRA checkpoint folder or Hub repo (default: the preset's)")))
+
+
+def checkpoint(bench) -> str:
+    """Where the HyperLoRA checkpoint lives: `RECONTEXT_HYPERLORA`, else the preset's (the
+    tiny preset's is trained with the tiny world). ValueError saying how to get one otherwise."""
+    source = os.environ.get("RECONTEXT_HYPERLORA") or bench.preset.hyperlora
+    if not source:
+        raise ValueError("HyperLoRA is unavailable for this preset: " + GET_ONE.format(preset=bench.preset.name))
+    if bench.preset.local and source == bench.preset.hyperlora:
+        bench.models.pipe  # the tiny preset's checkpoint is assembled with the preset
+    if not os.path.isdir(source):
+        from huggingface_hub import snapshot_download
+
+        try:
+            source = snapshot_download(source)
+        except Exception as e:
+            raise ValueError(f"HyperLoRA checkpoint {source!r}: not a folder, and the Hub "
+                             f"download failed ({type(e).__name__})") from None
+    return source
+
+
+def model(bench, path: str | None = None) -> HyperLoRA:
+    """The hypernetwork at `path` (default: `checkpoint(bench)`), loaded once and kept."""
+    path = path or checkpoint(bench)
+
+    def make():
+        models = bench.models
+        return HyperLoRA.load(path, models.pipe.unet, models.pipe.image_encoder.config.hidden_size).to(models.device)
+
+    return bench.cached(("hyperlora", os.path.abspath(path)), make)[0]
+
+
+def predict(bench, garment, path: str | None = None) -> tuple[dict, bool]:
+    """HyperLoRA's LoRA weights for a garment (peft state dict at scale 1), cached by image."""
+    hyper = model(bench, path)
+
+    def make():
+        with torch.no_grad():
+            return peft_state(hyper(bench.models.vision_tokens(garment)))
+
+    return bench.cached(("weights", id(hyper), image_key(garment)), make)
+
+
+def load(bench, settings) -> None:
+    model(bench, settings.get("checkpoint"))
+
+
+def adapt(bench, garment, prompt, settings, seed, tick=None) -> Adapted:
+    hyper = model(bench, settings.get("checkpoint"))
+    state, cached = predict(bench, garment, settings.get("checkpoint"))
+    adapter = bench.models.lora(train.ADAPTER, [m[0] for m in hyper.config.modules], hyper.config.rank,
+                                scaled(state, settings["scale"]))
+    return Adapted(prompt, adapter=adapter, cached=cached)
