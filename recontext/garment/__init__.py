@@ -24,7 +24,7 @@ from ..models import image_key
 from ..progress import Progress, ticker
 from ..sampling import sample
 from . import train
-from .hyperlora import HyperLoRA, peft_state
+from .hyperlora import HyperLoRA, peft_state, resolve
 
 METHODS = ("hyperlora", "ip-adapter", "finetune-lora", "prompt-only")
 PAGE_METHODS = ("hyperlora", "ip-adapter", "prompt-only")  # checked on the page at first (the fine-tune is slow)
@@ -66,19 +66,11 @@ def hyperlora_checkpoint(studio) -> str:
                          + GET_ONE.format(preset=studio.preset.name))
     if studio.preset.local and source == studio.preset.hyperlora:
         studio.models.pipe  # the tiny preset's checkpoint is assembled with the preset
-    if not os.path.isdir(source):
-        from huggingface_hub import snapshot_download
-
-        try:
-            source = snapshot_download(source)
-        except Exception as e:
-            raise ValueError(f"HyperLoRA checkpoint {source!r}: not a folder, and the Hub "
-                             f"download failed ({type(e).__name__})") from None
-    return source
+    return resolve(source)  # a folder, or a Hub repo id (the models mirror, the Hub cache)
 
 
 def hyperlora_model(studio, checkpoint: str | None = None) -> HyperLoRA:
-    path = checkpoint or hyperlora_checkpoint(studio)
+    path = resolve(checkpoint) if checkpoint else hyperlora_checkpoint(studio)
     key = ("hyperlora", os.path.abspath(path))
     if key not in studio.garment_cache:
         models = studio.models
