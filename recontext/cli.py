@@ -128,7 +128,7 @@ def cmd_train_hyperlora(args) -> int:
             from .garment.hyperlora import push_to_hub, write_card
 
             write_card(args.out, preset, losses, data=args.data or f"{args.synthetic} synthetic pairs",
-                       pairs=len(pairs), lr=args.lr, seed=args.seed)
+                       pairs=len(pairs), lr=args.lr, seed=args.seed, repo=args.push_to_hub)
             report["pushed"] = push_to_hub(args.out, args.push_to_hub, private=args.private)
         print(dump_json(report))
     return 0

@@ -271,7 +271,8 @@ def test_dresscode_checkpoint_round_trips_through_the_hub_layout(tmp_path, capsy
     assert [c[:2] for c in calls] == [("create_repo", repo), ("upload_folder", repo)]
     assert sorted(calls[1][2]["allow_patterns"]) == ["README.md", "config.json", "hyperlora.safetensors"]
     card = (ckpt / "README.md").read_text()
-    assert "| steps | 2 " in card and "dresscode.csv: 6 garment" in card and "preset `tiny`" in card
+    assert "| steps | 2 " in card and "dresscode.csv (6 garment" in card and "preset | `tiny`" in card
+    assert f"RECONTEXT_HYPERLORA={repo} " in card
     assert str(tmp_path) not in card  # no path of this machine on the Hub
     assert (ckpt / "training_state.pt").exists()
     assert not (cache / "models--someone--hyperlora-dresscode" / "snapshots" / commit / "training_state.pt").exists()

@@ -177,8 +177,9 @@ def base_model(preset) -> str:
 
 
 def write_card(folder: str, preset, losses: list[float], data: str, pairs: int, lr: float,
-               seed: int) -> str:
-    """README.md beside the weights: the base model, the data, the steps and the losses."""
+               seed: int, repo: str = "REPO") -> str:
+    """README.md beside the weights: the base model, the data (a file's name, never its
+    folder), the steps and the losses; `repo` is named in its usage line."""
     with open(os.path.join(folder, CONFIG)) as f:
         config = json.load(f)
     base = base_model(preset)
@@ -195,8 +196,9 @@ def write_card(folder: str, preset, losses: list[float], data: str, pairs: int, 
                      "A hypernetwork that reads a garment photo and predicts LoRA weights for the base "
                      "model's attention (trained with `python -m recontext train-hyperlora`).", "",
                      "| | |", "|---|---|",
-                     f"| base model | {base} (recontext preset `{preset.name}`, {preset.resolution} px) |",
-                     f"| data | {os.path.basename(data)}: {pairs} garment → worn pairs |",
+                     f"| base model | {base} |",
+                     f"| recontext preset | `{preset.name}`, {preset.resolution} px |",
+                     f"| data | {os.path.basename(data)} ({pairs} garment → worn pairs) |",
                      f"| steps | {len(losses)} (learning rate {lr:g}, seed {seed}) |",
                      f"| loss, first {k} steps | {first:.4f} |", f"| loss, last {k} steps | {last:.4f} |",
                      f"| LoRA rank, bases | {config['rank']}, {config['bases']} |",
@@ -204,7 +206,7 @@ def write_card(folder: str, preset, losses: list[float], data: str, pairs: int, 
                      f"Loss, mean of each {chunk} steps (step: loss): "
                      + ", ".join(f"{end}: {v:.4f}" for end, v in curve), "",
                      "## Use", "", "```bash",
-                     "RECONTEXT_HYPERLORA=REPO python -m recontext dress GARMENT.png "
+                     f"RECONTEXT_HYPERLORA={repo} python -m recontext dress GARMENT.png "
                      f"--prompt \"a person in a park\" --preset {preset.name}", "```", ""]
     path = os.path.join(folder, CARD)
     with open(path, "w", encoding="utf-8") as f:
