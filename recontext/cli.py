@@ -122,8 +122,22 @@ def cmd_train_hyperlora(args) -> int:
                              note=f"data: {args.data or f'{args.synthetic} synthetic pairs'}")
     if acc.is_main_process:
         k = max(1, min(50, len(losses) // 5))
-        print(dump_json({"out": args.out, "preset": preset.name, "steps": len(losses),
-                         "loss_first": sum(losses[:k]) / k, "loss_last": sum(losses[-k:]) / k}))
+        report = {"out": args.out, "preset": preset.name, "steps": len(losses),
+                  "loss_first": sum(losses[:k]) / k, "loss_last": sum(losses[-k:]) / k}
+        if args.push_to_hub:
+            from .garment.hyperlora import push_to_hub, write_card
+
+            write_card(args.out, preset, losses, data=args.data or f"{args.synthetic} synthetic pairs",
+                       pairs=len(pairs), lr=args.lr, seed=args.seed, repo=args.push_to_hub)
+            report["pushed"] = push_to_hub(args.out, args.push_to_hub, private=args.private)
+        print(dump_json(report))
+    return 0
+
+
+def cmd_prepare_data(args) -> int:
+    from .prepare import prepare
+
+    print(dump_json(prepare(args.dataset, args.dir, args.out, captions=args.captions, limit=args.limit)))
     return 0
 
 
@@ -499,8 +513,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mask-weight", type=float, default=None,
                    help="extra loss weight on the garment's region, where a pair has a mask (default 9)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--push-to-hub", metavar="REPO", default=None,
+                   help="after training, write a model card (README.md) beside the weights and upload "
+                   "the checkpoint to this Hub model repo (needs HF_TOKEN); load it with "
+                   "RECONTEXT_HYPERLORA=REPO")
+    p.add_argument("--private", action="store_true", help="with --push-to-hub: create the repo private")
     _add_preset(p)
     p.set_defaults(func=cmd_train_hyperlora)
+
+    p = sub.add_parser("prepare-data", help="turn VITON-HD or DressCode, in their own folder layouts, "
+                       "into a train-hyperlora manifest (garment masks from their parsing maps)")
+    p.add_argument("dataset", choices=("viton-hd", "dresscode"))
+    p.add_argument("dir", help="the dataset folder (VITON-HD: holds train_pairs.txt; DressCode: holds "
+                   "upper_body/, lower_body/, dresses/)")
+    p.add_argument("--out", required=True, help="the manifest CSV to write; masks go to <name>_masks/ beside it")
+    p.add_argument("--captions", default=None, help="CSV with columns image,caption (or a JSON object "
+                   "image -> caption): prompts per person image instead of the category's")
+    p.add_argument("--limit", type=int, default=None, help="the first N pairs (of each DressCode category)")
+    p.set_defaults(func=cmd_prepare_data)
     return parser
 
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
-from recontext.garment.methods.hyperlora import checkpoint as hyperlora_checkpoint, predict
+from recontext.garment.methods.hyperlora import find_checkpoint as hyperlora_checkpoint, predict
 from recontext.garment.hyperlora import HyperLoRA
 from recontext.garment.synthetic import COLOURS, describe, garment, pair, worn
 from recontext.garment.train import (ADAPTER, Examples, diffusion_loss, read_manifest,

@@ -135,6 +135,13 @@ class HyperLoRA(nn.Module):
         model.load_state_dict(state)
         return model.eval()
 
+    @classmethod
+    def from_pretrained(cls, source: str, unet=None, vision_dim: int | None = None,
+                        local_files_only: bool | None = None) -> "HyperLoRA":
+        """`load` from a folder or a Hub repo id (`resolve`: the models mirror, the Hub cache,
+        a download unless offline)."""
+        return cls.load(resolve(source, local_files_only), unet, vision_dim)
+
 
 def peft_state(weights: dict, scale: float = 1.0) -> dict[str, torch.Tensor]:
     """Predicted weights as the state dict `peft.set_peft_model_state_dict` takes; `scale`
@@ -153,3 +160,107 @@ def functional_params(weights: dict, adapter: str) -> dict[str, torch.Tensor]:
         out[f"{name}.lora_A.{adapter}.weight"] = a
         out[f"{name}.lora_B.{adapter}.weight"] = b
     return out
+
+
+# -- the Hub: a model card, pushing, loading by repo id --------------------------------
+CARD = "README.md"
+HUB_FILES = [WEIGHTS, CONFIG, CARD]  # what a pushed checkpoint holds (not the optimiser state)
+
+
+def base_model(preset) -> str:
+    """The Hub repo of the preset's base model (never a local path: a mirror's or the tiny
+    world's folder says nothing on the Hub)."""
+    from .. import presets
+
+    hub = getattr(presets, "_HUB", {}).get(preset.name)
+    return hub["base"] if hub else f"recontext's {preset.name} preset (built locally)"
+
+
+def write_card(folder: str, preset, losses: list[float], data: str, pairs: int, lr: float,
+               seed: int, repo: str = "REPO") -> str:
+    """README.md beside the weights: the base model, the data (a file's name, never its
+    folder), the steps and the losses; `repo` is named in its usage line."""
+    with open(os.path.join(folder, CONFIG)) as f:
+        config = json.load(f)
+    base = base_model(preset)
+    k = max(1, min(50, len(losses) // 5))
+    first, last = sum(losses[:k]) / max(1, len(losses[:k])), sum(losses[-k:]) / max(1, len(losses[-k:]))
+    chunk = max(1, len(losses) // 10)  # the loss curve as ten means
+    curve = [(min(i + chunk, len(losses)), sum(losses[i:i + chunk]) / len(losses[i:i + chunk]))
+             for i in range(0, len(losses), chunk)]
+    front = ["---", "library_name: recontext", "tags:", "- hyperlora", "- lora", "- hypernetwork",
+             "- virtual-try-on"]
+    if "/" in base and " " not in base:
+        front.append(f"base_model: {base}")
+    lines = front + ["---", "", f"# HyperLoRA for {base}", "",
+                     "A hypernetwork that reads a garment photo and predicts LoRA weights for the base "
+                     "model's attention (trained with `python -m recontext train-hyperlora`).", "",
+                     "| | |", "|---|---|",
+                     f"| base model | {base} |",
+                     f"| recontext preset | `{preset.name}`, {preset.resolution} px |",
+                     f"| data | {os.path.basename(data)} ({pairs} garment → worn pairs) |",
+                     f"| steps | {len(losses)} (learning rate {lr:g}, seed {seed}) |",
+                     f"| loss, first {k} steps | {first:.4f} |", f"| loss, last {k} steps | {last:.4f} |",
+                     f"| LoRA rank, bases | {config['rank']}, {config['bases']} |",
+                     f"| attention modules | {len(config['modules'])} ({', '.join(config['targets'])}) |", "",
+                     f"Loss, mean of each {chunk} steps (step: loss): "
+                     + ", ".join(f"{end}: {v:.4f}" for end, v in curve), "",
+                     "## Use", "", "```bash",
+                     f"RECONTEXT_HYPERLORA={repo} python -m recontext dress GARMENT.png "
+                     f"--prompt \"a person in a park\" --preset {preset.name}", "```", ""]
+    path = os.path.join(folder, CARD)
+    with open(path, "w", encoding="utf-8") as f:
+        f.write("\n".join(lines))
+    return path
+
+
+def push_to_hub(folder: str, repo: str, private: bool = False) -> dict:
+    """Upload the checkpoint (weights, config, model card) to the Hub model repo `repo`,
+    creating it if needed. ValueError with the reason when the Hub refuses or is unreachable."""
+    from huggingface_hub import HfApi
+
+    missing = [f for f in HUB_FILES if not os.path.isfile(os.path.join(folder, f))]
+    if missing:
+        raise ValueError(f"HyperLoRA checkpoint {folder!r}: missing {', '.join(missing)}; nothing pushed")
+    api = HfApi()
+    try:
+        url = api.create_repo(repo, repo_type="model", private=private, exist_ok=True)
+        info = api.upload_folder(folder_path=folder, repo_id=repo, repo_type="model",
+                                 allow_patterns=HUB_FILES, commit_message="HyperLoRA checkpoint (recontext)")
+    except Exception as e:  # network, token, offline mode, a bad repo id: one clear line
+        raise ValueError(f"pushing {folder!r} to the Hub repo {repo!r} failed ({type(e).__name__}: {e}); "
+                         "the checkpoint is saved locally") from None
+    return {"repo": repo, "url": str(url), "commit": getattr(info, "oid", None)}
+
+
+def _offline() -> bool:
+    from huggingface_hub import constants
+
+    flag = os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in ("1", "ON", "YES", "TRUE")
+    return bool(flag or constants.HF_HUB_OFFLINE)
+
+
+def resolve(source: str, local_files_only: bool | None = None) -> str:
+    """The folder of a HyperLoRA checkpoint named by a folder or a Hub repo id: a folder as
+    it is; a repo id from the models mirror (`RECONTEXT_MODELS_DIR/<org>/<name>`) when it
+    lies there, else through the Hub's cache (`snapshot_download`; only the cache when
+    offline: `HF_HUB_OFFLINE`, a models mirror, or `local_files_only`)."""
+    from ..presets import mirrored, models_dir
+
+    if os.path.isdir(source):
+        return source
+    mirror = models_dir()
+    if mirror and os.path.isdir(mirrored(source, mirror)):
+        return mirrored(source, mirror)
+    if local_files_only is None:
+        local_files_only = _offline() or bool(mirror)
+    from huggingface_hub import snapshot_download
+
+    try:
+        return snapshot_download(source, repo_type="model", allow_patterns=HUB_FILES,
+                                 local_files_only=local_files_only)
+    except Exception as e:
+        why = ("offline, and not in the local Hub cache" if local_files_only
+               else f"the Hub download failed: {type(e).__name__}")
+        raise ValueError(f"HyperLoRA checkpoint {source!r}: not a folder, and {why}") from None
+

@@ -11,7 +11,7 @@ from ...methods import Option, Spec
 from ...models import image_key
 from .. import train
 from ..adapted import Adapted, scaled
-from ..hyperlora import HyperLoRA, peft_state
+from ..hyperlora import HyperLoRA, peft_state, resolve
 
 GET_ONE = ("set RECONTEXT_HYPERLORA to a checkpoint folder or Hub repo, or train one: "
            "python -m recontext train-hyperlora --preset {preset} --data MANIFEST.csv --out CKPT_DIR")
@@ -24,7 +24,7 @@ SPEC = Spec("hyperlora", family="epsilon", label="HyperLoRA", order=0, cost=2, n
                             help="a HyperLoRA checkpoint folder or Hub repo (default: the preset's)")))
 
 
-def checkpoint(bench) -> str:
+def find_checkpoint(bench) -> str:
     """Where the HyperLoRA checkpoint lives: `RECONTEXT_HYPERLORA`, else the preset's (the
     tiny preset's is trained with the tiny world). ValueError saying how to get one otherwise."""
     source = os.environ.get("RECONTEXT_HYPERLORA") or bench.preset.hyperlora
@@ -32,20 +32,12 @@ def checkpoint(bench) -> str:
         raise ValueError("HyperLoRA is unavailable for this preset: " + GET_ONE.format(preset=bench.preset.name))
     if bench.preset.local and source == bench.preset.hyperlora:
         bench.models.pipe  # the tiny preset's checkpoint is assembled with the preset
-    if not os.path.isdir(source):
-        from huggingface_hub import snapshot_download
-
-        try:
-            source = snapshot_download(source)
-        except Exception as e:
-            raise ValueError(f"HyperLoRA checkpoint {source!r}: not a folder, and the Hub "
-                             f"download failed ({type(e).__name__})") from None
-    return source
+    return resolve(source)  # a folder, or a Hub repo id (the models mirror, the Hub cache)
 
 
 def model(bench, path: str | None = None) -> HyperLoRA:
-    """The hypernetwork at `path` (default: `checkpoint(bench)`), loaded once and kept."""
-    path = path or checkpoint(bench)
+    """The hypernetwork at `path` (default: `find_checkpoint(bench)`), loaded once and kept."""
+    path = resolve(path) if path else find_checkpoint(bench)
 
     def make():
         models = bench.models
@@ -54,9 +46,9 @@ def model(bench, path: str | None = None) -> HyperLoRA:
     return bench.cached(("hyperlora", os.path.abspath(path)), make)[0]
 
 
-def predict(bench, garment, path: str | None = None) -> tuple[dict, bool]:
+def predict(bench, garment, checkpoint: str | None = None) -> tuple[dict, bool]:
     """HyperLoRA's LoRA weights for a garment (peft state dict at scale 1), cached by image."""
-    hyper = model(bench, path)
+    hyper = model(bench, checkpoint)
 
     def make():
         with torch.no_grad():
