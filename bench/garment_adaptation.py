@@ -18,7 +18,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from recontext import Studio  # noqa: E402
-from recontext.garment import FINETUNE_STEPS  # noqa: E402
+from recontext.garment import spec  # noqa: E402
 from recontext.garment.synthetic import garment  # noqa: E402
 from recontext.logs import quiet_libraries  # noqa: E402
 
@@ -27,7 +27,7 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--preset", default="tiny")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--finetune-steps", type=int, default=FINETUNE_STEPS)
+    parser.add_argument("--finetune-steps", type=int, default=spec("finetune-lora").option("finetune_steps").default)
     parser.add_argument("--steps", type=int, default=4, help="generation steps (not timed in X)")
     args = parser.parse_args()
     quiet_libraries()

@@ -281,7 +281,7 @@ def bench_tabs(studio, photo, garment, steps: int, hyperlora: str) -> list:
          [zerogpu.edit(p, methods[0], "regenerate", steps, encode=i == 0) for i in range(len(editing.SWEEP_SCALES))]),
         ("garment: every method", lambda: [
             studio.dress(garment, "a person on a beach", m, steps=steps, checkpoint=hyperlora) for m in garments.METHODS],
-         [zerogpu.dress(p, garments.METHODS, steps, garments.FINETUNE_STEPS)]),
+         [zerogpu.dress(p, garments.METHODS, steps)]),
     ]
     rows = []
     for name, run, calls in requests:

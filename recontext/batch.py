@@ -20,17 +20,31 @@ import os
 import time
 import traceback
 
-from filelock import FileLock
+from .locks import lock_for
 
 from .runs import (MAX_OUTPUTS, Output, RunStore, method_name, save_dressed, save_edits,
                    save_reconstructions)
 
 TASKS = ("invert", "edit", "dress")
 COLUMNS = ("task", "input", "prompt", "target", "method", "tight", "scale", "steps", "seed", "guidance")
-OPTIONAL = ("edit_method",)  # part of a row's key only when given (older results stay valid)
+
+
+def _option_columns() -> tuple[str, ...]:
+    """Every method option of the three families (from their specs), a column each."""
+    from . import editing, garment, inversion
+
+    names = ["skip", "source_guidance"]
+    for family in (inversion, editing, garment):
+        for m in family.names():
+            names += [o.name for o in family.spec(m).options if o.kind != "fixed" and o.name != "scale"]
+    return tuple(dict.fromkeys(names))
+
+
+# part of a row's key only when given (older results stay valid); "scale" is a column of its
+# own (the IP-Adapter scale of inversions and edits, a garment method's scale)
+OPTIONAL = ("edit_method", *_option_columns())
 RESULTS = ["row", "key", "status", "task", "input", "method", "prompt", "target", "output",
            "run_id", "seconds", "metrics", "error"]
-DEFAULT_METHOD = {"invert": "ddim", "edit": "ddim", "dress": "hyperlora"}  # flow presets: flow-euler
 
 
 def read_manifest(path: str) -> list[dict]:
@@ -93,36 +107,39 @@ def run_row(studio, job: dict, out: str, runs: RunStore) -> dict:
     if not os.path.exists(job["path"]):
         raise ValueError(f"input file not found: {job['path']} (paths are relative to the "
                          "manifest's folder)")
-    method = job["method"] or (DEFAULT_METHOD[task] if task == "dress" else studio.methods[0])
+    method = job["method"] or (studio.garment_methods[0] if task == "dress" else studio.methods[0])
     if job.get("edit_method") and task != "edit":
         raise ValueError(f"edit_method applies to edit rows only, not {task!r}")
     tight = job["tight"].lower() in ("1", "true", "yes") if job["tight"] else task == "edit"
     steps = _num(job, "steps", int, None)
     seed = _num(job, "seed", int, 0)
     preset = studio.preset.name
-    scale = _num(job, "scale", float, 1.0 if task == "dress" else 0.4)
+    scale = _num(job, "scale", float, None if task == "dress" else 0.4)
     guidance = _num(job, "guidance", float, 7.5)
+    options = {c: job[c] for c in OPTIONAL[1:] if job.get(c)}
     if task == "invert":
         r = studio.reconstruct(job["path"], job["prompt"], method=method, tight=tight,
-                               image_scale=scale, steps=steps, seed=seed)
+                               image_scale=scale, steps=steps, seed=seed, **options)
         image, metrics, seconds, name = r.image, r.metrics, r.seconds, method_name(method, tight)
         run_id = save_reconstructions(runs, preset, [r], job["prompt"], steps, seed, scale)
     elif task == "edit":
         e = studio.edit(job["path"], job["prompt"], job["target"], method=method, tight=tight,
                         image_scale=scale, guidance=guidance, steps=steps, seed=seed,
-                        edit_method=job.get("edit_method") or "regenerate")
+                        edit_method=job.get("edit_method") or None, **options)
         image, metrics, seconds = e.image, e.metrics, e.seconds
         name = method_name(method, tight, edit_method=e.edit_method)
         run_id = save_edits(runs, preset, [e], job["prompt"], job["target"], method, tight,
-                            guidance, steps, seed, sweep=False)
+                            guidance, steps, seed, sweep=False, settings=e.settings)
     else:
-        g = studio.dress(job["path"], job["prompt"], method=method, scale=scale, steps=steps,
-                         seed=seed, guidance=guidance)
+        if scale is not None:
+            options["scale"] = scale
+        g = studio.dress(job["path"], job["prompt"], method=method, steps=steps,
+                         seed=seed, guidance=guidance, **options)
         image, seconds, name = g.image, g.adapt_seconds + g.generate_seconds, method
         metrics = {"adapt_seconds": g.adapt_seconds, "generate_seconds": g.generate_seconds,
                    "setup_seconds": g.setup_seconds}
         run_id = save_dressed(runs, preset, {method: g}, job["prompt"],
-                              {"scale": scale, "steps": steps, "guidance": guidance}, seed)
+                              {**g.settings, "steps": steps, "guidance": guidance}, seed)
     png = os.path.join(out, f"row{job['row']:04d}-{task}-{name.replace('+', '_').replace(':', '-')}.png")
     image.save(png, format="PNG")
     return {"task": task, "input": job["input"], "method": name, "prompt": job["prompt"],
@@ -137,7 +154,7 @@ class Results:
     def __init__(self, out: str, columns=RESULTS, name: str = "results.csv"):
         self.path = os.path.join(out, name)
         self.columns = list(columns)
-        self.lock = FileLock(self.path + ".lock")
+        self.lock = lock_for(self.path)
 
     def read(self) -> list[dict]:
         if not os.path.exists(self.path):

@@ -33,10 +33,54 @@ def _studio(args):
     return Studio(args.preset)
 
 
+def _specs(family: str):
+    """Every method spec of a family ("inversion", "editing", "garment")."""
+    from importlib import import_module
+
+    module = import_module(f"recontext.{family}")
+    return [module.spec(n) for n in module.names()]
+
+
+def _method_flag(p, family: str, flag: str = "--method", default_note: str = "the preset's first") -> None:
+    """`--method` listing the family's methods (read from their specs)."""
+    p.add_argument(flag, default=None, help=f"one of: {', '.join(s.name for s in _specs(family))} "
+                                            f"(default: {default_note})")
+
+
+def _option_flags(p, *families: str, extra=()) -> None:
+    """One flag per method option of the families (from the specs), default None: the
+    method's own default. The same option name in several methods shares one flag."""
+    seen = {}
+    for family in families:
+        for spec in _specs(family):
+            for o in spec.options:
+                if o.kind != "fixed":
+                    seen.setdefault(o.name, (o, []))[1].append(spec.name)
+    for o in extra:
+        seen.setdefault(o.name, (o, ["every edit"]))
+    for name, (o, owners) in seen.items():
+        kind = {"int": int, "float": float}.get(o.kind, str)
+        default = "" if o.kind == "text" else f" (default {o.default})"
+        p.add_argument("--" + name.replace("_", "-"), type=kind, default=None, dest=name,
+                       help=f"{', '.join(owners)}: {o.help}{default}")
+    p.set_defaults(option_names=list(seen))
+
+
+def _options(args) -> dict:
+    """The method options given on the command line."""
+    return {k: getattr(args, k) for k in args.option_names if getattr(args, k) is not None}
+
+
+def _edit_options():
+    from .inversion import EDIT_OPTIONS
+
+    return EDIT_OPTIONS
+
+
 def cmd_invert(args) -> int:
     studio = _studio(args)
     r = studio.reconstruct(args.photo, prompt=args.prompt, method=args.method, tight=args.tight,
-                           image_scale=args.scale, steps=args.steps, seed=args.seed)
+                           image_scale=args.scale, steps=args.steps, seed=args.seed, **_options(args))
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     r.image.save(args.out, format="PNG")
     print(dump_json({"photo": args.photo, "out": args.out, "preset": studio.preset.name,
@@ -49,35 +93,36 @@ def cmd_invert(args) -> int:
 def cmd_edit(args) -> int:
     from .editing import sweep_plot
 
+    if args.compare and args.sweep:
+        raise ValueError("--compare and --sweep are two different runs: give one of them")
     studio = _studio(args)
     os.makedirs(args.out, exist_ok=True)
-    common = dict(method=args.method, guidance=args.guidance, steps=args.steps, seed=args.seed)
-    settings = dict(skip=args.skip, source_guidance=args.source_guidance,
-                    cross_replace=args.cross_replace, self_replace=args.self_replace,
-                    reweight=args.reweight, edit_guidance=args.edit_guidance,
-                    edit_threshold=args.edit_threshold)
+    method = args.method or studio.methods[0]
+    edit_method = args.edit_method or studio.edit_methods[0]
+    common = dict(method=method, guidance=args.guidance, steps=args.steps, seed=args.seed)
+    settings = _options(args)
     if args.compare:
         edits = studio.edit_compare(args.photo, args.source, args.target, image_scale=args.scale,
                                     **common, **settings)
     elif args.sweep:
         scales = [float(s) for s in args.sweep.split(",") if s.strip()]
         edits = studio.edit_sweep(args.photo, args.source, args.target, scales=scales,
-                                  edit_method=args.edit_method, **common, **settings)
+                                  edit_method=edit_method, **common, **settings)
         sweep_plot(edits, args.target).savefig(os.path.join(args.out, "sweep.png"))
     else:
         edits = [studio.edit(args.photo, args.source, args.target, tight=args.tight,
-                             image_scale=args.scale, edit_method=args.edit_method, **common,
+                             image_scale=args.scale, edit_method=edit_method, **common,
                              **settings)]
     report = {"photo": args.photo, "source": args.source, "target": args.target,
               "preset": studio.preset.name, **common, "steps": args.steps or studio.preset.steps,
-              "edit_method": args.edit_method, "settings": settings, "edits": []}
+              "edit_method": None if args.compare else edit_method, "settings": settings, "edits": []}
     edits[0].reconstruction.save(os.path.join(args.out, "reconstruction.png"))
     for e in edits:
         name = (f"edit_{e.edit_method}_{e.method}{'_tight' if e.tight else ''}.png" if args.compare
                 else f"edit_scale{e.scale:g}.png")
         e.image.save(os.path.join(args.out, name))
         report["edits"].append({"image": name, "scale": e.scale, "tight": e.tight,
-                                "edit_method": e.edit_method, "method": e.method,
+                                "edit_method": e.edit_method, "method": e.method, "settings": e.settings,
                                 "metrics": e.metrics, "seconds": e.seconds, "notes": e.notes})
     with open(os.path.join(args.out, "metrics.json"), "w") as f:
         f.write(dump_json(report))
@@ -87,13 +132,12 @@ def cmd_edit(args) -> int:
 
 def cmd_dress(args) -> int:
     studio = _studio(args)
-    g = studio.dress(args.garment, args.prompt, method=args.method, scale=args.scale,
-                     steps=args.steps, seed=args.seed, guidance=args.guidance,
-                     finetune_steps=args.finetune_steps, checkpoint=args.checkpoint)
+    g = studio.dress(args.garment, args.prompt, method=args.method, steps=args.steps, seed=args.seed,
+                     guidance=args.guidance, **_options(args))
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     g.image.save(args.out, format="PNG")
     print(dump_json({"garment": args.garment, "prompt": args.prompt, "out": args.out,
-                     "preset": studio.preset.name, "method": g.method, "scale": args.scale,
+                     "preset": studio.preset.name, "method": g.method, "settings": g.settings,
                      "steps": args.steps or studio.preset.steps, "seed": args.seed,
                      "adapt_seconds": g.adapt_seconds, "generate_seconds": g.generate_seconds,
                      "notes": g.notes}))
@@ -379,14 +423,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("invert", help="invert a photo and reconstruct it; print metrics as JSON")
     p.add_argument("photo")
-    p.add_argument("--method", default=None, help="ddim, renoise or edit-friendly; flux presets: flow-euler "
-                   "or rf-inversion (default: ddim / flow-euler)")
+    _method_flag(p, "inversion")
     p.add_argument("--prompt", default="", help="caption of the photo (optional)")
     p.add_argument("--tight", action="store_true", help="condition on the photo (Tight Inversion)")
     p.add_argument("--scale", type=float, default=0.4, help="IP-Adapter scale for --tight")
     p.add_argument("--steps", type=int, default=None, help="default: the preset's")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="reconstruction.png")
+    _option_flags(p, "inversion")
     _add_preset(p)
     p.set_defaults(func=cmd_invert)
 
@@ -394,47 +438,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("photo")
     p.add_argument("--source", default="", help="what the photo shows")
     p.add_argument("--target", required=True, help="what the edit should show")
-    p.add_argument("--method", default=None, help="ddim, renoise or edit-friendly; flux presets: flow-euler "
-                   "or rf-inversion (default: ddim / flow-euler)")
+    _method_flag(p, "inversion")
     p.add_argument("--tight", action="store_true", help="condition on the photo (Tight Inversion)")
     p.add_argument("--scale", type=float, default=0.4, help="IP-Adapter scale for --tight")
     p.add_argument("--sweep", default=None,
                    help="comma-separated image scales, e.g. 0,0.2,0.4,0.6,0.8,1.0 (tight edits)")
-    p.add_argument("--edit-method", default="regenerate",
-                   help="regenerate (the baseline), prompt-to-prompt or ledits++")
+    _method_flag(p, "editing", "--edit-method", "the preset's first, the baseline")
     p.add_argument("--compare", action="store_true",
                    help="run every editing method, tight and plain (ignores --edit-method, --tight)")
-    p.add_argument("--skip", type=float, default=None,
-                   help="fraction of the noisiest steps dropped (default: the method's authors')")
-    p.add_argument("--source-guidance", type=float, default=None,
-                   help="guidance while inverting (default: 3.5 for edit-friendly, else 1.0)")
-    p.add_argument("--cross-replace", type=float, default=None,
-                   help="prompt-to-prompt: fraction of steps with the source's cross-attention (0.8)")
-    p.add_argument("--self-replace", type=float, default=None,
-                   help="prompt-to-prompt: fraction of steps with the source's self-attention (0.4)")
-    p.add_argument("--reweight", default=None, help="prompt-to-prompt: word=factor, e.g. green=2")
-    p.add_argument("--edit-guidance", type=float, default=None, help="LEDITS++: edit guidance (5)")
-    p.add_argument("--edit-threshold", type=float, default=None,
-                   help="LEDITS++: mask threshold quantile (0.9)")
     p.add_argument("--guidance", type=float, default=None, help="default: the preset's (7.5; flux 3.5)")
     p.add_argument("--steps", type=int, default=None, help="default: the preset's")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="edits", help="folder for the PNGs and metrics.json")
+    _option_flags(p, "inversion", "editing", extra=_edit_options())
     _add_preset(p)
     p.set_defaults(func=cmd_edit)
 
     p = sub.add_parser("dress", help="put a garment onto a generated person or scene")
     p.add_argument("garment", help="garment photo")
     p.add_argument("--prompt", required=True, help="the scene, e.g. 'a woman walking in a park'")
-    p.add_argument("--method", default="hyperlora", help="hyperlora, ip-adapter or finetune-lora")
-    p.add_argument("--scale", type=float, default=1.0, help="LoRA scale, or IP-Adapter scale")
-    p.add_argument("--finetune-steps", type=int, default=200, help="training steps for finetune-lora")
-    p.add_argument("--checkpoint", default=None, help="HyperLoRA folder (default: $RECONTEXT_HYPERLORA "
-                   "or the preset's)")
+    _method_flag(p, "garment")
     p.add_argument("--guidance", type=float, default=7.5)
     p.add_argument("--steps", type=int, default=None, help="default: the preset's")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="dressed.png")
+    _option_flags(p, "garment")
     _add_preset(p)
     p.set_defaults(func=cmd_dress)
 

@@ -181,11 +181,13 @@ def reconstruct_row(studio, job: dict) -> dict:
 
 
 def editing_jobs(items, edit_methods, method, pairs, steps, seed) -> list[dict]:
-    """One edit per turn × editing method × setting; LEDITS++ runs on edit-friendly DDPM (its
-    paper's pairing), the others on `method`."""
+    """One edit per turn × editing method × setting; each editing method runs on the inversion
+    its spec pairs it with (LEDITS++ on edit-friendly DDPM, its paper's pairing), else `method`."""
+    from .editing import inversion_for
+
     return [{"path": it["input"], "ground_truth": it["output"],
              "image": f"{it['session']}/{it['turn']}", "edit_method": e,
-             "method": "edit-friendly" if e == "ledits++" else method, "tight": t, "scale": s,
+             "method": inversion_for(e, method), "tight": t, "scale": s,
              "setting": setting_name(t, s), "prompt": it["source"], "target": it["target"],
              "steps": steps, "seed": seed}
             for it in items for e in edit_methods for t, s in pairs]

@@ -158,11 +158,16 @@ class RunStore:
 
 # -- what each task saves ------------------------------------------------------------------
 def method_name(method: str, tight: bool, scale: float | None = None,
-                edit_method: str = "regenerate", digits: int = 6) -> str:
+                edit_method: str | None = None, digits: int = 6) -> str:
     """`ddim+tight@0.4` (the scale to `digits` significant digits); an edit by another
-    method than regenerate is prefixed with it: `prompt-to-prompt:ddim+tight`."""
+    method than the baseline is prefixed with it: `prompt-to-prompt:ddim+tight`."""
     name = method + ("+tight" if tight else "") + (f"@{scale:.{digits}g}" if scale is not None else "")
-    return name if edit_method == "regenerate" else f"{edit_method}:{name}"
+    if edit_method:
+        from .editing import names  # the baseline (the first editing method) goes unnamed
+
+        if edit_method != names()[0]:
+            return f"{edit_method}:{name}"
+    return name
 
 
 def save_reconstructions(runs: RunStore, preset: str, results, prompt: str, steps: int,

@@ -101,10 +101,13 @@ class Studio:
                     image_scale: float = 0.4, steps: int | None = None, seed: int = 0,
                     guidance: float = 1.0, progress: Progress | None = None, **options) -> Reconstruction:
         """Invert a photo with `method` (None: the preset's first) and reconstruct it;
-        metrics against the input. `options`: the method's own settings (its spec's)."""
+        metrics against the input. `options`: the method's own settings (its spec's); other
+        inversion methods' settings are ignored, so one set serves several methods."""
         method = method or self.methods[0]
         module = self.method(method)
-        own = self.inversion_options(method, **options)
+        _refuse_unknown(options, map(inversion.spec, inversion.names()))
+        mine = {o.name for o in module.SPEC.options}
+        own = self.inversion_options(method, **{k: v for k, v in options.items() if k in mine})
         image_scale, guidance, steps, seed = self._checked(image_scale, guidance, steps, seed)
         setup = self.setup(progress)
         start = time.perf_counter()

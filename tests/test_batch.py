@@ -49,6 +49,7 @@ def test_ten_rows_two_bad_then_resume(tmp_path):
         lines = list(csv.DictReader(f))
     ok = [r for r in lines if r["status"] == "ok"]
     assert len(ok) == 8 and all((out / r["output"]).exists() for r in ok)
+    assert not [n for n in os.listdir(out) if n.endswith(".lock")]  # locks live in the temp folder
     assert json.loads(ok[0]["metrics"])["psnr"] > 0
     runs = os.listdir(data / "runs")
     assert len(runs) >= 8 + 2  # every row, plus review items: cat inverted 2 ways, shirt dressed 2 ways

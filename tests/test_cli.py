@@ -55,3 +55,33 @@ def test_edit_method_option_and_its_errors(tmp_path):
     p = run("edit", os.path.join("assets", "photos", "coffee.png"), "--target", "tea",
             "--edit-method", "sdedit", "--steps", "2", "--out", str(tmp_path), "--preset", "tiny")
     assert p.returncode == 2 and "valid editing methods: regenerate" in p.stderr
+
+
+def test_edit_json_names_the_methods_and_compare_with_sweep_is_refused(tmp_path):
+    """Friction from a newcomer's run: `--compare --sweep` silently ignored --sweep, and the
+    JSON said "method": null when --method was left out."""
+    photo = os.path.join("assets", "photos", "coffee.png")
+    p = run("edit", photo, "--target", "a cup of tea", "--compare", "--sweep", "0,0.4", "--steps", "2",
+            "--out", str(tmp_path), "--preset", "tiny")
+    assert p.returncode == 2 and "--compare and --sweep" in p.stderr
+    p = run("edit", photo, "--source", "a cup of coffee", "--target", "a cup of tea", "--steps", "2",
+            "--out", str(tmp_path), "--preset", "tiny")
+    assert p.returncode == 0, p.stderr
+    report = json.loads(p.stdout)
+    assert report["method"] == "ddim" and report["edit_method"] == "regenerate"
+
+
+def test_method_options_are_flags_read_from_the_specs(tmp_path):
+    photo = os.path.join("assets", "photos", "coffee.png")
+    p = run("invert", "--help")
+    assert "--renoise-steps" in p.stdout and "--gamma" in p.stdout
+    outs = {}
+    for n in ("0", "2"):
+        p = run("invert", photo, "--method", "renoise", "--renoise-steps", n, "--steps", "3",
+                "--out", str(tmp_path / f"r{n}.png"), "--preset", "tiny")
+        assert p.returncode == 0, p.stderr
+        outs[n] = json.loads(p.stdout)["metrics"]["psnr"]
+    assert outs["0"] != outs["2"]  # the flag reaches the method
+    p = run("invert", photo, "--method", "renoise", "--renoise-steps", "99", "--steps", "2",
+            "--out", str(tmp_path / "x.png"), "--preset", "tiny")
+    assert p.returncode == 2 and "renoise_steps must be between 0 and 20" in p.stderr

@@ -2,7 +2,6 @@
 sampler backwards, approximating the noise at level i by the prediction at level i-1."""
 
 from ..methods import Spec
-
 from .schedule import ddim_step
 
 

@@ -7,9 +7,9 @@ The residual is stored already multiplied by the step's sigma (x_prev - mean), s
 zero-variance final step needs no special case.
 """
 
-from ..methods import Spec
-
 import torch
+
+from ..methods import Spec
 
 
 def _mean(x, eps, a_from, a_to):

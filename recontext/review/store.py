@@ -29,7 +29,7 @@ import warnings
 from datetime import datetime, timezone
 
 import pandas as pd
-from filelock import FileLock
+from ..locks import lock_for
 
 from ..errors import StorageError
 from .names import rater_key
@@ -95,7 +95,7 @@ class RatingStore:
     def __init__(self, path: str, known=None, commit_lock=None):
         self.path = os.fspath(path)
         self.known = known
-        self.lock = FileLock(self.path + ".lock")
+        self.lock = lock_for(self.path)
         self.commit_lock = commit_lock or contextlib.nullcontext()  # a Hub push's lock
 
     def add(self, rater: str, item_id: str, task: str, method: str, fidelity, realism,
