@@ -284,3 +284,106 @@ def on_gpu(fn, work, preset, loaded=lambda: True):
         return gpu_fn(*args, **kwargs)
 
     return checked
+
+
+# -- controls and API parameters built from the method specs ----------------------------------
+def option_params(specs, shared=False) -> list[tuple[str, object, object]]:
+    """(API parameter name, spec, option) for every setting a user may change, in the specs'
+    order. A setting several methods share by name (`scale`) gets one parameter per method,
+    named after it (`ip_adapter_scale`), unless `shared` (one parameter for all)."""
+    counts = {}
+    for spec in specs:
+        for o in spec.options:
+            if o.kind != "fixed":
+                counts[o.name] = counts.get(o.name, 0) + 1
+    out, seen = [], set()
+    for spec in specs:
+        for o in spec.options:
+            if o.kind == "fixed":
+                continue
+            if counts[o.name] > 1 and not shared:
+                name = f"{spec.name.replace('-', '_').replace('+', '')}_{o.name}"
+            else:
+                name = o.name
+            if name not in seen:
+                seen.add(name)
+                out.append((name, spec, o))
+    return out
+
+
+def option_control(o, preset: str, label: str | None = None):
+    """The page's control of one option: a slider (its range, its default on `preset`,
+    its help), a checkbox or a text box."""
+    label = label or o.title
+    default = o.default_for(preset)
+    if o.kind == "bool":
+        return Flag(value=bool(default), label=label, info=o.help)
+    if o.kind == "text":
+        return gr.Textbox(value="" if default is None else str(default), label=label, info=o.help, max_lines=1)
+    step = o.step or (1 if o.kind == "int" else (o.hi - o.lo) / 100)
+    return Slider(o.lo, o.hi, value=default, step=step, label=label, info=o.help,
+                  **({"precision": 0} if o.kind == "int" else {}))
+
+
+def option_controls(specs, preset: str, shared=False) -> tuple[dict, dict]:
+    """Controls for every option of `specs`, each method's in a group of its own (shown or
+    hidden with the method): ({parameter: control}, {method: group})."""
+    params = option_params(specs, shared)
+    controls, groups = {}, {}
+    for spec in specs:
+        mine = [(n, o) for n, s, o in params if s is spec]
+        if not mine:
+            continue
+        with gr.Group(visible=False) as group:
+            gr.Markdown(f"**{spec.title}** settings")
+            for name, o in mine:
+                controls[name] = option_control(o, preset)
+        groups[spec.name] = group
+    return controls, groups
+
+
+def settings_of(params, values: dict) -> dict[str, dict]:
+    """{method: {option: value}} from the API parameters' values (empty text: unset)."""
+    out = {}
+    for name, spec, o in params:
+        value = values.get(name)
+        if o.kind == "text" and (value is None or not str(value).strip()):
+            continue
+        if value is not None:
+            out.setdefault(spec.name, {})[o.name] = value
+    return out
+
+
+def option_docs(params) -> str:
+    """The API docs' lines for the option parameters (Google style, as Gradio reads them)."""
+    lines = []
+    for name, spec, o in params:
+        rng = f" ({o.lo:g}-{o.hi:g}; default: the method's own)" if o.lo is not None else " (optional)"
+        lines.append(f"            {name}: {spec.name}: {o.help}{rng}")
+    return "\n".join(lines)
+
+
+def with_options(fn, fixed: list[str], params, doc: str, name: str):
+    """`fn(values: dict, progress)` as an endpoint whose parameters are `fixed` (names, no
+    default) then the option `params` (default None: the method's own), with `doc` (its
+    `{options}` filled with the options' docs) for the API and MCP docs."""
+    import inspect
+
+    parameters = [inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD) for n in fixed]
+    parameters += [inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None)
+                   for n, _, _ in params]
+    parameters.append(inspect.Parameter("progress", inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                                        default=gr.Progress()))
+    signature = inspect.Signature(parameters)
+
+    def endpoint(*args, **kwargs):
+        bound = signature.bind(*args, **kwargs)
+        bound.apply_defaults()
+        values = dict(bound.arguments)
+        progress = values.pop("progress")
+        return fn(values, progress)
+
+    endpoint.__signature__ = signature
+    endpoint.__name__ = endpoint.__qualname__ = name
+    endpoint.__doc__ = doc.replace("{options}", option_docs(params))
+    return endpoint
