@@ -168,7 +168,7 @@ def build(studio, runs=None):
                 value=list(VARIANTS), label="Run each method")
             scale = Slider(0.0, 1.0, value=0.4, step=0.05, label="Tight: image scale",
                            info="IP-Adapter scale, the same for inversion and reconstruction: "
-                                "0 = the caption alone … 1 = the photo most strongly")
+                                "0 = the caption alone … 1 = the photo, most strongly")
             with gr.Row():
                 steps = steps_slider(studio)
                 seed = seed_number()
