@@ -215,3 +215,13 @@ def test_scale_sliders_say_which_end_is_the_photo(config):
         assert "0 = " in sliders[label] and "1 = the photo" in sliders[label], (label, sliders[label])
     for label in ("LoRA scale (HyperLoRA, fine-tuned LoRA)", "IP-Adapter scale"):
         assert "0 = the prompt alone" in sliders[label] and "garment" in sliders[label], label
+
+
+def test_shown_size_is_the_uploads_capped_and_never_below_the_working_size():
+    from recontext.ui.common import SHOWN_MAX, shown_size, size_note
+
+    assert shown_size((128, 88), (600, 400)) == (600, 400)
+    assert shown_size((128, 88), (6000, 4000)) == (SHOWN_MAX, round(4000 * SHOWN_MAX / 6000))
+    assert shown_size((128, 88), (60, 40)) == (128, 88) and shown_size((128, 88), None) == (128, 88)
+    assert "upscaled to 600×400" in size_note((128, 88), (600, 400))
+    assert "upscaled" not in size_note((128, 88), (128, 88)) and "128×88" in size_note((128, 88), (128, 88))

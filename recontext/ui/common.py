@@ -340,9 +340,16 @@ def uploaded_size(photo) -> tuple[int, int] | None:
     return (size[1], size[0]) if orientation in (5, 6, 7, 8) else size
 
 
+SHOWN_MAX = 2048  # px on the longer side: a huge upload is not sent back at 36 megapixels
+
+
 def shown_size(working: tuple[int, int], uploaded: tuple[int, int] | None) -> tuple[int, int]:
-    """The size results are shown at: the uploaded photo's, never below the working size."""
-    return uploaded if uploaded and max(uploaded) >= max(working) else working
+    """The size results are shown at: the uploaded photo's (at most `SHOWN_MAX` px on the
+    longer side, aspect kept), never below the working size."""
+    if not uploaded or max(uploaded) < max(working):
+        return tuple(working)
+    k = min(1.0, SHOWN_MAX / max(uploaded))
+    return (max(1, round(uploaded[0] * k)), max(1, round(uploaded[1] * k)))
 
 
 def at_size(img, size: tuple[int, int]):
@@ -357,5 +364,6 @@ def size_note(working: tuple[int, int], shown: tuple[int, int]) -> str:
     w, h = working
     if tuple(shown) == tuple(working):
         return f"The model works at {w}×{h} pixels; results are shown at that size."
+    capped = f" (your photo's size, at most {SHOWN_MAX} px)" if max(shown) == SHOWN_MAX else " (your photo's size)"
     return (f"The model works at {w}×{h} pixels (metrics are computed there); results are shown "
-            f"upscaled to your photo's {shown[0]}×{shown[1]}, so they look softer than the photo.")
+            f"upscaled to {shown[0]}×{shown[1]}{capped}, so they look softer than the photo.")
