@@ -225,3 +225,11 @@ def test_shown_size_is_the_uploads_capped_and_never_below_the_working_size():
     assert shown_size((128, 88), (60, 40)) == (128, 88) and shown_size((128, 88), None) == (128, 88)
     assert "upscaled to 600×400" in size_note((128, 88), (600, 400))
     assert "upscaled" not in size_note((128, 88), (128, 88)) and "128×88" in size_note((128, 88), (128, 88))
+
+
+def test_the_inversion_notes_say_how_many_runs_the_request_made(studio):
+    from recontext.ui import inversion_tab
+
+    result, _ = plain(inversion_tab.reconstruct(studio, CAT, "a cat", ["ddim"], ["plain", "tight"], 0.4, 2, 0,
+                                                progress=NOOP))
+    assert any(n.startswith(f"{len(result['runs'])} runs") for n in result["notes"]), result["notes"]

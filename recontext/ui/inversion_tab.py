@@ -99,6 +99,7 @@ def reconstruct(studio, photo, prompt, methods, variants, image_scale, steps, se
     if first.metrics["lpips"] is None:
         text.append("LPIPS: unavailable (install the optional `lpips` package), so the table leaves "
                     "its column out.")
+    text.append(work_note(results))
     working = first.output.size
     shown = shown_size(working, uploaded_size(photo))
     text.append(size_note(working, shown))
@@ -113,6 +114,17 @@ def reconstruct(studio, photo, prompt, methods, variants, image_scale, steps, se
     pairs = [(original, at_size(results[slot].output, shown)) if slot in results else None
              for slot in slots(studio.methods)]
     return (result(studio, results, text, working, shown, run_id), *pairs)
+
+
+def work_note(results) -> str:
+    """How much work the request was: the page runs every chosen method × variant (six runs
+    by default), the CLI's `invert` one, so the page's request takes about that many times
+    as long (issue 27's 82 s against 10 s)."""
+    seconds = sum(r.seconds for r in results.values())
+    if len(results) == 1:
+        return f"1 run, {seconds:.1f} s."
+    return (f"{len(results)} runs (each chosen method, plain and tight as chosen), {seconds:.1f} s in all: "
+            "untick methods or variants for a quicker answer; `recontext invert` runs one at a time.")
 
 
 def result(studio, results, notes, working, shown, run_id) -> dict:
