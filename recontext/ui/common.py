@@ -81,10 +81,16 @@ def saved_note(run_id: str, outputs: int) -> str:
 def save_run(save, outputs: int) -> str:
     """Save a computed result with `save()` (returns the run id) and say so; when the data
     folder fails, the result is still shown and the note says it was not saved."""
+    return saved(save, outputs)[1]
+
+
+def saved(save, outputs: int) -> tuple[str | None, str]:
+    """`save_run`, also giving the run id (None when not saved)."""
     try:
-        return saved_note(save(), outputs)
+        run_id = save()
     except StorageError as e:
-        return f"**Not saved**: {e}. The result is shown all the same; download what you need."
+        return None, f"**Not saved**: {e}. The result is shown all the same; download what you need."
+    return run_id, saved_note(run_id, outputs)
 
 
 def _number(label: str, payload, whole: bool):
@@ -387,3 +393,79 @@ def with_options(fn, fixed: list[str], params, doc: str, name: str):
     endpoint.__name__ = endpoint.__qualname__ = name
     endpoint.__doc__ = doc.replace("{options}", option_docs(params))
     return endpoint
+
+# -- plain API results, cancelling, clearing old errors, own photos at their size ----------
+
+CLEAR_ERRORS = """() => { document.querySelectorAll('[data-testid="toast-close"]')
+    .forEach((b) => b.click()); }"""  # closes the error pop-ups of earlier, failed requests
+
+
+def number(value, digits: int = 4):
+    """A metric as JSON takes it: a rounded float, "inf" for ∞ (identical images), None
+    for n/a (NaN or unavailable). JSON has no NaN or Infinity."""
+    if value is None:
+        return None
+    value = float(value)
+    if math.isnan(value):
+        return None
+    if math.isinf(value):
+        return "inf" if value > 0 else "-inf"
+    return float(f"{value:.{digits}g}")
+
+
+def bullets(lines) -> str:
+    return "\n".join(f"- {t}" for t in lines)
+
+
+def with_cancel(event, cancel: gr.Button):
+    """`event`, which `cancel` stops; after a success, earlier error pop-ups are closed."""
+    cancel.click(None, None, None, cancels=[event], api_visibility="private", queue=False)
+    event.success(None, None, None, js=CLEAR_ERRORS, api_visibility="private", queue=False)
+    return event
+
+
+def cancel_button() -> gr.Button:
+    return gr.Button("Cancel", variant="stop", size="sm", min_width=80, scale=0)
+
+
+def uploaded_size(photo) -> tuple[int, int] | None:
+    """The size of the photo as uploaded (EXIF orientation applied), read from the file's
+    header alone; None when it cannot be read (the core then says why)."""
+    from PIL import Image, ImageOps
+
+    try:
+        with Image.open(photo) as im:
+            orientation = im.getexif().get(0x0112, 1)
+            size = im.size
+    except Exception:
+        return None
+    return (size[1], size[0]) if orientation in (5, 6, 7, 8) else size
+
+
+SHOWN_MAX = 2048  # px on the longer side: a huge upload is not sent back at 36 megapixels
+
+
+def shown_size(working: tuple[int, int], uploaded: tuple[int, int] | None) -> tuple[int, int]:
+    """The size results are shown at: the uploaded photo's (at most `SHOWN_MAX` px on the
+    longer side, aspect kept), never below the working size."""
+    if not uploaded or max(uploaded) < max(working):
+        return tuple(working)
+    k = min(1.0, SHOWN_MAX / max(uploaded))
+    return (max(1, round(uploaded[0] * k)), max(1, round(uploaded[1] * k)))
+
+
+def at_size(img, size: tuple[int, int]):
+    """`img` resized to `size` (LANCZOS), or as it is when it has that size already."""
+    from PIL import Image
+
+    return img if img is None or img.size == tuple(size) else img.resize(tuple(size), Image.Resampling.LANCZOS)
+
+
+def size_note(working: tuple[int, int], shown: tuple[int, int]) -> str:
+    """What the page says about sizes: the working size, and the upscaling when shown larger."""
+    w, h = working
+    if tuple(shown) == tuple(working):
+        return f"The model works at {w}×{h} pixels; results are shown at that size."
+    capped = f" (your photo's size, at most {SHOWN_MAX} px)" if max(shown) == SHOWN_MAX else " (your photo's size)"
+    return (f"The model works at {w}×{h} pixels (metrics are computed there); results are shown "
+            f"upscaled to {shown[0]}×{shown[1]}{capped}, so they look softer than the photo.")

@@ -14,8 +14,10 @@ from .. import zerogpu
 from ..inversion import defaults, rf_inversion
 from ..studio import EDIT_DEFAULTS
 from ..runs import save_edits
-from .common import (Choice, Flag, Slider, asset, fmt, mcp_tool, not_mcp_tool, on_gpu, photo_input,
-                     progress_fn, save_run, seed_number, steps_slider, user_errors)
+from .. import images
+from .common import (Choice, Flag, Slider, asset, at_size, bullets, cancel_button, fmt, mcp_tool, not_mcp_tool,
+                     number, on_gpu, photo_input, progress_fn, saved, seed_number, shown_size, size_note,
+                     steps_slider, uploaded_size, user_errors, with_cancel)
 
 ABOUT = """Invert the photo under its **source prompt**, then regenerate it from that noise
 under the **target prompt**. With **Tight** on, the photo also conditions both passes through
@@ -39,18 +41,62 @@ def examples() -> list[list]:
 TABLE_COLUMNS = ["image scale", *METRIC_NAMES.values(), "inverted", "seconds"]
 
 
-def _table(edits) -> pd.DataFrame:
-    return pd.DataFrame([{"editing method": e.edit_method, "inversion": e.method + (" + tight" if e.tight else ""),
-                          "image scale": e.scale, **{METRIC_NAMES[k]: fmt(v) for k, v in e.metrics.items()},
-                          "inverted": "yes" if e.inverted else "cached", "seconds": round(e.seconds, 2)}
-                         for e in edits])
+def _rows(edits) -> list[dict]:
+    """One plain row per edit: numbers, null for n/a."""
+    return [{"edit_method": e.edit_method, "inversion_method": e.method, "tight": bool(e.tight),
+             "image_scale": e.scale, **{k: number(v) for k, v in e.metrics.items()},
+             "inverted": bool(e.inverted), "seconds": round(e.seconds, 2)} for e in edits]
 
 
-def _notes(edits) -> str:
+def _table(rows) -> pd.DataFrame:
+    """The page's metrics table of plain rows (`_rows`)."""
+    return pd.DataFrame([{"editing method": r["edit_method"],
+                          "inversion": r["inversion_method"] + (" + tight" if r["tight"] else ""),
+                          "image scale": r["image_scale"],
+                          **{name: fmt(float(r[k]) if isinstance(r[k], str) else r[k])
+                             for k, name in METRIC_NAMES.items() if k in r},
+                          "inverted": "yes" if r["inverted"] else "cached", "seconds": r["seconds"]}
+                         for r in rows])
+
+
+def _notes(edits) -> list[str]:
     notes = list(dict.fromkeys(n for e in edits for n in e.notes))
     if edits and edits[0].metrics["preservation_lpips"] is None:
-        notes.append("LPIPS: unavailable (install the optional `lpips` package).")
-    return "\n".join(f"- {n}" for n in notes)
+        notes.append("LPIPS: unavailable (install the optional `lpips` package), so the table leaves "
+                     "its column out.")
+    return notes
+
+
+def _result(studio, kind, edits, notes, target, shown, run_id, images) -> dict:
+    """The plain result of an edit endpoint: {"preset", "kind" (edit, sweep or compare),
+    "target", "images" (what the images after the dict are, in order), "runs" (`_rows`),
+    "working_size", "shown_size", "notes", "run_id" (None when not saved)}."""
+    return {"preset": studio.preset.name, "kind": kind, "target": target or "", "images": images,
+            "runs": _rows(edits), "working_size": list(edits[0].output.size) if edits else None,
+            "shown_size": list(shown), "notes": list(notes), "run_id": run_id}
+
+
+def _shown(photo, edits):
+    """The uploaded photo and the size results are shown at (the upload's), with the note."""
+    working = edits[0].output.size
+    shown = shown_size(working, uploaded_size(photo))
+    return at_size(images.load_image(photo)[0], shown), shown, size_note(working, shown)
+
+
+def page(result: dict):
+    """The page's view of an edit endpoint's plain result: the metrics table (the LPIPS
+    column left out when no edit has it), the notes, and for a sweep its plot."""
+    table = _table(result["runs"])
+    if all(r.get("preservation_lpips") is None for r in result["runs"]):
+        table = table.drop(columns=[METRIC_NAMES["preservation_lpips"]], errors="ignore")
+    plot = None
+    if result["kind"] == "sweep":
+        from types import SimpleNamespace
+
+        plot = sweep_plot([SimpleNamespace(scale=r["image_scale"], metrics={
+            "preservation_ssim": r["preservation_ssim"], "clip_target": r["clip_target"]})
+            for r in result["runs"]], result["target"])
+    return table, bullets(result["notes"]), plot
 
 
 def _settings(edit_method, cross_replace, self_replace, reweight, edit_guidance, edit_threshold):
@@ -65,33 +111,44 @@ def _settings(edit_method, cross_replace, self_replace, reweight, edit_guidance,
 def edit(studio, photo, source, target, method, tight, image_scale, guidance, steps, seed,
          edit_method="regenerate", cross_replace=0.8, self_replace=0.4, reweight="",
          edit_guidance=5.0, edit_threshold=0.9, progress=gr.Progress(), runs=None):
+    """One edit. Returns the plain result (`_result`), then the (photo, reconstruction) and
+    (photo, edit) pairs, at the uploaded photo's size."""
     settings = _settings(edit_method, cross_replace, self_replace, reweight, edit_guidance, edit_threshold)
     e = studio.edit(photo, source or "", target or "", method=method, tight=tight,
                     image_scale=image_scale, guidance=guidance, steps=steps, seed=seed,
                     progress=progress_fn(progress), edit_method=edit_method, **settings)
-    notes = _notes([e])
+    original, shown, note = _shown(photo, [e])
+    notes, run_id = _notes([e]) + [note], None
     if runs is not None:
-        notes += "\n- " + save_run(lambda: save_edits(runs, studio.preset.name, [e], source or "", target,
-                                                    method, tight, guidance, steps, seed, sweep=False,
-                                                    settings=settings), 1)
-    return (e.source, e.reconstruction_working), (e.source, e.output), _table([e]), notes
+        run_id, said = saved(lambda: save_edits(runs, studio.preset.name, [e], source or "", target,
+                                                method, tight, guidance, steps, seed, sweep=False,
+                                                settings=settings), 1)
+        notes.append(said)
+    return (_result(studio, "edit", [e], notes, target, shown, run_id,
+                    ["photo, reconstruction", "photo, edit"]),
+            (original, at_size(e.reconstruction_working, shown)), (original, at_size(e.output, shown)))
 
 
 def edit_sweep(studio, photo, source, target, method, scales, guidance, steps, seed,
                edit_method="regenerate", cross_replace=0.8, self_replace=0.4, reweight="",
                edit_guidance=5.0, edit_threshold=0.9, progress=gr.Progress(), runs=None):
+    """Tight edits at several scales. Returns the plain result (`_result`), then the
+    gallery of edits, one per scale in the order given, at the uploaded photo's size."""
     values = _parse_scales(scales)
     settings = _settings(edit_method, cross_replace, self_replace, reweight, edit_guidance, edit_threshold)
     edits = studio.edit_sweep(photo, source or "", target or "", scales=values, method=method,
                               guidance=guidance, steps=steps, seed=seed, progress=progress_fn(progress),
                               run=gpu_edit(studio), edit_method=edit_method, **settings)
-    notes = _notes(edits)
+    _, shown, note = _shown(photo, edits)
+    notes, run_id = _notes(edits) + [note], None
     if runs is not None and len({e.scale for e in edits}) == len(edits):
-        notes += "\n- " + save_run(lambda: save_edits(runs, studio.preset.name, edits, source or "",
-                                                    target, method, True, guidance, steps, seed,
-                                                    sweep=True, settings=settings), len(edits))
-    gallery = [(e.output, f"scale {e.scale:g}") for e in edits]
-    return gallery, sweep_plot(edits, target), _table(edits), notes
+        run_id, said = saved(lambda: save_edits(runs, studio.preset.name, edits, source or "",
+                                                target, method, True, guidance, steps, seed,
+                                                sweep=True, settings=settings), len(edits))
+        notes.append(said)
+    gallery = [(at_size(e.output, shown), f"scale {e.scale:g}") for e in edits]
+    return (_result(studio, "sweep", edits, notes, target, shown, run_id,
+                    [f"scale {e.scale:g}" for e in edits]), gallery)
 
 
 @functools.cache  # one wrapper per studio, made once
@@ -111,19 +168,24 @@ def gpu_edit(studio):
 def edit_compare(studio, photo, source, target, method, image_scale, guidance, steps, seed,
                  cross_replace=0.8, self_replace=0.4, reweight="", edit_guidance=5.0,
                  edit_threshold=0.9, progress=gr.Progress(), runs=None):
-    """Every editing method, tight and plain, side by side; saved as one review item."""
+    """Every editing method, tight and plain, side by side; saved as one review item.
+    Returns the plain result (`_result`), then the gallery of edits in the order of its
+    "images" names."""
     settings = dict(cross_replace=cross_replace, self_replace=self_replace, reweight=reweight or None,
                     edit_guidance=edit_guidance, edit_threshold=edit_threshold)
     edits = studio.edit_compare(photo, source or "", target or "", method=method,
                                 image_scale=image_scale, guidance=guidance, steps=steps, seed=seed,
                                 progress=progress_fn(progress), run=gpu_edit(studio), **settings)
-    notes = _notes(edits)
+    _, shown, note = _shown(photo, edits)
+    notes, run_id = _notes(edits) + [note], None
     if runs is not None:
-        notes += "\n- " + save_run(lambda: save_edits(runs, studio.preset.name, edits, source or "", target,
-                                                    method, True, guidance, steps, seed, sweep=False,
-                                                    settings=settings), len(edits))
-    gallery = [(e.output, f"{e.edit_method} · {e.method}{' + tight' if e.tight else ''}") for e in edits]
-    return gallery, _table(edits), notes
+        run_id, said = saved(lambda: save_edits(runs, studio.preset.name, edits, source or "", target,
+                                                method, True, guidance, steps, seed, sweep=False,
+                                                settings=settings), len(edits))
+        notes.append(said)
+    names = [f"{e.edit_method} · {e.method}{' + tight' if e.tight else ''}" for e in edits]
+    gallery = [(at_size(e.output, shown), name) for e, name in zip(edits, names)]
+    return _result(studio, "compare", edits, notes, target, shown, run_id, names), gallery
 
 
 def defaults_note(preset: str, method: str, edit_method: str) -> str:
@@ -184,23 +246,30 @@ def build(studio, runs=None):
                                            label="Mask threshold",
                                            info="quantile: higher edits a smaller region")
             scale = Slider(0.0, 1.0, value=0.4, step=0.05, label="Image scale",
-                           info="IP-Adapter scale for inversion and edit alike")
+                           info="IP-Adapter scale for inversion and edit alike: "
+                                "0 = follows the target prompt … 1 = the photo")
             guidance = Slider(1.0, 15.0, value=studio.preset.guidance, step=0.5, label="Guidance")
             with gr.Row():
                 steps = steps_slider(studio)
                 seed = seed_number()
-            run = gr.Button("Edit", variant="primary")
+            with gr.Row():
+                run = gr.Button("Edit", variant="primary")
+                cancel = cancel_button()
             with gr.Accordion("Scale sweep", open=True):
                 scales = gr.Textbox(value=", ".join(f"{s:g}" for s in SWEEP_SCALES),
                                     label="Image scales", max_lines=1)
-                sweep = gr.Button("Sweep scales")
-            compare = gr.Button("Compare editing methods (tight and plain)")
+                with gr.Row():
+                    sweep = gr.Button("Sweep scales")
+                    cancel_sweep = cancel_button()
+            with gr.Row():
+                compare = gr.Button("Compare editing methods (tight and plain)")
+                cancel_compare = cancel_button()
         with gr.Column(scale=2):
             with gr.Row():
-                rec = gr.ImageSlider(label="Reconstruction (source prompt) vs photo", type="pil",
+                rec = gr.ImageSlider(label="Reconstruction (source prompt) · left: photo, right: reconstruction", type="pil",
                                      format="png", interactive=False, height=280,
                                      elem_classes="whole-image")
-                out = gr.ImageSlider(label="Edit (target prompt) vs photo", type="pil",
+                out = gr.ImageSlider(label="Edit (target prompt) · left: photo, right: edit", type="pil",
                                      format="png", interactive=False, height=280,
                                      elem_classes="whole-image")
             table = gr.Dataframe(value=pd.DataFrame(columns=TABLE_COLUMNS), label="Metrics",
@@ -212,6 +281,8 @@ def build(studio, runs=None):
             compared = gr.Gallery(label="Compare: every editing method, tight and plain", format="png",
                                   columns=3, height=560, object_fit="contain",
                                   elem_classes="result-gallery")
+            with gr.Accordion("Result as the API returns it (JSON)", open=False):
+                plain = gr.JSON(label="Result", show_label=False)
     gr.Examples(examples(), inputs=[photo, source, target],
                 label="Examples (tiny-world scenes: a colour word edited; scikit-image photos)")
 
@@ -221,8 +292,12 @@ def build(studio, runs=None):
                 edit_method="regenerate", cross_replace=0.8, self_replace=0.4, reweight="",
                 edit_guidance=5.0, edit_threshold=0.9, progress=gr.Progress()):
         """Edit a photo by inversion: invert it under the source prompt, regenerate it under
-        the target prompt; returns reconstruction and edit (each beside the photo), metrics
-        and notes.
+        the target prompt. Returns, in this order: a dict {"preset", "kind": "edit",
+        "target", "images", "runs" (one row: edit_method, inversion_method, tight,
+        image_scale, preservation_ssim, preservation_lpips (null if unavailable),
+        clip_target, inverted, seconds), "working_size", "shown_size", "notes", "run_id"};
+        then the (photo, reconstruction) pair and the (photo, edit) pair, at the uploaded
+        photo's size.
 
         Args:
             photo: the photo (a file)
@@ -250,8 +325,11 @@ def build(studio, runs=None):
     def on_sweep(photo, source, target, method, scales, guidance, steps, seed,
                  edit_method="regenerate", cross_replace=0.8, self_replace=0.4, reweight="",
                  edit_guidance=5.0, edit_threshold=0.9, progress=gr.Progress()):
-        """Tight edits of one photo at several image scales, with the fidelity-editability
-        plot.
+        """Tight edits of one photo at several image scales. Returns, in this order: a dict
+        {"preset", "kind": "sweep", "target", "images" (one caption per scale), "runs" (one
+        row per scale: image_scale, preservation_ssim, clip_target, ... as /edit),
+        "working_size", "shown_size", "notes", "run_id"}; then the gallery of edits, one per
+        scale in the order given. The page draws the fidelity-editability plot from the rows.
 
         Args:
             photo: the photo (a file)
@@ -279,7 +357,10 @@ def build(studio, runs=None):
                    cross_replace=0.8, self_replace=0.4, reweight="", edit_guidance=5.0,
                    edit_threshold=0.9, progress=gr.Progress()):
         """The same edit with every editing method, tight and plain, side by side; saved as
-        one review item.
+        one review item. Returns, in this order: a dict {"preset", "kind": "compare",
+        "target", "images" (one caption per edit), "runs" (one row per edit, as /edit),
+        "working_size", "shown_size", "notes", "run_id"}; then the gallery of edits in the
+        order of "images".
 
         Args:
             photo: the photo (a file)
@@ -316,12 +397,19 @@ def build(studio, runs=None):
         control.change(on_method, [method, edit_method], [method_help, p2p_box, ledits_box],
                        api_name=False)
     own = [edit_method, cross_replace, self_replace, reweight, edit_guidance, edit_threshold]
-    run.click(on_gpu(on_edit, edit_work, studio.preset, loaded),
-              [photo, source, target, method, tight, scale, guidance, steps, seed, *own],
-              [rec, out, table, notes], api_name="edit")
-    sweep.click(on_sweep,  # each scale's edit is a GPU call of its own (gpu_edit)
-                [photo, source, target, method, scales, guidance, steps, seed, *own],
-                [gallery, plot, table, notes], api_name="edit_sweep")
-    compare.click(on_compare,  # each method's edit is a GPU call of its own (gpu_edit)
-                  [photo, source, target, method, scale, guidance, steps, seed, *own[1:]],
-                  [compared, table, notes], api_name="edit_compare")
+    edited = run.click(on_gpu(on_edit, edit_work, studio.preset, loaded),
+                       [photo, source, target, method, tight, scale, guidance, steps, seed, *own],
+                       [plain, rec, out], api_name="edit")
+    swept = sweep.click(on_sweep,  # each scale's edit is a GPU call of its own (gpu_edit)
+                        [photo, source, target, method, scales, guidance, steps, seed, *own],
+                        [plain, gallery], api_name="edit_sweep")
+    compared_event = compare.click(on_compare,  # each method's edit is a GPU call of its own (gpu_edit)
+                                   [photo, source, target, method, scale, guidance, steps, seed, *own[1:]],
+                                   [plain, compared], api_name="edit_compare")
+    for event, button in ((edited, cancel), (swept, cancel_sweep), (compared_event, cancel_compare)):
+        with_cancel(event, button)
+    edited.success(lambda r: page(r)[:2], plain, [table, notes], api_visibility="private", queue=False)
+    swept.success(page, plain, [table, notes, plot],
+                  api_visibility="private", queue=False)
+    compared_event.success(lambda r: page(r)[:2], plain, [table, notes], api_visibility="private",
+                           queue=False)

@@ -11,8 +11,8 @@ from .. import zerogpu
 from ..garment import FINETUNE_STEPS, METHODS, PAGE_METHODS
 from ..runs import save_dressed
 from ..progress import segment
-from .common import (Choice, Choices, Slider, asset, mcp_tool, on_gpu, photo_input, progress_fn,
-                     save_run, seed_number, steps_slider, user_errors)
+from .common import (Choice, Choices, Slider, asset, bullets, cancel_button, mcp_tool, on_gpu, photo_input,
+                     progress_fn, saved, seed_number, steps_slider, user_errors, with_cancel)
 
 ABOUT = """Upload a garment and describe a scene. **HyperLoRA** reads the garment once and
 predicts LoRA weights for the UNet, so a new garment needs no training
@@ -66,10 +66,32 @@ def checkpoint_choices(studio) -> list[tuple[str, str]]:
     return [(f"the {studio.preset.name} preset's", "default")]
 
 
+def weighted(update, start: int, weight: int, grand: int):
+    """Progress of one method that is `weight` units of a `grand` total starting at
+    `start`: the core's (done, total) for that method mapped onto the whole request's
+    scale, so the total is known from the start (a fine-tune's steps included)."""
+    if update is None:
+        return None
+
+    def report(done, total, desc):
+        if not total:  # one-off work of unknown length: the text alone
+            return update(done, total, desc)
+        update(start + round(weight * min(done, total) / total), grand, desc)
+
+    return report
+
+
+def weights(methods, steps, finetune_steps) -> list[int]:
+    """Units of work per method: its sampling steps, plus the fine-tune's steps."""
+    steps = int(steps or 0) or 1
+    return [steps + (int(finetune_steps) if m == "finetune-lora" else 0) for m in methods]
+
+
 def dress(studio, garment, prompt, methods, lora_scale, ip_scale, finetune_steps, checkpoint,
           steps, seed, progress=gr.Progress(), runs=None):
-    """Run each chosen method; one image per method (hidden when not run), a timing table
-    and notes. Saved as a run when given `runs`."""
+    """Run each chosen method. Returns the plain result first, a dict (see `result`), then
+    one image per method of `METHODS`, in that order, None for a method not run. Saved as
+    a run when given `runs`."""
     methods = [m for m in METHODS if m in (methods or [])]
     if not methods:
         raise ValueError("choose at least one method")
@@ -78,35 +100,59 @@ def dress(studio, garment, prompt, methods, lora_scale, ip_scale, finetune_steps
     if garment is None:
         raise ValueError("no image given: upload a garment photo or pick an example below (a file the browser could not show as an image is not uploaded)")
     update = progress_fn(progress)
-    results, rows, notes = {}, [], []
+    units = weights(methods, steps if steps is not None else studio.preset.steps, finetune_steps)
+    results, notes = {}, []
     for i, m in enumerate(methods):
         try:
             g = studio.dress(garment, prompt or "", method=m,
                              scale=ip_scale if m == "ip-adapter" else lora_scale, steps=steps,
                              seed=seed, finetune_steps=finetune_steps,
-                             progress=segment(update, i, len(methods)))
+                             progress=weighted(update, sum(units[:i]), units[i], sum(units)))
         except ValueError as e:
             if "unavailable" in str(e) and len(methods) > 1:
                 notes.append(str(e))  # the other methods still run
                 continue
             raise
         results[m] = g
-        rows.append([m, round(g.adapt_seconds, 3), "yes" if g.cached else "no",
-                     round(g.generate_seconds, 3), round(g.setup_seconds, 2)])
         notes += [n for n in g.notes if n not in notes]
     if any(g.setup_seconds >= 0.5 for g in results.values()):
         notes.append("**setup seconds** is one-off work of the first run (loading the model, "
                      "preparing the HyperLoRA checkpoint): it is not part of any method's time.")
+    if "prompt-only" in results:
+        notes.append("**cached** is n/a for prompt only: it reads no garment, so there is nothing to adapt or cache.")
+    run_id = None
     if runs is not None and results:
-        notes.append(save_run(lambda: save_dressed(
+        run_id, note = saved(lambda: save_dressed(
             runs, studio.preset.name, results, prompt,
             {"lora_scale": lora_scale, "ip_scale": ip_scale, "steps": steps,
-             "finetune_steps": finetune_steps}, seed), len(results)))
-    outputs = [gr.Image(value=results[m].image if m in results else None, visible=m in results,
-                        label=m)  # the timings are in the table: a long label is cut off
-               for m in METHODS]
-    table = pd.DataFrame(rows, columns=TIMING_COLUMNS)
-    return (*outputs, table, "\n".join(f"- {n}" for n in notes))
+             "finetune_steps": finetune_steps}, seed), len(results))
+        notes.append(note)
+    return (result(studio, results, notes, run_id),
+            *[results[m].image if m in results else None for m in METHODS])
+
+
+def result(studio, results, notes, run_id) -> dict:
+    """The plain result: {"preset", "images" (the method names, in the order the images
+    follow), "runs" (per method run: method, adapt_seconds, cached (null for prompt-only,
+    which adapts nothing), generate_seconds, setup_seconds), "notes", "run_id" (None when
+    not saved)}."""
+    return {"preset": studio.preset.name, "images": list(METHODS),
+            "runs": [{"method": m, "adapt_seconds": round(g.adapt_seconds, 3),
+                      "cached": None if m == "prompt-only" else bool(g.cached),
+                      "generate_seconds": round(g.generate_seconds, 3),
+                      "setup_seconds": round(g.setup_seconds, 2)} for m, g in results.items()],
+            "notes": list(notes), "run_id": run_id}
+
+
+def page(result: dict):
+    """The page's view of a plain result: each method's image shown or hidden, the timing
+    table ("cached" n/a for prompt only), the notes."""
+    done = {r["method"] for r in result["runs"]}
+    shown = [gr.update(visible=m in done, label=m) for m in METHODS]  # timings are in the table
+    rows = [[r["method"], r["adapt_seconds"],
+             "n/a" if r["cached"] is None else "yes" if r["cached"] else "no",
+             r["generate_seconds"], r["setup_seconds"]] for r in result["runs"]]
+    return (*shown, pd.DataFrame(rows, columns=TIMING_COLUMNS), bullets(result["notes"]))
 
 
 def build(studio, runs=None):
@@ -129,14 +175,18 @@ def build(studio, runs=None):
                 checkpoint = Choice(choices, value=choices[0][1], label="HyperLoRA checkpoint",
                                          info="the checkpoints this server is configured with")
                 lora_scale = Slider(0.0, 2.0, value=1.0, step=0.05,
-                                    label="LoRA scale (HyperLoRA, fine-tuned LoRA)")
-                ip_scale = Slider(0.0, 1.5, value=0.6, step=0.05, label="IP-Adapter scale")
+                                    label="LoRA scale (HyperLoRA, fine-tuned LoRA)",
+                                    info="0 = the prompt alone … 1 = the garment as trained … 2 = stronger")
+                ip_scale = Slider(0.0, 1.5, value=0.6, step=0.05, label="IP-Adapter scale",
+                                  info="0 = the prompt alone … higher = the garment photo more strongly")
                 finetune_steps = Slider(10, 1000, value=FINETUNE_STEPS, step=10, precision=0,
                                         label="Fine-tune steps (fine-tuned LoRA)")
             with gr.Row():
                 steps = steps_slider(studio)
                 seed = seed_number()
-            run = gr.Button("Dress", variant="primary", interactive=not studio.preset.flow)
+            with gr.Row():
+                run = gr.Button("Dress", variant="primary", interactive=not studio.preset.flow)
+                cancel = cancel_button()
             gr.Markdown(hyperlora_note(studio))
         with gr.Column(scale=2):
             with gr.Row():
@@ -146,6 +196,8 @@ def build(studio, runs=None):
             table = gr.Dataframe(value=pd.DataFrame(columns=TIMING_COLUMNS), label="Timings (seconds)",
                                  interactive=False, wrap=True)
             notes = gr.Markdown()
+            with gr.Accordion("Result as the API returns it (JSON)", open=False):
+                plain = gr.JSON(label="Result", show_label=False)
     gr.Examples(examples(), inputs=[garment, prompt],
                 label="Example garments (procedural drawings, see assets/garments/SOURCES.md)")
 
@@ -153,9 +205,12 @@ def build(studio, runs=None):
     @user_errors
     def handler(garment, prompt, methods, lora_scale, ip_scale, finetune_steps, checkpoint, steps,
                 seed, progress=gr.Progress()):
-        """Put a garment onto a generated person or scene with each chosen method; returns
-        one image per method, a timing table (adapt, generate, one-off setup seconds) and
-        notes.
+        """Put a garment onto a generated person or scene with each chosen method. Returns,
+        in this order: a dict {"preset", "images" (method names in the order the images
+        follow: hyperlora, ip-adapter, finetune-lora, prompt-only), "runs" (per method run:
+        method, adapt_seconds, cached (null for prompt-only), generate_seconds,
+        setup_seconds), "notes", "run_id"}; then one image per method in that order, null
+        for a method not run.
 
         Args:
             garment: the garment photo (a file)
@@ -174,5 +229,8 @@ def build(studio, runs=None):
     def work(garment, prompt, methods, lora_scale, ip_scale, finetune_steps, checkpoint, steps, *_):
         return zerogpu.dress(studio.preset, methods or [], int(steps), int(finetune_steps))
 
-    run.click(on_gpu(handler, work, studio.preset, lambda: studio.models.loaded), [garment, prompt, methods, lora_scale, ip_scale, finetune_steps, checkpoint,
-                        steps, seed], [*images, table, notes], api_name="dress")
+    event = run.click(on_gpu(handler, work, studio.preset, lambda: studio.models.loaded),
+                      [garment, prompt, methods, lora_scale, ip_scale, finetune_steps, checkpoint, steps, seed],
+                      [plain, *images], api_name="dress")
+    with_cancel(event, cancel)
+    event.success(page, plain, [*images, table, notes], api_visibility="private", queue=False)
