@@ -24,7 +24,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from recontext import Studio  # noqa: E402
 from recontext.logs import quiet_libraries  # noqa: E402
 from recontext.tiny import claims, world  # noqa: E402
-from recontext.ui.inversion_tab import EXAMPLES, SLOTS  # noqa: E402
+from recontext.ui.inversion_tab import EXAMPLES, slots  # noqa: E402
 
 
 def main():
@@ -64,7 +64,7 @@ def main():
           f"preservation {rho['preservation']:+.2f}")
     photo, prompt = EXAMPLES[0]
     start = time.perf_counter()
-    for method, variant in SLOTS:
+    for method, variant in slots(studio.methods):
         studio.reconstruct(photo, prompt, method=method, tight=variant == "tight")
     print(f"inversion tab example (6 runs, {studio.preset.steps} steps): {time.perf_counter() - start:.1f} s")
 

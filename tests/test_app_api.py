@@ -76,7 +76,9 @@ def test_every_endpoint_has_named_parameters_with_the_pages_defaults(client):
     assert params["/reconstruct"]["prompt"]["parameter_has_default"]
     assert params["/reconstruct"]["steps"]["type"]["type"] == "integer"
     assert params["/dress"]["seed"]["parameter_default"] == 0
-    assert params["/dress"]["lora_scale"]["parameter_default"] == 1.0
+    assert params["/dress"]["hyperlora_scale"]["parameter_default"] == 1.0  # from the spec
+    assert params["/dress"]["ip_adapter_scale"]["parameter_default"] == 0.6
+    assert params["/edit"]["cross_replace"]["parameter_default"] == 0.8
     assert list(params["/rate"]) == ["rater", "item_id", "view_token", "scores", "comment", "reveal"]
     assert list(params["/next_pair"]) == ["rater"]
     assert list(params["/vote"]) == ["rater", "item_id", "view_token", "choice"]
@@ -342,12 +344,13 @@ def test_served_files_never_include_the_data_folder(client, app_url, app_data):
 
 def test_edit_methods_and_compare_endpoints(client):
     result, _ = plain(client.predict(
-        handle_file(CAT), "a cat", "a tiger", "ddim", True, 0.4, 7.5, 3, 0, "prompt-to-prompt",
-        0.6, 0.3, "tiger=2", 5.0, 0.9, api_name="/edit"), pairs=True)
+        photo=handle_file(CAT), source="a cat", target="a tiger", method="ddim", tight=True, image_scale=0.4,
+        guidance=7.5, steps=3, seed=0, edit_method="prompt-to-prompt", cross_replace=0.6, self_replace=0.3,
+        reweight="tiger=2", api_name="/edit"), pairs=True)
     assert result["runs"][0]["edit_method"] == "prompt-to-prompt"
     result, gallery = client.predict(
-        handle_file(CAT), "a cat", "a tiger", "ddim", 0.4, 7.5, 2, 0, 0.8, 0.4, "", 5.0, 0.9,
-        api_name="/edit_compare")
+        photo=handle_file(CAT), source="a cat", target="a tiger", method="ddim", image_scale=0.4, guidance=7.5,
+        steps=2, seed=0, api_name="/edit_compare")
     assert isinstance(result, dict) and len(gallery) == 6 == len(result["runs"]) == len(result["images"])
     assert [g["caption"] for g in gallery] == result["images"]
     assert {r["edit_method"] for r in result["runs"]} == {"regenerate", "prompt-to-prompt", "ledits++"}

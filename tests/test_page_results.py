@@ -105,8 +105,9 @@ def test_dress_gives_a_dict_then_one_image_per_method_and_a_steady_progress_tota
             totals.append(value)
 
     chosen = ["prompt-only", "finetune-lora", "hyperlora"]
-    out = garment_tab.dress(studio, garment, "a person wearing a t-shirt at the beach", chosen, 1.0, 0.6,
-                            10, "default", 2, 0, progress=progress)
+    out = garment_tab.dress(studio, garment, "a person wearing a t-shirt at the beach", chosen,
+                            {"finetune-lora": {"finetune_steps": 10}, "hyperlora": {"scale": 1.0}}, "default", 2, 0,
+                            progress=progress)
     result, images = plain(out)
     assert result["images"] == list(METHODS)
     ran = {r["method"] for r in result["runs"]}
@@ -123,7 +124,7 @@ def test_dress_gives_a_dict_then_one_image_per_method_and_a_steady_progress_tota
     assert [u["visible"] for u in shown] == [m in ran for m in METHODS]
     cached = dict(zip(table["method"], table["cached"]))
     if "prompt-only" in ran:
-        assert cached["prompt-only"] == "n/a" and "n/a for prompt only" in notes
+        assert cached["prompt-only"] == "n/a" and "n/a for prompt-only" in notes
     assert all(v in ("yes", "no") for m, v in cached.items() if m != "prompt-only")
 
 
@@ -131,8 +132,9 @@ def test_weighted_progress_counts_each_methods_share():
     from recontext.ui.garment_tab import weighted, weights
 
     seen = []
-    units = weights(["hyperlora", "finetune-lora", "prompt-only"], 20, 200)
+    units = weights(["hyperlora", "finetune-lora", "prompt-only"], 20, {"finetune-lora": {"finetune_steps": 200}})
     assert units == [20, 220, 20]
+    assert weights(["finetune-lora"], 20, {}) == [20 + 200]  # the spec's default fine-tune steps
     for i, total in enumerate((20, 20, 20)):  # a cached fine-tune only generates
         report = weighted(lambda d, t, desc: seen.append((d, t)), sum(units[:i]), units[i], sum(units))
         for done in range(1, total + 1):
@@ -209,12 +211,14 @@ def test_long_runs_have_a_cancel_button_and_a_success_clears_old_errors(config):
 
 def test_scale_sliders_say_which_end_is_the_photo(config):
     demo, cfg = config
-    sliders = {c["props"].get("label"): c["props"].get("info") or "" for c in cfg["components"]
-               if c["type"] == "slider"}
+    sliders = {}
+    for c in cfg["components"]:
+        if c["type"] == "slider":
+            sliders.setdefault(c["props"].get("label"), []).append(c["props"].get("info") or "")
     for label in ("Tight: image scale", "Image scale"):
-        assert "0 = " in sliders[label] and "1 = the photo" in sliders[label], (label, sliders[label])
-    for label in ("LoRA scale (HyperLoRA, fine-tuned LoRA)", "IP-Adapter scale"):
-        assert "0 = the prompt alone" in sliders[label] and "garment" in sliders[label], label
+        assert all("0 = " in i and "1 = the photo" in i for i in sliders[label]), (label, sliders[label])
+    for label in ("LoRA scale", "IP-Adapter scale"):  # each garment method's scale, from its spec
+        assert sliders[label] and all("0 = the prompt alone" in i and "garment" in i for i in sliders[label]), label
 
 
 def test_shown_size_is_the_uploads_capped_and_never_below_the_working_size():

@@ -300,12 +300,12 @@ def option_params(specs, shared=False) -> list[tuple[str, object, object]]:
     counts = {}
     for spec in specs:
         for o in spec.options:
-            if o.kind != "fixed":
+            if o.kind != "fixed" and o.page:
                 counts[o.name] = counts.get(o.name, 0) + 1
     out, seen = [], set()
     for spec in specs:
         for o in spec.options:
-            if o.kind == "fixed":
+            if o.kind == "fixed" or not o.page:
                 continue
             if counts[o.name] > 1 and not shared:
                 name = f"{spec.name.replace('-', '_').replace('+', '')}_{o.name}"
@@ -331,16 +331,17 @@ def option_control(o, preset: str, label: str | None = None):
                   **({"precision": 0} if o.kind == "int" else {}))
 
 
-def option_controls(specs, preset: str, shared=False) -> tuple[dict, dict]:
+def option_controls(specs, preset: str, shared=False, shown=()) -> tuple[dict, dict]:
     """Controls for every option of `specs`, each method's in a group of its own (shown or
-    hidden with the method): ({parameter: control}, {method: group})."""
+    hidden with the method; at first the methods in `shown`): ({parameter: control},
+    {method: group})."""
     params = option_params(specs, shared)
     controls, groups = {}, {}
     for spec in specs:
         mine = [(n, o) for n, s, o in params if s is spec]
         if not mine:
             continue
-        with gr.Group(visible=False) as group:
+        with gr.Group(visible=spec.name in shown) as group:
             gr.Markdown(f"**{spec.title}** settings")
             for name, o in mine:
                 controls[name] = option_control(o, preset)

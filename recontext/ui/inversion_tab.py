@@ -5,22 +5,24 @@ from __future__ import annotations
 import gradio as gr
 import pandas as pd
 
-from .. import zerogpu
-from ..inversion import METHODS
+from .. import inversion, zerogpu
 from ..progress import segment
 from ..runs import save_reconstructions
 from .. import images
 from .common import (Choices, Slider, asset, at_size, bullets, cancel_button, fmt, mcp_tool, number, on_gpu,
-                     photo_input, progress_fn, saved, seed_number, shown_size, size_note, steps_slider,
-                     uploaded_size, user_errors, with_cancel)
+                     option_controls, option_params, photo_input, progress_fn, saved, seed_number,
+                     settings_of, shown_size, size_note, steps_slider, uploaded_size, user_errors,
+                     with_cancel, with_options)
 
 VARIANTS = {"plain": False, "tight": True}
-SLOTS = [(m, v) for m in METHODS for v in VARIANTS]  # one slider per method × variant (tiny, sdxl…)
+FIXED = ["photo", "prompt", "methods", "variants", "image_scale", "steps", "seed"]  # then each method's options
 
 
 def slots(methods) -> list[tuple[str, str]]:
     """One slider per method × variant, for the methods that fit the running preset."""
     return [(m, v) for m in methods for v in VARIANTS]
+
+
 COLUMNS = ["method", "tight", "PSNR ↑", "SSIM ↑", "L2 ↓", "LPIPS ↓", "latent error ↓",
            "inversion PSNR ↑", "seconds"]
 KEYS = ("psnr", "ssim", "l2", "lpips", "latent_error", "inversion_psnr")
@@ -34,27 +36,16 @@ EXAMPLES = [
     [asset("photos", "rocket.png"), "a rocket launching"],
 ]
 
-ABOUT = """Invert a photo into the model's noise and rebuild it. **DDIM** runs the sampler
-backwards; **ReNoise** refines each inversion step by fixed-point iterations
-([Garibi et al. 2024](https://arxiv.org/abs/2403.14602)); **edit-friendly DDPM** stores the
-noise of every step, so it rebuilds the latents exactly
-([Huberman-Spiegelglas et al. 2024](https://arxiv.org/abs/2304.06140)). **Tight** runs also
-show the photo itself to the model through IP-Adapter, for inversion and reconstruction
-alike ([Tight Inversion, 2025](https://arxiv.org/abs/2502.20376)). Drag each slider to compare
-the reconstruction with the original."""
-FLOW_ABOUT = """Invert a photo into the flow model's noise and rebuild it. **flow-Euler** runs
-the flow ODE backwards and forwards; **RF-Inversion**'s controllers steer the inversion
-toward noise and the reconstruction back toward the photo
-([Rout et al. 2024](https://arxiv.org/abs/2410.10792)). **Tight** runs also show the photo
-itself to the model through IP-Adapter, for inversion and reconstruction alike
-([Tight Inversion, 2025](https://arxiv.org/abs/2502.20376)). Drag each slider to compare the
-reconstruction with the original."""
+ABOUT = """Invert a photo into the model's noise and rebuild it, with each method below.
+**Tight** runs also show the photo itself to the model through IP-Adapter, for inversion and
+reconstruction alike ([Tight Inversion, 2025](https://arxiv.org/abs/2502.20376)). Drag each
+slider to compare the reconstruction with the original."""
 
 
 def about(preset) -> str:
     """The tab's text for the running preset: its own methods, its own size."""
-    text = FLOW_ABOUT if preset.flow else ABOUT
-    return (text + f"\n\nRunning preset **`{preset.name}`**: the model works at "
+    methods = "\n".join(f"- **{s.title}**: {s.help}" for s in inversion.REGISTRY.specs(preset))
+    return (ABOUT + "\n\n" + methods + f"\n\nRunning preset **`{preset.name}`**: the model works at "
             f"{preset.resolution} pixels on the longer side; your photo's reconstructions are "
             "shown upscaled to the photo's own size.")
 
@@ -65,12 +56,12 @@ INFINITE = ("*inversion PSNR ∞*: that reconstruction equals the VAE round trip
 
 
 def reconstruct(studio, photo, prompt, methods, variants, image_scale, steps, seed,
-                progress=gr.Progress(), runs=None):
+                progress=gr.Progress(), runs=None, options=None):
     """Run every chosen method × variant. Returns the plain result first, a dict (see
     `result`), then one (photo, reconstruction) pair per slot of `slots(studio.methods)`
     in that order, None for a slot not run; both images of a pair at the uploaded photo's
-    size. Saved as a run in `runs` when given. A plain function: tests call it without a
-    browser."""
+    size. `options`: {method: {option: value}}, each method's own settings. Saved as a run
+    in `runs` when given. A plain function: tests call it without a browser."""
     for m in methods or []:
         studio.method(m)  # a method that does not fit this preset: ValueError naming the ones that do
     methods = [m for m in studio.methods if m in (methods or [])]
@@ -87,7 +78,7 @@ def reconstruct(studio, photo, prompt, methods, variants, image_scale, steps, se
     for i, (m, v) in enumerate(jobs):
         r = studio.reconstruct(
             photo, prompt=prompt or "", method=m, tight=VARIANTS[v], image_scale=image_scale,
-            steps=steps, seed=seed, progress=segment(update, i, len(jobs)))
+            steps=steps, seed=seed, progress=segment(update, i, len(jobs)), **(options or {}).get(m, {}))
         results[(m, v)] = r
         notes = notes or r.notes
     first = next(iter(results.values()))
@@ -181,6 +172,8 @@ def build(studio, runs=None):
             scale = Slider(0.0, 1.0, value=0.4, step=0.05, label="Tight: image scale",
                            info="IP-Adapter scale, the same for inversion and reconstruction: "
                                 "0 = the caption alone … 1 = the photo, most strongly")
+            controls, groups = option_controls(inversion.REGISTRY.specs(studio.preset), studio.preset.name,
+                                               shown=studio.methods)
             with gr.Row():
                 steps = steps_slider(studio)
                 seed = seed_number()
@@ -204,36 +197,42 @@ def build(studio, runs=None):
                 plain = gr.JSON(label="Result", show_label=False)
     gr.Examples(EXAMPLES, inputs=[photo, prompt], label="Examples (tiny-world scenes with their captions; scikit-image photos)")
 
-    @mcp_tool("reconstruct")
-    @user_errors
-    def handler(photo, prompt, methods, variants, image_scale, steps, seed, progress=gr.Progress()):
-        """Invert a photo and reconstruct it with each chosen method, with and without
-        Tight Inversion. Returns, in this order: a dict {"preset", "images" (the slot
-        names in the order the pairs follow, e.g. ddim, ddim + tight, renoise, ...), "runs"
-        (per run: method, tight, psnr, ssim, l2, lpips, latent_error, inversion_psnr,
-        vae_psnr, seconds; "inf" for infinite, null for unavailable), "working_size",
-        "shown_size", "notes", "run_id"}; then one (photo, reconstruction) image pair per
-        slot, at the uploaded photo's size, null for a slot not run.
+    params = option_params(inversion.REGISTRY.specs(studio.preset))
+
+    def handler(values, progress):
+        return reconstruct(studio, values["photo"], values["prompt"], values["methods"], values["variants"],
+                           values["image_scale"], values["steps"], values["seed"], progress, runs,
+                           settings_of(params, values))
+
+    handler = mcp_tool("reconstruct")(user_errors(with_options(handler, FIXED, params, f"""Invert a photo and
+        reconstruct it with each chosen method, with and without Tight Inversion. Returns, in this
+        order: a dict {{"preset", "images" (the slot names in the order the pairs follow, e.g.
+        {", ".join(label(s) for s in slots(studio.methods)[:3])}, ...), "runs" (per run: method, tight, psnr,
+        ssim, l2, lpips, latent_error, inversion_psnr, vae_psnr, seconds; "inf" for infinite, null
+        for unavailable), "working_size", "shown_size", "notes", "run_id"}}; then one (photo,
+        reconstruction) image pair per slot, at the uploaded photo's size, null for a slot not run.
 
         Args:
             photo: the photo (a file)
             prompt: an optional caption of the photo
-            methods: the preset's methods: ddim, renoise, edit-friendly (epsilon presets) or
-                flow-euler, rf-inversion (flow presets)
+            methods: one or more of the preset's methods: {", ".join(studio.methods)}
             variants: plain (no image conditioning), tight (Tight Inversion), or both
             image_scale: IP-Adapter scale for the tight runs, 0-1
             steps: inversion steps (default: the preset's)
             seed: random seed
-        """
-        return reconstruct(studio, photo, prompt, methods, variants, image_scale, steps, seed, progress,
-                           runs)
+{{options}}
+        """, "reconstruct")))
 
     def work(photo, prompt, methods, variants, image_scale, steps, *_):
         return zerogpu.reconstruct(studio.preset, methods or [], variants or [], int(steps))
 
     event = run.click(on_gpu(handler, work, studio.preset, lambda: studio.models.loaded),
-                      [photo, prompt, methods, variants, scale, steps, seed], [plain, *sliders],
+                      [photo, prompt, methods, variants, scale, steps, seed, *controls.values()], [plain, *sliders],
                       api_name="reconstruct")
     with_cancel(event, cancel)
     event.success(lambda r: page(studio, r), plain, [*sliders, table, notes], api_visibility="private",
                   queue=False)
+    if groups:  # each method's own settings, shown while it is chosen
+        methods.change(lambda chosen: [gr.update(visible=m in (chosen or [])) for m in groups], methods,
+                       list(groups.values()), api_visibility="private", queue=False)
+
