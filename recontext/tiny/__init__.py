@@ -149,6 +149,8 @@ def assemble(root: str, weights: str = WEIGHTS, unet=None, ip_adapter: dict | No
 
     if os.path.isdir(os.path.join(weights, "hyperlora")):
         shutil.copytree(os.path.join(weights, "hyperlora"), os.path.join(root, "hyperlora"))
+    if os.path.isdir(os.path.join(weights, "magicclothing")):  # the garment extractor (its own layout)
+        shutil.copytree(os.path.join(weights, "magicclothing"), os.path.join(root, "magicclothing"))
     with open(os.path.join(root, "README.json"), "w") as f:
         json.dump({"what": "recontext tiny preset: the tiny world's trained weights "
                    "(see recontext/tiny/weights/MODEL_CARD.md)", "version": TINY_VERSION, **info}, f,
