@@ -68,3 +68,36 @@ def test_the_spec_declares_the_licence_and_presets():
     assert "non-commercial" in spec.licence and spec.presets == ("tiny", "sd15")
     assert "garment_guidance" in spec.guidance and "garment-extractor" in spec.needs
     assert "magicclothing" in g.names() and g.work("magicclothing") == {"encodes": 1, "evaluations": 1}
+
+
+@pytest.mark.timeout(1800)
+def test_sd15_at_true_shapes_loads_the_published_layout(monkeypatch):
+    """sd15 + magicclothing on the shape mirror: the SD 1.5 UNet, and an extractor file in
+    the published checkpoint's layout (random weights), at 256 px, 2 steps."""
+    import os
+
+    import torch
+
+    from recontext import Studio, presets
+    from recontext.attention import GarmentAttention
+    from recontext.fixtures import build_shapes
+    from recontext.logs import quiet_libraries
+
+    quiet_libraries()
+    root = build_shapes(os.path.join(presets.cache_dir(), "shapes"), ["sd15"])
+    assert os.path.exists(os.path.join(root, "ShineChen1024", "MagicClothing",
+                                       "magic_clothing_768_vitonhd_joint.safetensors"))
+    monkeypatch.setenv("RECONTEXT_MODELS_DIR", root)
+    monkeypatch.setenv("RECONTEXT_RESOLUTION", "256")
+    monkeypatch.setenv("RECONTEXT_WEIGHTS_DTYPE", "float16")  # computed in float32
+    studio = Studio("sd15")
+    unet = studio.models.pipe.unet
+    before = dict(unet.attn_processors)
+    d = studio.dress(garment(1), "a person on a beach", method="magicclothing", steps=2, guidance=5.0)
+    assert d.image.size == (256, 256)
+    after = dict(unet.attn_processors)
+    assert all(before[k] is after[k] for k in before)
+    extractor = studio.models.garment_extractor(studio.preset.garment_extractor)
+    recorded = [p for p in extractor.attn_processors.values() if isinstance(p, GarmentAttention)]
+    assert len(recorded) == 16 and all(p.recorded is not None for p in recorded)  # SD 1.5: 16 self-attentions
+    assert extractor.config.cross_attention_dim == 768 and extractor.dtype == torch.float16
