@@ -131,8 +131,8 @@ def _tiny() -> Preset:
         clip=os.path.join(root, "clip"),
         local=True,
         hyperlora=os.path.join(root, "hyperlora"),  # trained with the world (tiny/train.py)
-        # trained by `python -m recontext.garment.train_extractor` (weights/magicclothing/)
-        garment_extractor=(os.path.join(root, "magicclothing"), "magic_clothing_tiny.safetensors"),
+        # trained by `python -m recontext.garment.train_extractor` (tiny/weights/, EXTRACTOR)
+        garment_extractor=(os.path.join(root, tiny.EXTRACTOR), tiny.EXTRACTOR_FILE),
         safety_checker=os.path.join(root, "safety_checker"),  # a tiny one: flags nothing (safety.py)
         build=partial(tiny.build, root),
     )

@@ -10,7 +10,7 @@ diffusion loss on the figure wearing the garment (the garment region weighted up
 the extractor through the UNet. Garments and prompts are dropped at random (10 % each), as
 joint garment/text guidance needs both unconditional branches. The weights are written in
 float16 as a full UNet state dict in diffusers' key layout (the published checkpoint's
-layout) to `recontext/tiny/weights/magicclothing/`, with training.json.
+layout) to the tiny weights' extractor folder (`recontext.tiny.EXTRACTOR`), with training.json.
 """
 
 from __future__ import annotations
@@ -26,10 +26,10 @@ import torch
 
 from .. import images
 from ..attention import GarmentAttention
-from ..tiny import WEIGHTS
+from ..tiny import EXTRACTOR, EXTRACTOR_FILE, WEIGHTS
 from .train import MASK_WEIGHT, diffusion_loss, mask_area, synthetic_pairs
 
-FILE = "magic_clothing_tiny.safetensors"
+FILE = EXTRACTOR_FILE
 DROP = 0.1
 
 
@@ -49,7 +49,7 @@ def main(argv=None):
     ap.add_argument("--batch", type=int, default=4)
     ap.add_argument("--lr", type=float, default=3e-4)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--out", default=os.path.join(WEIGHTS, "magicclothing"))
+    ap.add_argument("--out", default=os.path.join(WEIGHTS, EXTRACTOR))
     args = ap.parse_args(argv)
 
     from diffusers import UNet2DConditionModel
