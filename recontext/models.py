@@ -696,6 +696,11 @@ class ModelOwner:
             return flow_levels(self.pipe.scheduler, steps, latents.shape[-2] * latents.shape[-1] // 4)
         return levels(self.pipe.scheduler, steps)
 
+    def count_evaluations(self, n: int) -> None:
+        """Latents another copy of the UNet evaluated (MagicClothing's garment extractor),
+        counted with the UNet's own: the work a GPU request does."""
+        self._unet_evaluations += int(n)
+
     def unet_evaluations(self) -> int:
         """How many latents the UNet has denoised so far (for benchmarks)."""
         return self._unet_evaluations

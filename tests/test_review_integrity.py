@@ -228,7 +228,7 @@ def test_read_only_folder_serves_next_item_and_summary_and_refuses_ratings(tmp_p
     first, second = _item(data.runs, n=2), _item(data.runs, n=2)
     rate(data.runs, data.ratings, "ana", first, _scores(2), data.secret, view(data, "ana", first), reveal=True)
     before = open(data.ratings.path, "rb").read()
-    os.remove(data.ratings.path + ".lock")
+    assert not os.path.exists(data.ratings.path + ".lock")  # locks live in the temp folder (recontext.locks)
     _read_only(monkeypatch, tmp_path / "data")
     data = open_data(tmp_path / "data")  # a fresh process on the read-only folder
     assert review_tab.next_item(data, "ana")[0] == second

@@ -193,10 +193,11 @@ def build(studio, runs=None):
                 cancel = cancel_button()
             gr.Markdown(hyperlora_note(studio))
         with gr.Column(scale=2):
-            with gr.Row():
-                images = [gr.Image(label=m, type="pil", format="png", interactive=False,
-                                   visible=False, height=280, elem_classes="result-image")
-                          for m in studio.garment_methods]
+            images, names = [], studio.garment_methods
+            for row in (names[i:i + 3] for i in range(0, len(names), 3)):  # at most three a row
+                with gr.Row():
+                    images += [gr.Image(label=m, type="pil", format="png", interactive=False,
+                                        visible=False, height=280, elem_classes="result-image") for m in row]
             table = gr.Dataframe(value=pd.DataFrame(columns=TIMING_COLUMNS), label="Timings (seconds)",
                                  interactive=False, wrap=True)
             notes = gr.Markdown()

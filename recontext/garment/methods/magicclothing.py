@@ -67,6 +67,7 @@ def extract(models, extractor, garment) -> dict:
     with torch.no_grad():
         extractor(latents.to(models.dtype), t, encoder_hidden_states=empty.text.to(models.dtype),
                   added_cond_kwargs=empty.added, return_dict=False)
+    models.count_evaluations(latents.shape[0])
     return {name: proc.recorded for name, proc in extractor.attn_processors.items()
             if isinstance(proc, GarmentAttention)}
 
