@@ -3,7 +3,7 @@ figure comes to the garment's colour (the prompt names the garment's kind, not i
 
     python bench/garment_fidelity.py [--garments 8] [--first 10000]
 
-Prints `garment colour error: hyperlora X ip-adapter Y prompt-only Z` last (mean RGB
+Prints `garment colour error: hyperlora X ip-adapter Y magicclothing W prompt-only Z` last (mean RGB
 distance on a 0-1 scale; lower is better).
 """
 
@@ -28,11 +28,12 @@ def main():
         ap.error(f"--first must be {claims.GARMENT_SEED} or more: lower seeds are training garments")
     quiet_libraries()
     studio = Studio("tiny")
-    err = claims.garment_colour_error(studio, ("hyperlora", "ip-adapter", "prompt-only", claims.MISMATCHED),
+    err = claims.garment_colour_error(studio, ("hyperlora", "ip-adapter", "magicclothing", "prompt-only",
+                                              claims.MISMATCHED),
                                       n=args.garments, first=args.first)
     print(f"hyperlora given the next garment's photo instead: {err[claims.MISMATCHED]:.4f}")
     print(f"garment colour error: hyperlora {err['hyperlora']:.4f} ip-adapter {err['ip-adapter']:.4f} "
-          f"prompt-only {err['prompt-only']:.4f}")
+          f"magicclothing {err['magicclothing']:.4f} prompt-only {err['prompt-only']:.4f}")
 
 
 if __name__ == "__main__":

@@ -183,11 +183,9 @@ def reconstruct_row(studio, job: dict) -> dict:
 def editing_jobs(items, edit_methods, method, pairs, steps, seed) -> list[dict]:
     """One edit per turn × editing method × setting; each editing method runs on the inversion
     its spec pairs it with (LEDITS++ on edit-friendly DDPM, its paper's pairing), else `method`."""
-    from .editing import inversion_for
-
     return [{"path": it["input"], "ground_truth": it["output"],
              "image": f"{it['session']}/{it['turn']}", "edit_method": e,
-             "method": inversion_for(e, method), "tight": t, "scale": s,
+             "method": editing.inversion_for(e, method), "tight": t, "scale": s,
              "setting": setting_name(t, s), "prompt": it["source"], "target": it["target"],
              "steps": steps, "seed": seed}
             for it in items for e in edit_methods for t, s in pairs]
@@ -365,7 +363,7 @@ def evaluate_editing(studio, magicbrush: str, out: str, limit=None, edit_methods
         process_state().wait_for_everyone()
         magicbrush = os.path.join(out, "data")
     for e in edit_methods or []:
-        editing.get(e, studio.preset.flow)
+        editing.get(e, studio.preset)
     items = read_magicbrush(magicbrush, turns, limit)
     jobs = editing_jobs(items, edit_methods or studio.edit_methods, method or studio.methods[0],
                         settings(tight, scales), steps or studio.preset.steps, seed)

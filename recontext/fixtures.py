@@ -14,6 +14,8 @@ true shapes (weights change neither speed, memory nor shape bugs; outputs are no
   seeded pool of normal values, scaled to the tensor's fan-in (biases 0, norm weights 1).
 - Seeded; every repo is written into a temporary folder and moved into place when
   complete, and skipped when its `.complete` marker is there.
+- MagicClothing's garment extractor (sd15): one safetensors file, a whole SD 1.5 UNet state
+  dict in the published checkpoint's key layout (`write_garment_extractor`).
 - Not written: the SD 1.5 safety checker (never loaded: the studio passes
   `safety_checker=None`); the fp16 `variant` files (the plain names hold float16).
 """
@@ -391,6 +393,23 @@ def write_safety_checker(root: str) -> None:
     CLIPImageProcessor(**CLIP_PROCESSOR).save_pretrained(folder)
 
 
+# MagicClothing's garment extractor (the sd15 preset): one safetensors file holding a whole
+# SD 1.5 UNet's state dict under diffusers' parameter names, which is how the authors load
+# it (ShineChen1024/MagicClothing, garment_adapter/garment_diffusion.py: the file's tensors
+# read with `safe_open` into a dict, then `ref_unet.load_state_dict(state_dict, strict=False)`
+# on a copy of the pipeline's diffusers UNet).
+GARMENT_EXTRACTOR = ("ShineChen1024/MagicClothing", "magic_clothing_768_vitonhd_joint.safetensors")
+
+
+def write_garment_extractor(root: str) -> None:
+    from safetensors.torch import save_file
+
+    repo, file = GARMENT_EXTRACTOR
+    unet = random_model(lambda: _unet(SD15_UNET), f"{repo}/{file}")
+    os.makedirs(os.path.join(root, repo), exist_ok=True)
+    save_file({k: v.contiguous() for k, v in unet.state_dict().items()}, os.path.join(root, repo, file))
+
+
 def _repos(presets: set[str]) -> dict:
     """repo -> writer, for what `presets` name."""
     jobs = {}
@@ -408,6 +427,7 @@ def _repos(presets: set[str]) -> dict:
     if "sd15" in presets:
         jobs[SD15] = lambda r: write_pipeline(r, SD15, SD15_INDEX, SD15_UNET, SD15_VAE, SD15_SCHEDULER,
                                               [("text_encoder", CLIP_L_TEXT, False)])
+        jobs[GARMENT_EXTRACTOR[0]] = write_garment_extractor
     # one IP-Adapter repo holds the files of every preset: rebuilt when one is missing
     files = {"sdxl" if p.startswith("sdxl") else p for p in presets}
     jobs[IP_ADAPTER + "@" + ",".join(sorted(files))] = lambda r: write_ip_adapter(r, presets)

@@ -33,6 +33,7 @@ class Option:
     parse: Callable | None = None
     stage: str = "invert"
     label: str = ""
+    page: bool = True  # offered on the page and the API (False: a path, never read from a client)
 
     def default_for(self, preset: str | None = None):
         return self.per_preset.get(preset, self.default)

@@ -35,10 +35,19 @@ class Cond:
     text: torch.Tensor
     added: dict = field(default_factory=dict)
     guidance: float = 1.0
+    # more than two guidance branches (MagicClothing's joint guidance): the latents go
+    # through the UNet once per row of `text`, and `mix` combines the predictions (a tuple,
+    # in the rows' order) into one; None: classifier-free guidance over two rows
+    mix: object = None
 
     @property
     def guided(self) -> bool:
         return self.guidance > 1.0
+
+    @property
+    def rows(self) -> int:
+        """How many times each latent goes through the model per call."""
+        return len(self.text) if self.mix is not None else 2 if self.guided else 1
 
 
 class ProjectOnce(torch.nn.Module):
@@ -529,6 +538,95 @@ class ModelOwner:
             finally:
                 unet.set_attn_processor(originals)
 
+    # -- MagicClothing's garment extractor and its attention ---------------------------
+    def garment_extractor(self, source: tuple[str, str]):
+        """The garment extractor named by `source` = (a folder or Hub repo, the file): a
+        `UNet2DConditionModel` of the base model's configuration, built from the base's own
+        `unet` folder, with the checkpoint's state dict laid over it by its keys, as
+        MagicClothing loads it (ShineChen1024/MagicClothing, garment_adapter/
+        garment_diffusion.py: `ref_unet.load_state_dict(state_dict, strict=False)`, the keys
+        being diffusers' UNet parameter names). Its self-attention layers record their
+        input (`attention.GarmentAttention` in "record" mode). Loaded once and kept.
+        ValueError naming the file when it cannot be had."""
+        from diffusers import UNet2DConditionModel
+        from safetensors.torch import load_file
+
+        from .attention import GarmentAttention
+
+        with self.lock:
+            cache = self.__dict__.setdefault("_extractors", {})
+            if source in cache:
+                return cache[source]
+            path = self._extractor_file(*source)
+            state = load_file(path)
+            base = self.pipe.unet
+            config = {**base.config, "encoder_hid_dim_type": None, "encoder_hid_dim": None}  # no IP-Adapter
+            ref = UNet2DConditionModel.from_config(config)
+            own = ref.state_dict()
+            unknown = [k for k in state if k not in own]
+            if unknown or not any(".attn1." in k for k in state):
+                raise ValueError(f"garment extractor {path}: not a UNet state dict of this model "
+                                 f"({len(unknown)} unknown keys, e.g. {unknown[:2]})")
+            missing = [k for k in own if k not in state]
+            if missing:  # strict=False, as the authors: the rest from the base UNet (LoRA layers unwrapped)
+                plain = {k.replace(".base_layer.", "."): v for k, v in base.state_dict().items()
+                         if ".lora_" not in k}
+                ref.load_state_dict({k: plain[k] for k in missing if k in plain}, strict=False)
+            ref.load_state_dict(state, strict=False)
+            ref = ref.to(self.device, self.weights_dtype).eval().requires_grad_(False)
+            if self.weights_dtype != self.dtype:
+                compute_in(ref, self.dtype)
+            ref.set_attn_processor({name: GarmentAttention(proc, name, "record")
+                                    if name.endswith("attn1.processor") else proc
+                                    for name, proc in ref.attn_processors.items()})
+            cache[source] = ref
+            return ref
+
+    def _extractor_file(self, source: str, file: str) -> str:
+        """A file of a folder, of a repo in the models mirror, or of the Hub cache / a download
+        (only the cache when offline)."""
+        from .presets import mirrored, models_dir
+
+        if os.path.isdir(source):
+            path = os.path.join(source, file)
+            if os.path.exists(path):
+                return path
+            raise ValueError(f"garment extractor: {file} is missing from {source}")
+        mirror = models_dir()
+        if mirror and os.path.exists(os.path.join(mirrored(source, mirror), file)):
+            return os.path.join(mirrored(source, mirror), file)
+        from huggingface_hub import hf_hub_download
+
+        offline = self.preset.offline or bool(mirror) or _flag("HF_HUB_OFFLINE")
+        try:
+            return hf_hub_download(source, file, local_files_only=offline)
+        except Exception as e:
+            why = "offline, and not in the local Hub cache" if offline else f"the download failed: {type(e).__name__}"
+            raise ValueError(f"garment extractor: the file {file} of the Hub repo {source} is missing "
+                             f"({why}); download it (huggingface-cli download {source} {file}) or put "
+                             f"it in the models folder") from None
+
+    @contextlib.contextmanager
+    def garment_attention(self, states: dict, present, scale: float = 1.0):
+        """Run the block with each self-attention layer of the UNet attending to the garment
+        extractor's recorded hidden states `states` (layer name -> (1, tokens, channels)) as
+        well as to its own: `present` (one number per guidance row) says which rows see the
+        garment (0: zeros in their place, as the authors' unconditional row), `scale`
+        multiplies them. On leaving, the original processor objects are put back."""
+        from .attention import GarmentAttention
+
+        unet = self.pipe.unet
+        with self.lock, self.unfused():
+            originals = dict(unet.attn_processors)
+            unet.set_attn_processor({
+                name: GarmentAttention(proc, name, "read", states, present, scale)
+                if name.endswith("attn1.processor") and not name.startswith("encoder_hid_proj")
+                else proc for name, proc in originals.items()})
+            try:
+                yield unet
+            finally:
+                unet.set_attn_processor(originals)
+
     # -- the three calls every method is made of ---------------------------------------
     def unet_call(self, x: torch.Tensor, t, cond: Cond, params: dict | None = None) -> torch.Tensor:
         """Predicted noise for latents `x` at timestep `t` (float32 in, float32 out).
@@ -537,7 +635,7 @@ class ModelOwner:
         A v-prediction UNet's output is turned into noise here (eps = sqrt(a) v + sqrt(1-a) x,
         Salimans & Ho 2022), so every method works in noise whatever the model predicts."""
         unet = self.pipe.unet
-        xin = torch.cat([x, x]) if cond.guided else x
+        xin = torch.cat([x] * cond.rows) if cond.rows > 1 else x
         self._unet_evaluations += xin.shape[0]
         kwargs = dict(encoder_hidden_states=cond.text, added_cond_kwargs=cond.added, return_dict=False)
         if params:
@@ -550,7 +648,9 @@ class ModelOwner:
             if a.ndim:  # one timestep per latent (repeated for the guided rows)
                 a = a.repeat(len(eps) // len(a)).reshape(-1, 1, 1, 1)
             eps = a.sqrt() * eps + (1 - a).sqrt() * xin.float()
-        if cond.guided:
+        if cond.mix is not None:
+            eps = cond.mix(eps.chunk(cond.rows))
+        elif cond.guided:
             uncond, text = eps.chunk(2)
             eps = uncond + cond.guidance * (text - uncond)
         return eps

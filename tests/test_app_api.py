@@ -14,6 +14,31 @@ def client(app_url):
     return Client(app_url, verbose=False)
 
 
+def is_image(value) -> bool:
+    """An image as gradio_client hands it back: a local file path."""
+    return isinstance(value, str) and os.path.exists(value)
+
+
+def plain(out, pairs=False):
+    """An endpoint's answer: one JSON dict first, then its images (or image pairs), None
+    for one not made, as many as the dict's "images" names. Returns (dict, {name: image})."""
+    result, images = out[0], list(out[1:])
+    assert isinstance(result, dict), type(result)
+    assert not any(isinstance(v, dict) and ("__type__" in v or "visible" in v) for v in (result, *images))
+    assert len(images) == len(result["images"])
+    for im in images:
+        if pairs:
+            assert im is None or (len(im) == 2 and all(is_image(p) for p in im)), im
+        else:
+            assert im is None or is_image(im), im
+    return result, dict(zip(result["images"], images))
+
+
+def ran(result) -> set:
+    """The image names a result's runs made (inversion: "method" or "method + tight")."""
+    return {r["method"] + (" + tight" if r.get("tight") else "") for r in result["runs"]}
+
+
 def reconstruct(client, path, steps=4, methods=("ddim", "edit-friendly")):
     return client.predict(photo=handle_file(path), prompt="a cat", methods=list(methods),
                           variants=["plain", "tight"], image_scale=0.4, steps=steps, seed=0,
@@ -21,12 +46,11 @@ def reconstruct(client, path, steps=4, methods=("ddim", "edit-friendly")):
 
 
 def test_reconstruct_endpoint(client):
-    out = reconstruct(client, CAT)
-    sliders, table = out[:-2], out[-2]
-    assert len(table["data"]) == 4
-    shown = [s for s in sliders if s.get("visible")]
-    assert len(shown) == 4 and all(len(s["value"]) == 2 for s in shown)
-    assert all(str(p).endswith(".png") for s in shown for p in s["value"])
+    result, pairs = plain(reconstruct(client, CAT), pairs=True)
+    assert len(result["runs"]) == 4 and ran(result) == {n for n, p in pairs.items() if p is not None}
+    assert all(str(p).endswith(".png") for pair in pairs.values() if pair for p in pair)
+    assert all(isinstance(r["psnr"], float) and (r["lpips"] is None or isinstance(r["lpips"], float))
+               for r in result["runs"])
 
 
 def test_bad_inputs_leave_the_app_serving(client, tmp_path):
@@ -38,7 +62,7 @@ def test_bad_inputs_leave_the_app_serving(client, tmp_path):
         reconstruct(client, CAT, steps=5000)
     with pytest.raises(Exception, match="at least one method"):
         reconstruct(client, CAT, methods=())
-    assert len(reconstruct(client, CAT, steps=2)[-2]["data"]) == 4
+    assert len(reconstruct(client, CAT, steps=2)[0]["runs"]) == 4
 
 
 def test_every_endpoint_has_named_parameters_with_the_pages_defaults(client):
@@ -52,7 +76,9 @@ def test_every_endpoint_has_named_parameters_with_the_pages_defaults(client):
     assert params["/reconstruct"]["prompt"]["parameter_has_default"]
     assert params["/reconstruct"]["steps"]["type"]["type"] == "integer"
     assert params["/dress"]["seed"]["parameter_default"] == 0
-    assert params["/dress"]["lora_scale"]["parameter_default"] == 1.0
+    assert params["/dress"]["hyperlora_scale"]["parameter_default"] == 1.0  # from the spec
+    assert params["/dress"]["ip_adapter_scale"]["parameter_default"] == 0.6
+    assert params["/edit"]["cross_replace"]["parameter_default"] == 0.8
     assert list(params["/rate"]) == ["rater", "item_id", "view_token", "scores", "comment", "reveal"]
     assert list(params["/next_pair"]) == ["rater"]
     assert list(params["/vote"]) == ["rater", "item_id", "view_token", "choice"]
@@ -61,7 +87,7 @@ def test_every_endpoint_has_named_parameters_with_the_pages_defaults(client):
 def test_reconstruct_without_a_prompt_and_bad_numbers_name_the_field(client):
     out = client.predict(photo=handle_file(CAT), methods=["ddim"], variants=["plain"], steps=2,
                          api_name="/reconstruct")
-    assert len(out[-2]["data"]) == 1
+    assert len(plain(out, pairs=True)[0]["runs"]) == 1
     for kwargs, message in ((dict(steps=1.5), "Steps must be a whole number"),
                             (dict(seed=1.5), "Seed must be a whole number"),
                             (dict(steps="abc"), "Steps must be a number"),
@@ -72,13 +98,16 @@ def test_reconstruct_without_a_prompt_and_bad_numbers_name_the_field(client):
 
 
 def test_edit_endpoints(client):
-    rec, out, table, notes = client.predict(
-        photo=handle_file(CAT), source="a cat", target="a tiger", steps=3, api_name="/edit")
-    assert len(rec) == 2 and len(out) == 2 and len(table["data"]) == 1
-    gallery, plot, table, notes = client.predict(
+    result, pairs = plain(client.predict(
+        photo=handle_file(CAT), source="a cat", target="a tiger", steps=3, api_name="/edit"), pairs=True)
+    assert len(result["runs"]) == 1 and all(p is not None for p in pairs.values())
+    result, gallery = client.predict(
         photo=handle_file(CAT), source="a cat", target="a tiger", scales="0, 0.5, 1", steps=3,
         api_name="/edit_sweep")
-    assert len(gallery) == 3 and len(table["data"]) == 3 and plot is not None
+    assert isinstance(result, dict) and result["kind"] == "sweep"
+    assert len(gallery) == 3 == len(result["runs"]) == len(result["images"])
+    assert [r["image_scale"] for r in result["runs"]] == [0, 0.5, 1]
+    assert all(is_image(g["image"]) for g in gallery)
     with pytest.raises(Exception, match="target prompt is empty"):
         client.predict(handle_file(CAT), "a cat", "", "ddim", True, 0.4, 7.5, 3, 0, api_name="/edit")
 
@@ -88,13 +117,16 @@ def test_review_endpoints(client):
     token, rate records it (only with that token) and reveals the methods, summary counts it."""
     reconstruct(client, CAT, steps=2, methods=("ddim",))  # 2 outputs: ddim, ddim+tight
     out = client.predict("rater-api", api_name="/next_item")
-    item_id, token, info, prompts, source, images = out[0], out[1], out[2], out[3], out[4], out[5:17]
-    assert item_id and token and source and prompts == "Caption: a cat"
-    shown = [im for im in images if im.get("visible", True) and im.get("value")]
-    assert len(shown) >= 2
+    result, source, images = out[0], out[1], out[2:]
+    assert isinstance(result, dict) and is_image(source) and len(images) == 12
+    item_id, token, prompts = result["item_id"], result["view_token"], result["prompts"]
+    assert item_id and token and prompts == "Caption: a cat"
+    shown = [im for im in images if im is not None]
+    assert len(shown) >= 2 and all(is_image(im) for im in shown) and len(result["labels"]) == len(shown)
+    assert all(im is None for im in images[len(shown):])
     assert "ddim" not in str(out) and "tight" not in str(out)
     scores = {label: {"fidelity": 4, "realism": 3} for label in "ABCDEFGHIJKL"[:len(shown)]}
-    before = client.predict(api_name="/summary")[0]
+    before = client.predict(api_name="/summary")[0]["methods"]
     rate = dict(rater="rater-api", item_id=item_id, view_token=token, api_name="/rate")
     with pytest.raises(Exception, match="fidelity must be from 1 to 5"):
         client.predict(**rate, scores={**scores, "A": {"fidelity": 9, "realism": 3}})
@@ -108,15 +140,16 @@ def test_review_endpoints(client):
         client.predict(**{**rate, "rater": "someone-else"}, scores=scores)
     with pytest.raises(Exception, match="view_token"):
         client.predict(**{**rate, "view_token": ""}, scores=scores)
-    result = client.predict(**{**rate, "rater": "Rater-API"}, scores=scores, comment="fine")  # one rater
+    result = client.predict(**{**rate, "rater": "Rater-API"}, scores=scores, comment="fine")["message"]  # one rater
     assert "was `ddim" in result and "A" in result
     with pytest.raises(Exception, match="already rated"):  # the methods were revealed
         client.predict(**rate, scores=scores)
-    table, plot, stats, wins, csv, bt, report = client.predict(api_name="/summary")
+    report, csv = client.predict(api_name="/summary")
+    stats = report["text"]
     # other tests sharing the app may have rated too: the summary changed, in plain English
-    assert table["data"] != before["data"] and "ratings from" in stats and "1 raters" not in stats
+    assert report["methods"] != before and "ratings from" in stats and "1 raters" not in stats
     assert csv.endswith(".csv") and "bradley_terry" in report and "coverage" in report
-    assert any(row[1].startswith("ddim") for row in table["data"])
+    assert any(row["method"].startswith("ddim") for row in report["methods"])
     with open(csv) as f:
         header = f.readline()
     assert "rater" in header and "label" not in header and "position" not in header
@@ -134,11 +167,13 @@ def test_pairwise_endpoints(client):
         client.predict(**vote, choice="left")
     with pytest.raises(Exception, match="shown to rater"):
         client.predict(**{**vote, "rater": "other"}, choice="A")
-    text = client.predict(**vote, choice="A")
+    answer = client.predict(**vote, choice="A")
+    assert isinstance(answer, dict) and answer["choice"] == "A"
+    text = answer["message"]
     assert "Vote saved" in text and "A was `" in text
     with pytest.raises(Exception, match="already voted"):
         client.predict(**vote, choice="B")
-    report = client.predict(api_name="/summary")[-1]
+    report = client.predict(api_name="/summary")[0]
     ranking = report["bradley_terry"]
     assert ranking and {"method", "strength", "low", "high"} <= set(ranking[0])
     assert report["votes"] >= 1
@@ -195,13 +230,13 @@ def test_bad_inputs_end_to_end(client, tmp_path):
     with pytest.raises(Exception, match="corrupt or truncated"):
         reconstruct(client, str(cut), steps=2, methods=("ddim",))
     for path, note in ((huge, "6000×6000"), (deep, "16-bit"), (rgba, "transparen")):
-        notes = reconstruct(client, str(path), steps=2, methods=("ddim",))[-1]
+        notes = " ".join(reconstruct(client, str(path), steps=2, methods=("ddim",))[0]["notes"])
         assert note.lower() in notes.lower(), notes
     long = "a cat " * 340  # 2,040 characters
-    notes = reconstruct(client, CAT, steps=2, methods=("ddim",))[-1]
+    notes = " ".join(reconstruct(client, CAT, steps=2, methods=("ddim",))[0]["notes"])
     out = client.predict(photo=handle_file(CAT), prompt=long, methods=["ddim"], variants=["plain"],
                          steps=2, api_name="/reconstruct")
-    assert "cut off" in out[-1]
+    assert "cut off" in " ".join(out[0]["notes"])
     with pytest.raises(Exception, match="target prompt is empty"):
         client.predict(photo=handle_file(CAT), source="a cat", target="   ", steps=2, api_name="/edit")
     with pytest.raises(Exception, match="prompt is empty"):
@@ -214,7 +249,7 @@ def test_bad_inputs_end_to_end(client, tmp_path):
         with pytest.raises(Exception, match=f"{field}|minimum value|maximum value"):
             client.predict(photo=handle_file(CAT), methods=["ddim"], variants=["tight"],
                            image_scale=args[0], steps=args[1], seed=args[2], api_name="/reconstruct")
-    assert len(reconstruct(client, CAT, steps=2)[-2]["data"]) == 4
+    assert len(reconstruct(client, CAT, steps=2)[0]["runs"]) == 4
     assert "Saved as run" in notes
 
 
@@ -253,11 +288,12 @@ def test_dress_endpoint(client):
     shirt = os.path.join(ROOT, "assets", "garments", "green-plain-t-shirt.png")
     out = client.predict(garment=handle_file(shirt), prompt="a person on a beach", steps=3,
                          api_name="/dress")
-    images, table, notes = out[:-2], out[-2], out[-1]
-    assert [r[0] for r in table["data"]] == ["hyperlora", "ip-adapter", "prompt-only"]
-    assert table["headers"][-1].startswith("setup seconds")
-    assert sum(1 for im in images if im.get("visible", True) and im.get("value")) == 3
-    assert "Saved as run" in notes
+    result, images = plain(out)
+    assert [r["method"] for r in result["runs"]] == ["hyperlora", "ip-adapter", "prompt-only"]
+    assert {"adapt_seconds", "generate_seconds", "setup_seconds", "cached"} <= set(result["runs"][0])
+    assert {m for m, im in images.items() if im is not None} == ran(result)  # from the stated order
+    assert next(r for r in result["runs"] if r["method"] == "prompt-only")["cached"] is None
+    assert "Saved as run" in " ".join(result["notes"]) and result["run_id"]
 
 
 def test_mcp_server_lists_the_four_tools(app_url):
@@ -298,7 +334,7 @@ def test_served_files_never_include_the_data_folder(client, app_url, app_data):
     """The review's secret and the raw ratings are not served, whatever the path."""
     import httpx
 
-    data = client.predict(api_name="/summary")[4]  # an export, not the data folder's CSV
+    data = client.predict(api_name="/summary")[1]  # an export, not the data folder's CSV
     assert data is None or str(app_data) not in data  # an export copy, never the data folder's file
     assert (app_data / ".blind-secret").exists()
     for name in (".blind-secret", "ratings.csv"):
@@ -307,13 +343,15 @@ def test_served_files_never_include_the_data_folder(client, app_url, app_data):
 
 
 def test_edit_methods_and_compare_endpoints(client):
-    rec, out, table, notes = client.predict(
-        handle_file(CAT), "a cat", "a tiger", "ddim", True, 0.4, 7.5, 3, 0, "prompt-to-prompt",
-        0.6, 0.3, "tiger=2", 5.0, 0.9, api_name="/edit")
-    assert table["data"][0][0] == "prompt-to-prompt"
-    gallery, table, notes = client.predict(
-        handle_file(CAT), "a cat", "a tiger", "ddim", 0.4, 7.5, 2, 0, 0.8, 0.4, "", 5.0, 0.9,
-        api_name="/edit_compare")
-    assert len(gallery) == 6 and len(table["data"]) == 6
-    assert {r[0] for r in table["data"]} == {"regenerate", "prompt-to-prompt", "ledits++"}
-    assert "saved" in notes.lower()
+    result, _ = plain(client.predict(
+        photo=handle_file(CAT), source="a cat", target="a tiger", method="ddim", tight=True, image_scale=0.4,
+        guidance=7.5, steps=3, seed=0, edit_method="prompt-to-prompt", cross_replace=0.6, self_replace=0.3,
+        reweight="tiger=2", api_name="/edit"), pairs=True)
+    assert result["runs"][0]["edit_method"] == "prompt-to-prompt"
+    result, gallery = client.predict(
+        photo=handle_file(CAT), source="a cat", target="a tiger", method="ddim", image_scale=0.4, guidance=7.5,
+        steps=2, seed=0, api_name="/edit_compare")
+    assert isinstance(result, dict) and len(gallery) == 6 == len(result["runs"]) == len(result["images"])
+    assert [g["caption"] for g in gallery] == result["images"]
+    assert {r["edit_method"] for r in result["runs"]} == {"regenerate", "prompt-to-prompt", "ledits++"}
+    assert "saved" in " ".join(result["notes"]).lower()

@@ -252,3 +252,28 @@ def test_bad_upload_shows_a_message_and_the_next_run_works(page, tmp_path, kind)
     page.get_by_role("button", name="Invert and reconstruct").click()
     page.get_by_text("Saved as run").wait_for(timeout=RUN_TIMEOUT)
     shutil.rmtree(tmp_path, ignore_errors=True)
+
+
+def test_a_success_clears_the_old_error_pop_up(page, tmp_path):
+    """An error pop-up left open is closed when the next run succeeds (issue 27)."""
+    bad = tmp_path / "notes.png"
+    bad.write_text("this is not an image")
+    open_tab(page, "Inversion")
+    page.locator("input[type=file]").first.set_input_files(str(bad))
+    page.wait_for_timeout(1000)
+    steps(page, 2)
+    page.get_by_role("button", name="Invert and reconstruct").click()
+    page.locator(".toast-body").first.wait_for(timeout=RUN_TIMEOUT)
+    page.get_by_text("a photo of a cat").first.click()  # the pop-up is left open
+    page.wait_for_timeout(500)
+    page.get_by_role("button", name="Invert and reconstruct").click()
+    page.get_by_text("Saved as run").wait_for(timeout=RUN_TIMEOUT)
+    page.wait_for_function("() => document.querySelectorAll('.toast-body').length === 0", timeout=5_000)
+
+
+def test_long_runs_have_a_cancel_button(page):
+    for tab, button in (("Garment → model", "Dress"), ("Inversion", "Invert and reconstruct"),
+                        ("Text editing", "Edit")):
+        open_tab(page, tab)
+        expect(page.get_by_role("button", name=button, exact=True)).to_be_visible()
+        assert page.get_by_role("button", name="Cancel", exact=True).locator("visible=true").count() >= 1, tab

@@ -23,8 +23,8 @@ PHOTO = ROOT / "assets" / "photos" / "chelsea.png"
 
 def _twin(src: Path, dst: Path, old: str, new: str) -> None:
     text = src.read_text()
-    assert text.count(f'"{old}"') == 1, f"{src.name} should name its method once, in its SPEC"
-    dst.write_text(text.replace(f'"{old}"', f'"{new}"'))
+    assert text.count(f'Spec("{old}"') == 1, f"{src.name} should declare its method once, in its SPEC"
+    dst.write_text(text.replace(f'Spec("{old}"', f'Spec("{new}"'))
 
 
 @pytest.fixture(scope="module")
@@ -34,6 +34,7 @@ def twins(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("pkg")
     copy = root / "recontext"
     shutil.copytree(PACKAGE, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    (root / "assets").symlink_to(ROOT / "assets")  # the tabs' examples, beside the package as in the repo
     _twin(copy / "inversion" / "ddim.py", copy / "inversion" / "ddim_twin.py", "ddim", "ddim-twin")
     _twin(copy / "editing" / "regenerate.py", copy / "editing" / "regen_twin.py", "regenerate", "regen-twin")
     _twin(copy / "garment" / "methods" / "ip_adapter.py", copy / "garment" / "methods" / "ip_adapter_twin.py",

@@ -26,6 +26,9 @@ from . import arch
 
 SEED = 0
 WEIGHTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "weights")
+# the garment extractor (python -m recontext.garment.train_extractor): a folder of `weights`,
+# copied to the same name in the built preset
+EXTRACTOR, EXTRACTOR_FILE = "magicclothing", "magic_clothing_tiny.safetensors"
 log = logging.getLogger(__name__)
 
 
@@ -149,6 +152,8 @@ def assemble(root: str, weights: str = WEIGHTS, unet=None, ip_adapter: dict | No
 
     if os.path.isdir(os.path.join(weights, "hyperlora")):
         shutil.copytree(os.path.join(weights, "hyperlora"), os.path.join(root, "hyperlora"))
+    if os.path.isdir(os.path.join(weights, EXTRACTOR)):  # the garment extractor (its own layout)
+        shutil.copytree(os.path.join(weights, EXTRACTOR), os.path.join(root, EXTRACTOR))
     with open(os.path.join(root, "README.json"), "w") as f:
         json.dump({"what": "recontext tiny preset: the tiny world's trained weights "
                    "(see recontext/tiny/weights/MODEL_CARD.md)", "version": TINY_VERSION, **info}, f,

@@ -81,10 +81,16 @@ def saved_note(run_id: str, outputs: int) -> str:
 def save_run(save, outputs: int) -> str:
     """Save a computed result with `save()` (returns the run id) and say so; when the data
     folder fails, the result is still shown and the note says it was not saved."""
+    return saved(save, outputs)[1]
+
+
+def saved(save, outputs: int) -> tuple[str | None, str]:
+    """`save_run`, also giving the run id (None when not saved)."""
     try:
-        return saved_note(save(), outputs)
+        run_id = save()
     except StorageError as e:
-        return f"**Not saved**: {e}. The result is shown all the same; download what you need."
+        return None, f"**Not saved**: {e}. The result is shown all the same; download what you need."
+    return run_id, saved_note(run_id, outputs)
 
 
 def _number(label: str, payload, whole: bool):
@@ -284,3 +290,183 @@ def on_gpu(fn, work, preset, loaded=lambda: True):
         return gpu_fn(*args, **kwargs)
 
     return checked
+
+
+# -- controls and API parameters built from the method specs ----------------------------------
+def option_params(specs, shared=False) -> list[tuple[str, object, object]]:
+    """(API parameter name, spec, option) for every setting a user may change, in the specs'
+    order. A setting several methods share by name (`scale`) gets one parameter per method,
+    named after it (`ip_adapter_scale`), unless `shared` (one parameter for all)."""
+    counts = {}
+    for spec in specs:
+        for o in spec.options:
+            if o.kind != "fixed" and o.page:
+                counts[o.name] = counts.get(o.name, 0) + 1
+    out, seen = [], set()
+    for spec in specs:
+        for o in spec.options:
+            if o.kind == "fixed" or not o.page:
+                continue
+            if counts[o.name] > 1 and not shared:
+                name = f"{spec.name.replace('-', '_').replace('+', '')}_{o.name}"
+            else:
+                name = o.name
+            if name not in seen:
+                seen.add(name)
+                out.append((name, spec, o))
+    return out
+
+
+def option_control(o, preset: str, label: str | None = None):
+    """The page's control of one option: a slider (its range, its default on `preset`,
+    its help), a checkbox or a text box."""
+    label = label or o.title
+    default = o.default_for(preset)
+    if o.kind == "bool":
+        return Flag(value=bool(default), label=label, info=o.help)
+    if o.kind == "text":
+        return gr.Textbox(value="" if default is None else str(default), label=label, info=o.help, max_lines=1)
+    step = o.step or (1 if o.kind == "int" else (o.hi - o.lo) / 100)
+    return Slider(o.lo, o.hi, value=default, step=step, label=label, info=o.help,
+                  **({"precision": 0} if o.kind == "int" else {}))
+
+
+def option_controls(specs, preset: str, shared=False, shown=()) -> tuple[dict, dict]:
+    """Controls for every option of `specs`, each method's in a group of its own (shown or
+    hidden with the method; at first the methods in `shown`): ({parameter: control},
+    {method: group})."""
+    params = option_params(specs, shared)
+    controls, groups = {}, {}
+    for spec in specs:
+        mine = [(n, o) for n, s, o in params if s is spec]
+        if not mine:
+            continue
+        with gr.Group(visible=spec.name in shown) as group:
+            gr.Markdown(f"**{spec.title}** settings")
+            for name, o in mine:
+                controls[name] = option_control(o, preset)
+        groups[spec.name] = group
+    return controls, groups
+
+
+def settings_of(params, values: dict) -> dict[str, dict]:
+    """{method: {option: value}} from the API parameters' values (empty text: unset)."""
+    out = {}
+    for name, spec, o in params:
+        value = values.get(name)
+        if o.kind == "text" and (value is None or not str(value).strip()):
+            continue
+        if value is not None:
+            out.setdefault(spec.name, {})[o.name] = value
+    return out
+
+
+def option_docs(params) -> str:
+    """The API docs' lines for the option parameters (Google style, as Gradio reads them)."""
+    lines = []
+    for name, spec, o in params:
+        rng = f" ({o.lo:g}-{o.hi:g}; default: the method's own)" if o.lo is not None else " (optional)"
+        lines.append(f"            {name}: {spec.name}: {o.help}{rng}")
+    return "\n".join(lines)
+
+
+def with_options(fn, fixed: list[str], params, doc: str, name: str):
+    """`fn(values: dict, progress)` as an endpoint whose parameters are `fixed` (names, no
+    default) then the option `params` (default None: the method's own), with `doc` (its
+    `{options}` filled with the options' docs) for the API and MCP docs."""
+    import inspect
+
+    parameters = [inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD) for n in fixed]
+    parameters += [inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None)
+                   for n, _, _ in params]
+    parameters.append(inspect.Parameter("progress", inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                                        default=gr.Progress()))
+    signature = inspect.Signature(parameters)
+
+    def endpoint(*args, **kwargs):
+        bound = signature.bind(*args, **kwargs)
+        bound.apply_defaults()
+        values = dict(bound.arguments)
+        progress = values.pop("progress")
+        return fn(values, progress)
+
+    endpoint.__signature__ = signature
+    endpoint.__name__ = endpoint.__qualname__ = name
+    endpoint.__doc__ = doc.replace("{options}", option_docs(params))
+    return endpoint
+
+# -- plain API results, cancelling, clearing old errors, own photos at their size ----------
+
+CLEAR_ERRORS = """() => { document.querySelectorAll('[data-testid="toast-close"]')
+    .forEach((b) => b.click()); }"""  # closes the error pop-ups of earlier, failed requests
+
+
+def number(value, digits: int = 4):
+    """A metric as JSON takes it: a rounded float, "inf" for ∞ (identical images), None
+    for n/a (NaN or unavailable). JSON has no NaN or Infinity."""
+    if value is None:
+        return None
+    value = float(value)
+    if math.isnan(value):
+        return None
+    if math.isinf(value):
+        return "inf" if value > 0 else "-inf"
+    return float(f"{value:.{digits}g}")
+
+
+def bullets(lines) -> str:
+    return "\n".join(f"- {t}" for t in lines)
+
+
+def with_cancel(event, cancel: gr.Button):
+    """`event`, which `cancel` stops; after a success, earlier error pop-ups are closed."""
+    cancel.click(None, None, None, cancels=[event], api_visibility="private", queue=False)
+    event.success(None, None, None, js=CLEAR_ERRORS, api_visibility="private", queue=False)
+    return event
+
+
+def cancel_button() -> gr.Button:
+    return gr.Button("Cancel", variant="stop", size="sm", min_width=80, scale=0)
+
+
+def uploaded_size(photo) -> tuple[int, int] | None:
+    """The size of the photo as uploaded (EXIF orientation applied), read from the file's
+    header alone; None when it cannot be read (the core then says why)."""
+    from PIL import Image, ImageOps
+
+    try:
+        with Image.open(photo) as im:
+            orientation = im.getexif().get(0x0112, 1)
+            size = im.size
+    except Exception:
+        return None
+    return (size[1], size[0]) if orientation in (5, 6, 7, 8) else size
+
+
+SHOWN_MAX = 2048  # px on the longer side: a huge upload is not sent back at 36 megapixels
+
+
+def shown_size(working: tuple[int, int], uploaded: tuple[int, int] | None) -> tuple[int, int]:
+    """The size results are shown at: the uploaded photo's (at most `SHOWN_MAX` px on the
+    longer side, aspect kept), never below the working size."""
+    if not uploaded or max(uploaded) < max(working):
+        return tuple(working)
+    k = min(1.0, SHOWN_MAX / max(uploaded))
+    return (max(1, round(uploaded[0] * k)), max(1, round(uploaded[1] * k)))
+
+
+def at_size(img, size: tuple[int, int]):
+    """`img` resized to `size` (LANCZOS), or as it is when it has that size already."""
+    from PIL import Image
+
+    return img if img is None or img.size == tuple(size) else img.resize(tuple(size), Image.Resampling.LANCZOS)
+
+
+def size_note(working: tuple[int, int], shown: tuple[int, int]) -> str:
+    """What the page says about sizes: the working size, and the upscaling when shown larger."""
+    w, h = working
+    if tuple(shown) == tuple(working):
+        return f"The model works at {w}×{h} pixels; results are shown at that size."
+    capped = f" (your photo's size, at most {SHOWN_MAX} px)" if max(shown) == SHOWN_MAX else " (your photo's size)"
+    return (f"The model works at {w}×{h} pixels (metrics are computed there); results are shown "
+            f"upscaled to {shown[0]}×{shown[1]}{capped}, so they look softer than the photo.")

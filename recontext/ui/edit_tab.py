@@ -9,22 +9,38 @@ import json
 import gradio as gr
 import pandas as pd
 
-from ..editing import EDIT_HELP, SWEEP_SCALES, sweep_plot
-from .. import zerogpu
-from ..inversion import defaults, rf_inversion
-from ..studio import EDIT_DEFAULTS
+from .. import editing, inversion, zerogpu
+from ..editing import SWEEP_SCALES, sweep_plot
 from ..runs import save_edits
-from .common import (Choice, Flag, Slider, asset, fmt, mcp_tool, not_mcp_tool, on_gpu, photo_input,
-                     progress_fn, save_run, seed_number, steps_slider, user_errors)
+from .. import images
+from .common import (Choice, Flag, Slider, asset, at_size, bullets, cancel_button, fmt, mcp_tool, not_mcp_tool,
+                     number, on_gpu, option_controls, option_params, photo_input, progress_fn, saved,
+                     seed_number, settings_of, shown_size, size_note, steps_slider, uploaded_size, user_errors,
+                     with_cancel, with_options)
 
-ABOUT = """Invert the photo under its **source prompt**, then regenerate it from that noise
-under the **target prompt**. With **Tight** on, the photo also conditions both passes through
+ABOUT = """Invert the photo under its **source prompt**, then edit it from that noise toward
+the **target prompt**. With **Tight** on, the photo also conditions both passes through
 IP-Adapter at the same scale ([Tight Inversion](https://arxiv.org/abs/2502.20376)): a higher
 scale keeps more of the photo and lets the edit land less. **Sweep** runs the edit at several
 scales and plots that trade-off. Changing only the target prompt or guidance reuses the
-cached inversion. The **editing method** decides how the target prompt enters:
-`regenerate` re-imagines the whole image, `prompt-to-prompt` and `LEDITS++` keep what the
-prompt does not mention. **Compare** runs the edit with every editing method, tight and plain."""
+cached inversion. The **editing method** decides how the target prompt enters; **Compare**
+runs the edit with every editing method, tight and plain."""
+
+
+def about(preset) -> str:
+    """The tab's text, with each editing method of the preset (from its spec)."""
+    return ABOUT + "\n\n" + "\n".join(f"- **{s.title}**: {s.help}" for s in editing.REGISTRY.specs(preset))
+
+
+def specs(preset) -> list:
+    """The specs whose options the tab offers: the inversion methods', then the editing methods'."""
+    return [*inversion.REGISTRY.specs(preset), *editing.REGISTRY.specs(preset)]
+
+
+def flat(settings: dict) -> dict:
+    """{method: {option: value}} -> {option: value}: each method takes its own (Studio)."""
+    return {k: v for own in settings.values() for k, v in own.items()}
+
 
 METRIC_NAMES = {"preservation_ssim": "preservation: SSIM to photo ↑",
                 "preservation_lpips": "preservation: LPIPS ↓",
@@ -37,61 +53,110 @@ def examples() -> list[list]:
 
 
 TABLE_COLUMNS = ["image scale", *METRIC_NAMES.values(), "inverted", "seconds"]
+# the endpoints' own parameters, then every method's options (from the specs)
+EDIT = ["photo", "source", "target", "method", "tight", "image_scale", "guidance", "steps", "seed", "edit_method"]
+SWEEP = ["photo", "source", "target", "method", "scales", "guidance", "steps", "seed", "edit_method"]
+COMPARE = ["photo", "source", "target", "method", "image_scale", "guidance", "steps", "seed"]
 
 
-def _table(edits) -> pd.DataFrame:
-    return pd.DataFrame([{"editing method": e.edit_method, "inversion": e.method + (" + tight" if e.tight else ""),
-                          "image scale": e.scale, **{METRIC_NAMES[k]: fmt(v) for k, v in e.metrics.items()},
-                          "inverted": "yes" if e.inverted else "cached", "seconds": round(e.seconds, 2)}
-                         for e in edits])
+def _rows(edits) -> list[dict]:
+    """One plain row per edit: numbers, null for n/a."""
+    return [{"edit_method": e.edit_method, "inversion_method": e.method, "tight": bool(e.tight),
+             "image_scale": e.scale, **{k: number(v) for k, v in e.metrics.items()},
+             "inverted": bool(e.inverted), "seconds": round(e.seconds, 2)} for e in edits]
 
 
-def _notes(edits) -> str:
+def _table(rows) -> pd.DataFrame:
+    """The page's metrics table of plain rows (`_rows`)."""
+    return pd.DataFrame([{"editing method": r["edit_method"],
+                          "inversion": r["inversion_method"] + (" + tight" if r["tight"] else ""),
+                          "image scale": r["image_scale"],
+                          **{name: fmt(float(r[k]) if isinstance(r[k], str) else r[k])
+                             for k, name in METRIC_NAMES.items() if k in r},
+                          "inverted": "yes" if r["inverted"] else "cached", "seconds": r["seconds"]}
+                         for r in rows])
+
+
+def _notes(edits) -> list[str]:
     notes = list(dict.fromkeys(n for e in edits for n in e.notes))
     if edits and edits[0].metrics["preservation_lpips"] is None:
-        notes.append("LPIPS: unavailable (install the optional `lpips` package).")
-    return "\n".join(f"- {n}" for n in notes)
+        notes.append("LPIPS: unavailable (install the optional `lpips` package), so the table leaves "
+                     "its column out.")
+    return notes
 
 
-def _settings(edit_method, cross_replace, self_replace, reweight, edit_guidance, edit_threshold):
-    """The method's own controls; the other methods' are left at their defaults."""
-    if edit_method == "prompt-to-prompt":
-        return dict(cross_replace=cross_replace, self_replace=self_replace, reweight=reweight or None)
-    if edit_method == "ledits++":
-        return dict(edit_guidance=edit_guidance, edit_threshold=edit_threshold)
-    return {}
+def _result(studio, kind, edits, notes, target, shown, run_id, images) -> dict:
+    """The plain result of an edit endpoint: {"preset", "kind" (edit, sweep or compare),
+    "target", "images" (what the images after the dict are, in order), "runs" (`_rows`),
+    "working_size", "shown_size", "notes", "run_id" (None when not saved)}."""
+    return {"preset": studio.preset.name, "kind": kind, "target": target or "", "images": images,
+            "runs": _rows(edits), "working_size": list(edits[0].output.size) if edits else None,
+            "shown_size": list(shown), "notes": list(notes), "run_id": run_id}
+
+
+def _shown(photo, edits):
+    """The uploaded photo and the size results are shown at (the upload's), with the note."""
+    working = edits[0].output.size
+    shown = shown_size(working, uploaded_size(photo))
+    return at_size(images.load_image(photo)[0], shown), shown, size_note(working, shown)
+
+
+def page(result: dict):
+    """The page's view of an edit endpoint's plain result: the metrics table (the LPIPS
+    column left out when no edit has it), the notes, and for a sweep its plot."""
+    table = _table(result["runs"])
+    if all(r.get("preservation_lpips") is None for r in result["runs"]):
+        table = table.drop(columns=[METRIC_NAMES["preservation_lpips"]], errors="ignore")
+    plot = None
+    if result["kind"] == "sweep":
+        from types import SimpleNamespace
+
+        plot = sweep_plot([SimpleNamespace(scale=r["image_scale"], metrics={
+            "preservation_ssim": r["preservation_ssim"], "clip_target": r["clip_target"]})
+            for r in result["runs"]], result["target"])
+    return table, bullets(result["notes"]), plot
 
 
 def edit(studio, photo, source, target, method, tight, image_scale, guidance, steps, seed,
-         edit_method="regenerate", cross_replace=0.8, self_replace=0.4, reweight="",
-         edit_guidance=5.0, edit_threshold=0.9, progress=gr.Progress(), runs=None):
-    settings = _settings(edit_method, cross_replace, self_replace, reweight, edit_guidance, edit_threshold)
+         edit_method=None, options=None, progress=gr.Progress(), runs=None):
+    """One edit; `options`: the methods' own settings ({option: value}; each method takes
+    its own). Returns the plain result (`_result`), then the (photo, reconstruction) and
+    (photo, edit) pairs, at the uploaded photo's size."""
+    settings = dict(options or {})
     e = studio.edit(photo, source or "", target or "", method=method, tight=tight,
                     image_scale=image_scale, guidance=guidance, steps=steps, seed=seed,
                     progress=progress_fn(progress), edit_method=edit_method, **settings)
-    notes = _notes([e])
+    original, shown, note = _shown(photo, [e])
+    notes, run_id = _notes([e]) + [note], None
     if runs is not None:
-        notes += "\n- " + save_run(lambda: save_edits(runs, studio.preset.name, [e], source or "", target,
-                                                    method, tight, guidance, steps, seed, sweep=False,
-                                                    settings=settings), 1)
-    return (e.source, e.reconstruction_working), (e.source, e.output), _table([e]), notes
+        run_id, said = saved(lambda: save_edits(runs, studio.preset.name, [e], source or "", target,
+                                                e.method, tight, guidance, steps, seed, sweep=False,
+                                                settings=e.settings), 1)
+        notes.append(said)
+    return (_result(studio, "edit", [e], notes, target, shown, run_id,
+                    ["photo, reconstruction", "photo, edit"]),
+            (original, at_size(e.reconstruction_working, shown)), (original, at_size(e.output, shown)))
 
 
 def edit_sweep(studio, photo, source, target, method, scales, guidance, steps, seed,
-               edit_method="regenerate", cross_replace=0.8, self_replace=0.4, reweight="",
-               edit_guidance=5.0, edit_threshold=0.9, progress=gr.Progress(), runs=None):
+               edit_method=None, options=None, progress=gr.Progress(), runs=None):
+    """Tight edits at several scales. Returns the plain result (`_result`), then the
+    gallery of edits, one per scale in the order given, at the uploaded photo's size."""
     values = _parse_scales(scales)
-    settings = _settings(edit_method, cross_replace, self_replace, reweight, edit_guidance, edit_threshold)
+    settings = dict(options or {})
     edits = studio.edit_sweep(photo, source or "", target or "", scales=values, method=method,
                               guidance=guidance, steps=steps, seed=seed, progress=progress_fn(progress),
                               run=gpu_edit(studio), edit_method=edit_method, **settings)
-    notes = _notes(edits)
+    _, shown, note = _shown(photo, edits)
+    notes, run_id = _notes(edits) + [note], None
     if runs is not None and len({e.scale for e in edits}) == len(edits):
-        notes += "\n- " + save_run(lambda: save_edits(runs, studio.preset.name, edits, source or "",
-                                                    target, method, True, guidance, steps, seed,
-                                                    sweep=True, settings=settings), len(edits))
-    gallery = [(e.output, f"scale {e.scale:g}") for e in edits]
-    return gallery, sweep_plot(edits, target), _table(edits), notes
+        run_id, said = saved(lambda: save_edits(runs, studio.preset.name, edits, source or "",
+                                                target, edits[0].method, True, guidance, steps, seed,
+                                                sweep=True, settings=edits[0].settings), len(edits))
+        notes.append(said)
+    gallery = [(at_size(e.output, shown), f"scale {e.scale:g}") for e in edits]
+    return (_result(studio, "sweep", edits, notes, target, shown, run_id,
+                    [f"scale {e.scale:g}" for e in edits]), gallery)
 
 
 @functools.cache  # one wrapper per studio, made once
@@ -100,8 +165,8 @@ def gpu_edit(studio):
     comparison is several such calls, so none outgrows ZeroGPU's limit (elsewhere: unchanged)."""
 
     def work(image, source_prompt, target_prompt, method=None, tight=True, image_scale=0.4,
-             guidance=None, steps=None, seed=0, progress=None, edit_method="regenerate", **settings):
-        return zerogpu.edit(studio.preset, method or studio.methods[0], edit_method,
+             guidance=None, steps=None, seed=0, progress=None, edit_method=None, **settings):
+        return zerogpu.edit(studio.preset, method or studio.methods[0], edit_method or studio.edit_methods[0],
                             int(steps or studio.preset.steps), guidance,
                             settings.get("skip"), settings.get("source_guidance"))
 
@@ -109,39 +174,36 @@ def gpu_edit(studio):
 
 
 def edit_compare(studio, photo, source, target, method, image_scale, guidance, steps, seed,
-                 cross_replace=0.8, self_replace=0.4, reweight="", edit_guidance=5.0,
-                 edit_threshold=0.9, progress=gr.Progress(), runs=None):
-    """Every editing method, tight and plain, side by side; saved as one review item."""
-    settings = dict(cross_replace=cross_replace, self_replace=self_replace, reweight=reweight or None,
-                    edit_guidance=edit_guidance, edit_threshold=edit_threshold)
+                 options=None, progress=gr.Progress(), runs=None):
+    """Every editing method, tight and plain, side by side; saved as one review item.
+    Returns the plain result (`_result`), then the gallery of edits in the order of its
+    "images" names."""
+    settings = dict(options or {})
     edits = studio.edit_compare(photo, source or "", target or "", method=method,
                                 image_scale=image_scale, guidance=guidance, steps=steps, seed=seed,
                                 progress=progress_fn(progress), run=gpu_edit(studio), **settings)
-    notes = _notes(edits)
+    _, shown, note = _shown(photo, edits)
+    notes, run_id = _notes(edits) + [note], None
     if runs is not None:
-        notes += "\n- " + save_run(lambda: save_edits(runs, studio.preset.name, edits, source or "", target,
-                                                    method, True, guidance, steps, seed, sweep=False,
-                                                    settings=settings), len(edits))
-    gallery = [(e.output, f"{e.edit_method} · {e.method}{' + tight' if e.tight else ''}") for e in edits]
-    return gallery, _table(edits), notes
+        run_id, said = saved(lambda: save_edits(runs, studio.preset.name, edits, source or "", target,
+                                                method, True, guidance, steps, seed, sweep=False,
+                                                settings=settings), len(edits))
+        notes.append(said)
+    names = [f"{e.edit_method} · {e.method}{' + tight' if e.tight else ''}" for e in edits]
+    gallery = [(at_size(e.output, shown), name) for e, name in zip(edits, names)]
+    return _result(studio, "compare", edits, notes, target, shown, run_id, names), gallery
 
 
 def defaults_note(preset: str, method: str, edit_method: str) -> str:
-    """What the inversion runs with for an edit, in words (the authors' settings)."""
-    d = defaults.for_edit(preset, method, edit_method)
-    text = (f"{EDIT_HELP[edit_method]}.  \nInversion for this edit: source guidance "
-            f"{d['source_guidance']:g}, skip {d['skip']:g} of the noisiest steps")
-    if method == "rf-inversion":
-        text += (f"; RF-Inversion controllers: gamma {rf_inversion.GAMMA:g} while inverting, eta "
-                 f"{rf_inversion.ETA:g} over {rf_inversion.START:g}–{rf_inversion.STOP:g} of the "
-                 "trajectory while editing (the diffusers community pipeline's defaults)")
-    if method == "renoise":
-        r = defaults.renoise(preset)
-        window = (f"iterations {r['average'][0]}–{r['average'][1] - 1} averaged" if r["average"]
-                  else "the last iteration used")
-        text += (f"; ReNoise {r['renoise_steps']} renoise step(s) per step, {window}, noise "
-                 f"regularisation {'λ_ac %g, λ_kl %g' % (r['lambda_ac'], r['lambda_kl']) if r['lambda_ac'] else 'off'}")
-    return text + " (the official settings for this preset)."
+    """What the chosen editing method does and what the inversion runs with for the edit,
+    in words (the authors' settings, from the specs)."""
+    own = editing.spec(edit_method)
+    d = editing.inversion_settings(method, edit_method)
+    text = (f"{own.help}.  \nInversion for this edit: source guidance {d['source_guidance']:g}, skip "
+            f"{d['skip']:g} of the noisiest steps (the authors' settings for this pair)")
+    if own.pairs_with and own.pairs_with != method:
+        text += f"; its paper pairs it with **{own.pairs_with}** inversion (Compare runs it there)"
+    return text + "."
 
 
 def _parse_scales(text) -> list[float]:
@@ -157,7 +219,8 @@ def _parse_scales(text) -> list[float]:
 
 
 def build(studio, runs=None):
-    gr.Markdown(ABOUT)
+    gr.Markdown(about(studio.preset))
+    first_edit = studio.edit_methods[0]
     with gr.Row():
         with gr.Column(scale=1):
             photo = photo_input(label="Photo", sources=["upload", "clipboard"], height=260)
@@ -166,41 +229,36 @@ def build(studio, runs=None):
             with gr.Row():
                 method = Choice(studio.methods, value=studio.methods[0], label="Inversion method")
                 tight = Flag(value=True, label="Tight Inversion")
-            edit_method = Choice(studio.edit_methods, value="regenerate", label="Editing method")
-            method_help = gr.Markdown(defaults_note(studio.preset.name, studio.methods[0], "regenerate"))
-            with gr.Group(visible=False) as p2p_box:
-                cross_replace = Slider(0.0, 1.0, value=EDIT_DEFAULTS["cross_replace"], step=0.05,
-                                          label="Cross-attention replace",
-                                          info="fraction of steps with the source's word maps")
-                self_replace = Slider(0.0, 1.0, value=EDIT_DEFAULTS["self_replace"], step=0.05,
-                                         label="Self-attention replace",
-                                         info="fraction of steps with the source's layout maps")
-                reweight = gr.Textbox(value="", label="Re-weight a target word", placeholder="e.g. green=2",
-                                      max_lines=1)
-            with gr.Group(visible=False) as ledits_box:
-                edit_guidance = Slider(0.0, 20.0, value=EDIT_DEFAULTS["edit_guidance"], step=0.5,
-                                          label="Edit guidance", info="strength toward the target")
-                edit_threshold = Slider(0.5, 0.99, value=EDIT_DEFAULTS["edit_threshold"], step=0.01,
-                                           label="Mask threshold",
-                                           info="quantile: higher edits a smaller region")
+            edit_method = Choice([(s.title, s.name) for s in editing.REGISTRY.specs(studio.preset)],
+                                 value=first_edit, label="Editing method")
+            method_help = gr.Markdown(defaults_note(studio.preset.name, studio.methods[0], first_edit))
+            controls, groups = option_controls(specs(studio.preset), studio.preset.name,
+                                               shown=[studio.methods[0], first_edit])
             scale = Slider(0.0, 1.0, value=0.4, step=0.05, label="Image scale",
-                           info="IP-Adapter scale for inversion and edit alike")
+                           info="IP-Adapter scale for inversion and edit alike: "
+                                "0 = follows the target prompt … 1 = the photo")
             guidance = Slider(1.0, 15.0, value=studio.preset.guidance, step=0.5, label="Guidance")
             with gr.Row():
                 steps = steps_slider(studio)
                 seed = seed_number()
-            run = gr.Button("Edit", variant="primary")
+            with gr.Row():
+                run = gr.Button("Edit", variant="primary")
+                cancel = cancel_button()
             with gr.Accordion("Scale sweep", open=True):
                 scales = gr.Textbox(value=", ".join(f"{s:g}" for s in SWEEP_SCALES),
                                     label="Image scales", max_lines=1)
-                sweep = gr.Button("Sweep scales")
-            compare = gr.Button("Compare editing methods (tight and plain)")
+                with gr.Row():
+                    sweep = gr.Button("Sweep scales")
+                    cancel_sweep = cancel_button()
+            with gr.Row():
+                compare = gr.Button("Compare editing methods (tight and plain)")
+                cancel_compare = cancel_button()
         with gr.Column(scale=2):
             with gr.Row():
-                rec = gr.ImageSlider(label="Reconstruction (source prompt) vs photo", type="pil",
+                rec = gr.ImageSlider(label="Reconstruction (source prompt) · left: photo, right: reconstruction", type="pil",
                                      format="png", interactive=False, height=280,
                                      elem_classes="whole-image")
-                out = gr.ImageSlider(label="Edit (target prompt) vs photo", type="pil",
+                out = gr.ImageSlider(label="Edit (target prompt) · left: photo, right: edit", type="pil",
                                      format="png", interactive=False, height=280,
                                      elem_classes="whole-image")
             table = gr.Dataframe(value=pd.DataFrame(columns=TABLE_COLUMNS), label="Metrics",
@@ -212,116 +270,119 @@ def build(studio, runs=None):
             compared = gr.Gallery(label="Compare: every editing method, tight and plain", format="png",
                                   columns=3, height=560, object_fit="contain",
                                   elem_classes="result-gallery")
+            with gr.Accordion("Result as the API returns it (JSON)", open=False):
+                plain = gr.JSON(label="Result", show_label=False)
     gr.Examples(examples(), inputs=[photo, source, target],
                 label="Examples (tiny-world scenes: a colour word edited; scikit-image photos)")
 
-    @mcp_tool("edit")
-    @user_errors
-    def on_edit(photo, source, target, method, tight, image_scale, guidance, steps, seed,
-                edit_method="regenerate", cross_replace=0.8, self_replace=0.4, reweight="",
-                edit_guidance=5.0, edit_threshold=0.9, progress=gr.Progress()):
-        """Edit a photo by inversion: invert it under the source prompt, regenerate it under
-        the target prompt; returns reconstruction and edit (each beside the photo), metrics
-        and notes.
+    params = option_params(specs(studio.preset), shared=True)
+    methods_doc = f"""method: inversion method, one of: {", ".join(studio.methods)}"""
+    editing_doc = f"""edit_method: editing method, one of: {", ".join(studio.edit_methods)}"""
+
+    def on_edit(v, progress):
+        return edit(studio, v["photo"], v["source"], v["target"], v["method"], v["tight"], v["image_scale"],
+                    v["guidance"], v["steps"], v["seed"], v["edit_method"], flat(settings_of(params, v)),
+                    progress=progress, runs=runs)
+
+    on_edit = mcp_tool("edit")(user_errors(with_options(on_edit, EDIT, params, f"""Edit a photo by
+        inversion: invert it under the source prompt, edit it toward the target prompt. Returns,
+        in this order: a dict {{"preset", "kind": "edit", "target", "images", "runs" (one row:
+        edit_method, inversion_method, tight, image_scale, preservation_ssim, preservation_lpips
+        (null if unavailable), clip_target, inverted, seconds), "working_size", "shown_size",
+        "notes", "run_id"}}; then the (photo, reconstruction) pair and the (photo, edit) pair, at
+        the uploaded photo's size.
 
         Args:
             photo: the photo (a file)
             source: what the photo shows (optional)
             target: what the edit should show
-            method: inversion method: ddim, renoise or edit-friendly (flow presets: flow-euler or rf-inversion)
+            {methods_doc}
             tight: condition both passes on the photo through IP-Adapter (Tight Inversion)
             image_scale: IP-Adapter scale for the tight edit, 0-1
             guidance: classifier-free guidance of the edit
             steps: inversion steps (default: the preset's)
             seed: random seed
-            edit_method: editing method: regenerate, prompt-to-prompt or ledits++ (flow presets: regenerate)
-            cross_replace: prompt-to-prompt: fraction of steps with the source's word maps
-            self_replace: prompt-to-prompt: fraction of steps with the source's layout maps
-            reweight: prompt-to-prompt: re-weight a target word, e.g. "green=2" (optional)
-            edit_guidance: LEDITS++: strength toward the target
-            edit_threshold: LEDITS++: mask quantile (higher edits a smaller region)
-        """
-        return edit(studio, photo, source, target, method, tight, image_scale, guidance, steps,
-                    seed, edit_method, cross_replace, self_replace, reweight, edit_guidance,
-                    edit_threshold, progress=progress, runs=runs)
+            {editing_doc}
+{{options}}
+        """, "edit")))
 
-    @not_mcp_tool
-    @user_errors
-    def on_sweep(photo, source, target, method, scales, guidance, steps, seed,
-                 edit_method="regenerate", cross_replace=0.8, self_replace=0.4, reweight="",
-                 edit_guidance=5.0, edit_threshold=0.9, progress=gr.Progress()):
-        """Tight edits of one photo at several image scales, with the fidelity-editability
-        plot.
+    def on_sweep(v, progress):
+        return edit_sweep(studio, v["photo"], v["source"], v["target"], v["method"], v["scales"], v["guidance"],
+                          v["steps"], v["seed"], v["edit_method"], flat(settings_of(params, v)),
+                          progress=progress, runs=runs)
+
+    on_sweep = not_mcp_tool(user_errors(with_options(on_sweep, SWEEP, params, f"""Tight edits of one
+        photo at several image scales. Returns, in this order: a dict {{"preset", "kind": "sweep",
+        "target", "images" (one caption per scale), "runs" (one row per scale: image_scale,
+        preservation_ssim, clip_target, ... as /edit), "working_size", "shown_size", "notes",
+        "run_id"}}; then the gallery of edits, one per scale in the order given. The page draws
+        the fidelity-editability plot from the rows.
 
         Args:
             photo: the photo (a file)
             source: what the photo shows (optional)
             target: what the edit should show
-            method: inversion method: ddim, renoise or edit-friendly (flow presets: flow-euler or rf-inversion)
+            {methods_doc}
             scales: image scales separated by commas, e.g. "0, 0.4, 0.8"
             guidance: classifier-free guidance of the edits
             steps: inversion steps (default: the preset's)
             seed: random seed
-            edit_method: editing method: regenerate, prompt-to-prompt or ledits++ (flow presets: regenerate)
-            cross_replace: prompt-to-prompt: fraction of steps with the source's word maps
-            self_replace: prompt-to-prompt: fraction of steps with the source's layout maps
-            reweight: prompt-to-prompt: re-weight a target word, e.g. "green=2" (optional)
-            edit_guidance: LEDITS++: strength toward the target
-            edit_threshold: LEDITS++: mask quantile (higher edits a smaller region)
-        """
-        return edit_sweep(studio, photo, source, target, method, scales, guidance, steps, seed,
-                          edit_method, cross_replace, self_replace, reweight, edit_guidance,
-                          edit_threshold, progress=progress, runs=runs)
+            {editing_doc}
+{{options}}
+        """, "edit_sweep")))
 
-    @not_mcp_tool
-    @user_errors
-    def on_compare(photo, source, target, method, image_scale, guidance, steps, seed,
-                   cross_replace=0.8, self_replace=0.4, reweight="", edit_guidance=5.0,
-                   edit_threshold=0.9, progress=gr.Progress()):
-        """The same edit with every editing method, tight and plain, side by side; saved as
-        one review item.
+    def on_compare(v, progress):
+        return edit_compare(studio, v["photo"], v["source"], v["target"], v["method"], v["image_scale"],
+                            v["guidance"], v["steps"], v["seed"], flat(settings_of(params, v)),
+                            progress=progress, runs=runs)
+
+    on_compare = not_mcp_tool(user_errors(with_options(on_compare, COMPARE, params, f"""The same edit
+        with every editing method, tight and plain, side by side (each on the inversion its paper
+        pairs it with, else the one given); saved as one review item. Returns, in this order: a
+        dict {{"preset", "kind": "compare", "target", "images" (one caption per edit), "runs" (one
+        row per edit, as /edit), "working_size", "shown_size", "notes", "run_id"}}; then the
+        gallery of edits in the order of "images".
 
         Args:
             photo: the photo (a file)
             source: what the photo shows (optional)
             target: what the edit should show
-            method: inversion method: ddim, renoise or edit-friendly (flow presets: flow-euler or rf-inversion)
+            {methods_doc}
             image_scale: IP-Adapter scale of the tight runs, 0-1
             guidance: classifier-free guidance of the edits
             steps: inversion steps (default: the preset's)
             seed: random seed
-            cross_replace: prompt-to-prompt: fraction of steps with the source's word maps
-            self_replace: prompt-to-prompt: fraction of steps with the source's layout maps
-            reweight: prompt-to-prompt: re-weight a target word, e.g. "green=2" (optional)
-            edit_guidance: LEDITS++: strength toward the target
-            edit_threshold: LEDITS++: mask quantile (higher edits a smaller region)
-        """
-        return edit_compare(studio, photo, source, target, method, image_scale, guidance, steps, seed,
-                            cross_replace, self_replace, reweight, edit_guidance, edit_threshold,
-                            progress=progress, runs=runs)
+{{options}}
+        """, "edit_compare")))
 
-    def edit_work(photo, source, target, method, tight, scale, guidance, steps, seed, edit_method="regenerate",
-                  *_):
-        return zerogpu.edit(studio.preset, method, edit_method, int(steps), float(guidance))
+    def edit_work(*args):
+        v = dict(zip(EDIT, args))
+        return zerogpu.edit(studio.preset, v["method"], v["edit_method"] or first_edit, int(v["steps"]),
+                            float(v["guidance"]))
 
     def on_method(method, edit_method):
         return (defaults_note(studio.preset.name, method, edit_method),
-                gr.update(visible=edit_method == "prompt-to-prompt"),
-                gr.update(visible=edit_method == "ledits++"))
+                *[gr.update(visible=m in (method, edit_method)) for m in groups])
 
     def loaded():
         return studio.models.loaded
 
     for control in (method, edit_method):
-        control.change(on_method, [method, edit_method], [method_help, p2p_box, ledits_box],
-                       api_name=False)
-    own = [edit_method, cross_replace, self_replace, reweight, edit_guidance, edit_threshold]
-    run.click(on_gpu(on_edit, edit_work, studio.preset, loaded),
-              [photo, source, target, method, tight, scale, guidance, steps, seed, *own],
-              [rec, out, table, notes], api_name="edit")
-    sweep.click(on_sweep,  # each scale's edit is a GPU call of its own (gpu_edit)
-                [photo, source, target, method, scales, guidance, steps, seed, *own],
-                [gallery, plot, table, notes], api_name="edit_sweep")
-    compare.click(on_compare,  # each method's edit is a GPU call of its own (gpu_edit)
-                  [photo, source, target, method, scale, guidance, steps, seed, *own[1:]],
-                  [compared, table, notes], api_name="edit_compare")
+        control.change(on_method, [method, edit_method], [method_help, *groups.values()], api_name=False)
+    own = list(controls.values())
+    edited = run.click(on_gpu(on_edit, edit_work, studio.preset, loaded),
+                       [photo, source, target, method, tight, scale, guidance, steps, seed, edit_method, *own],
+                       [plain, rec, out], api_name="edit")
+    swept = sweep.click(on_sweep,  # each scale's edit is a GPU call of its own (gpu_edit)
+                        [photo, source, target, method, scales, guidance, steps, seed, edit_method, *own],
+                        [plain, gallery], api_name="edit_sweep")
+    compared_event = compare.click(on_compare,  # each method's edit is a GPU call of its own (gpu_edit)
+                                   [photo, source, target, method, scale, guidance, steps, seed, *own],
+                                   [plain, compared], api_name="edit_compare")
+    for event, button in ((edited, cancel), (swept, cancel_sweep), (compared_event, cancel_compare)):
+        with_cancel(event, button)
+    edited.success(lambda r: page(r)[:2], plain, [table, notes], api_visibility="private", queue=False)
+    swept.success(page, plain, [table, notes, plot],
+                  api_visibility="private", queue=False)
+    compared_event.success(lambda r: page(r)[:2], plain, [table, notes], api_visibility="private",
+                           queue=False)

@@ -7,21 +7,28 @@ import os
 import gradio as gr
 import pandas as pd
 
+from .. import garment as garments
 from .. import zerogpu
-from ..garment import FINETUNE_STEPS, METHODS, PAGE_METHODS
 from ..runs import save_dressed
 from ..progress import segment
-from .common import (Choice, Choices, Slider, asset, mcp_tool, on_gpu, photo_input, progress_fn,
-                     save_run, seed_number, steps_slider, user_errors)
+from .common import (Choice, Choices, asset, bullets, cancel_button, mcp_tool, on_gpu, option_controls,
+                     option_params, photo_input, progress_fn, saved, seed_number, settings_of, steps_slider,
+                     user_errors, with_cancel, with_options)
 
-ABOUT = """Upload a garment and describe a scene. **HyperLoRA** reads the garment once and
-predicts LoRA weights for the UNet, so a new garment needs no training
-(HyperLoRA for garments, Tooploox & eBay, NeurIPS 2024). Beside it:
-**IP-Adapter** shows the garment as an image prompt ([Ye et al. 2023](https://arxiv.org/abs/2308.06721)),
-and **fine-tuned LoRA** fits a LoRA to the garment photo first (the slow way HyperLoRA
-replaces). Each result says how long adapting to the garment took, apart from generating."""
+ABOUT = """Upload a garment and describe a scene: each method below puts the garment on a
+generated person, side by side. Each result says how long adapting to the garment took,
+apart from generating, and what the method needs."""
 
-TIMING_COLUMNS = ["method", "adapt seconds", "cached", "generate seconds", "setup seconds (one-off)"]
+
+def about(preset) -> str:
+    """The tab's text: each garment method of the preset, from its spec (with its licence)."""
+    lines = [f"- **{s.title}**: {s.help}" + (f" *Licence: {s.licence}.*" if s.licence else "")
+             for s in garments.REGISTRY.specs(preset)]
+    return ABOUT + ("\n\n" + "\n".join(lines) if lines else "")
+
+
+TIMING_COLUMNS = ["method", "adapt seconds", "cached", "generate seconds", "setup seconds (one-off)", "needs"]
+FIXED = ["garment", "prompt", "methods", "checkpoint", "steps", "seed"]  # then each method's options
 SCENES = ["at the beach", "at the park", "at the street", "at the studio"]
 KINDS = ("t-shirt", "dress", "trousers", "skirt")
 
@@ -41,7 +48,7 @@ def examples() -> list[list]:
 
 def hyperlora_note(studio) -> str:
     """What the page says about the HyperLoRA checkpoint this preset uses."""
-    from ..garment import GET_ONE
+    from ..garment.methods.hyperlora import GET_ONE
 
     if os.environ.get("RECONTEXT_HYPERLORA"):
         return f"HyperLoRA checkpoint: `{os.environ['RECONTEXT_HYPERLORA']}`."
@@ -66,11 +73,35 @@ def checkpoint_choices(studio) -> list[tuple[str, str]]:
     return [(f"the {studio.preset.name} preset's", "default")]
 
 
-def dress(studio, garment, prompt, methods, lora_scale, ip_scale, finetune_steps, checkpoint,
-          steps, seed, progress=gr.Progress(), runs=None):
-    """Run each chosen method; one image per method (hidden when not run), a timing table
-    and notes. Saved as a run when given `runs`."""
-    methods = [m for m in METHODS if m in (methods or [])]
+def weighted(update, start: int, weight: int, grand: int):
+    """Progress of one method that is `weight` units of a `grand` total starting at
+    `start`: the core's (done, total) for that method mapped onto the whole request's
+    scale, so the total is known from the start (a fine-tune's steps included)."""
+    if update is None:
+        return None
+
+    def report(done, total, desc):
+        if not total:  # one-off work of unknown length: the text alone
+            return update(done, total, desc)
+        update(start + round(weight * min(done, total) / total), grand, desc)
+
+    return report
+
+
+def weights(methods, steps, settings: dict) -> list[int]:
+    """Units of work per method: its sampling steps, plus its adapting steps (a fine-tune's)."""
+    steps = int(steps or 0) or 1
+    return [steps + int(garments.work(m, settings.get(m)).get("finetune_steps", 0)) for m in methods]
+
+
+def dress(studio, garment, prompt, methods, options, checkpoint, steps, seed, progress=gr.Progress(),
+          runs=None):
+    """Run each chosen method with its `options` ({method: {option: value}}). Returns the
+    plain result first, a dict (see `result`), then one image per method of the preset
+    (`studio.garment_methods`), in that order, None for a method not run. Saved as a run
+    when given `runs`."""
+    options = options or {}
+    methods = [m for m in studio.garment_methods if m in (methods or [])]
     if not methods:
         raise ValueError("choose at least one method")
     if checkpoint not in ("default", "none", None):  # a key of checkpoint_choices, never a path
@@ -78,39 +109,66 @@ def dress(studio, garment, prompt, methods, lora_scale, ip_scale, finetune_steps
     if garment is None:
         raise ValueError("no image given: upload a garment photo or pick an example below (a file the browser could not show as an image is not uploaded)")
     update = progress_fn(progress)
-    results, rows, notes = {}, [], []
+    units = weights(methods, steps if steps is not None else studio.preset.steps, options)
+    results, notes = {}, []
     for i, m in enumerate(methods):
         try:
-            g = studio.dress(garment, prompt or "", method=m,
-                             scale=ip_scale if m == "ip-adapter" else lora_scale, steps=steps,
-                             seed=seed, finetune_steps=finetune_steps,
-                             progress=segment(update, i, len(methods)))
+            g = studio.dress(garment, prompt or "", method=m, steps=steps, seed=seed,
+                             progress=weighted(update, sum(units[:i]), units[i], sum(units)),
+                             **options.get(m, {}))
         except ValueError as e:
             if "unavailable" in str(e) and len(methods) > 1:
                 notes.append(str(e))  # the other methods still run
                 continue
             raise
         results[m] = g
-        rows.append([m, round(g.adapt_seconds, 3), "yes" if g.cached else "no",
-                     round(g.generate_seconds, 3), round(g.setup_seconds, 2)])
         notes += [n for n in g.notes if n not in notes]
     if any(g.setup_seconds >= 0.5 for g in results.values()):
         notes.append("**setup seconds** is one-off work of the first run (loading the model, "
                      "preparing the HyperLoRA checkpoint): it is not part of any method's time.")
+    nothing = [m for m, g in results.items() if g.cached is None]
+    if nothing:
+        notes.append(f"**cached** is n/a for {', '.join(nothing)}: it reads no garment, so there is nothing "
+                     "to adapt or cache.")
+    run_id = None
     if runs is not None and results:
-        notes.append(save_run(lambda: save_dressed(
+        run_id, note = saved(lambda: save_dressed(
             runs, studio.preset.name, results, prompt,
-            {"lora_scale": lora_scale, "ip_scale": ip_scale, "steps": steps,
-             "finetune_steps": finetune_steps}, seed), len(results)))
-    outputs = [gr.Image(value=results[m].image if m in results else None, visible=m in results,
-                        label=m)  # the timings are in the table: a long label is cut off
-               for m in METHODS]
-    table = pd.DataFrame(rows, columns=TIMING_COLUMNS)
-    return (*outputs, table, "\n".join(f"- {n}" for n in notes))
+            {"settings": {m: g.settings for m, g in results.items()}, "steps": steps}, seed), len(results))
+        notes.append(note)
+    return (result(studio, results, notes, run_id),
+            *[results[m].image if m in results else None for m in studio.garment_methods])
+
+
+def result(studio, results, notes, run_id) -> dict:
+    """The plain result: {"preset", "images" (the method names, in the order the images
+    follow), "runs" (per method run: method, adapt_seconds, cached (null for a method that
+    adapts nothing), generate_seconds, setup_seconds, needs, settings), "notes", "run_id"
+    (None when not saved)}."""
+    return {"preset": studio.preset.name, "images": list(studio.garment_methods),
+            "runs": [{"method": m, "adapt_seconds": round(g.adapt_seconds, 3),
+                      "cached": None if g.cached is None else bool(g.cached),
+                      "generate_seconds": round(g.generate_seconds, 3),
+                      "setup_seconds": round(g.setup_seconds, 2),
+                      "needs": ", ".join(garments.spec(m).needs), "settings": g.settings}
+                     for m, g in results.items()],
+            "notes": list(notes), "run_id": run_id}
+
+
+def page(result: dict):
+    """The page's view of a plain result: each method's image shown or hidden, the timing
+    table ("cached" n/a for a method that adapts nothing), the notes."""
+    done = {r["method"] for r in result["runs"]}
+    shown = [gr.update(visible=m in done, label=m) for m in result["images"]]  # timings are in the table
+    rows = [[r["method"], r["adapt_seconds"],
+             "n/a" if r["cached"] is None else "yes" if r["cached"] else "no",
+             r["generate_seconds"], r["setup_seconds"], r["needs"]] for r in result["runs"]]
+    return (*shown, pd.DataFrame(rows, columns=TIMING_COLUMNS), bullets(result["notes"]))
 
 
 def build(studio, runs=None):
-    gr.Markdown(ABOUT)
+    gr.Markdown(about(studio.preset))
+    specs = garments.REGISTRY.specs(studio.preset)
     if studio.preset.flow:
         gr.Markdown(f"**Not on this preset.** `{studio.preset.name}` is a flow-matching model; "
                     "the garment methods adapt a UNet. Start the studio with a UNet preset "
@@ -120,59 +178,68 @@ def build(studio, runs=None):
             garment = photo_input(label="Garment", sources=["upload", "clipboard"], height=240)
             prompt = gr.Textbox(label="Scene prompt", placeholder="a person wearing a t-shirt at the beach",
                                 max_lines=2)
-            methods = Choices(
-                [("HyperLoRA", "hyperlora"), ("IP-Adapter", "ip-adapter"),
-                 ("fine-tuned LoRA (slow)", "finetune-lora"), ("prompt only (no garment)", "prompt-only")],
-                value=list(PAGE_METHODS), label="Methods")
+            methods = Choices([(s.title, s.name) for s in specs], value=garments.page_methods(studio.preset),
+                              label="Methods")
             with gr.Accordion("Method options", open=False):
                 choices = checkpoint_choices(studio)
                 checkpoint = Choice(choices, value=choices[0][1], label="HyperLoRA checkpoint",
-                                         info="the checkpoints this server is configured with")
-                lora_scale = Slider(0.0, 2.0, value=1.0, step=0.05,
-                                    label="LoRA scale (HyperLoRA, fine-tuned LoRA)")
-                ip_scale = Slider(0.0, 1.5, value=0.6, step=0.05, label="IP-Adapter scale")
-                finetune_steps = Slider(10, 1000, value=FINETUNE_STEPS, step=10, precision=0,
-                                        label="Fine-tune steps (fine-tuned LoRA)")
+                                    info="the checkpoints this server is configured with")
+                controls, groups = option_controls(specs, studio.preset.name, shown=garments.page_methods(studio.preset))
             with gr.Row():
                 steps = steps_slider(studio)
                 seed = seed_number()
-            run = gr.Button("Dress", variant="primary", interactive=not studio.preset.flow)
+            with gr.Row():
+                run = gr.Button("Dress", variant="primary", interactive=not studio.preset.flow)
+                cancel = cancel_button()
             gr.Markdown(hyperlora_note(studio))
         with gr.Column(scale=2):
             with gr.Row():
                 images = [gr.Image(label=m, type="pil", format="png", interactive=False,
                                    visible=False, height=280, elem_classes="result-image")
-                          for m in METHODS]
+                          for m in studio.garment_methods]
             table = gr.Dataframe(value=pd.DataFrame(columns=TIMING_COLUMNS), label="Timings (seconds)",
                                  interactive=False, wrap=True)
             notes = gr.Markdown()
+            with gr.Accordion("Result as the API returns it (JSON)", open=False):
+                plain = gr.JSON(label="Result", show_label=False)
     gr.Examples(examples(), inputs=[garment, prompt],
                 label="Example garments (procedural drawings, see assets/garments/SOURCES.md)")
 
-    @mcp_tool("dress")
-    @user_errors
-    def handler(garment, prompt, methods, lora_scale, ip_scale, finetune_steps, checkpoint, steps,
-                seed, progress=gr.Progress()):
-        """Put a garment onto a generated person or scene with each chosen method; returns
-        one image per method, a timing table (adapt, generate, one-off setup seconds) and
-        notes.
+    params = option_params(specs)
+
+    def handler(values, progress):
+        return dress(studio, values["garment"], values["prompt"], values["methods"], settings_of(params, values),
+                     values["checkpoint"], values["steps"], values["seed"], progress=progress, runs=runs)
+
+    handler = mcp_tool("dress")(user_errors(with_options(handler, FIXED, params, f"""Put a garment onto a
+        generated person or scene with each chosen method. Returns, in this order: a dict
+        {{"preset", "images" (method names in the order the images follow: {", ".join(studio.garment_methods)}),
+        "runs" (per method run: method, adapt_seconds, cached (null for a method that adapts
+        nothing), generate_seconds, setup_seconds, needs, settings), "notes", "run_id"}}; then one
+        image per method in that order, null for a method not run.
 
         Args:
             garment: the garment photo (a file)
             prompt: the scene, e.g. "a person wearing a t-shirt at the beach"
-            methods: any of hyperlora, ip-adapter, finetune-lora, prompt-only
-            lora_scale: LoRA scale for hyperlora and finetune-lora, 0-2
-            ip_scale: IP-Adapter scale, 0-1.5
-            finetune_steps: training steps of finetune-lora
+            methods: any of {", ".join(studio.garment_methods)}
             checkpoint: which configured HyperLoRA checkpoint ("default")
             steps: sampling steps (default: the preset's)
             seed: random seed
-        """
-        return dress(studio, garment, prompt, methods, lora_scale, ip_scale, finetune_steps,
-                     checkpoint, steps, seed, progress=progress, runs=runs)
+{{options}}
+        """, "dress")))
 
-    def work(garment, prompt, methods, lora_scale, ip_scale, finetune_steps, checkpoint, steps, *_):
-        return zerogpu.dress(studio.preset, methods or [], int(steps), int(finetune_steps))
+    def work(*args):
+        values = dict(zip([*FIXED, *(n for n, _, _ in params)], args))
+        settings = settings_of(params, values)
+        return sum((zerogpu.dress(studio.preset, [m], int(values["steps"]),
+                                  settings.get(m, {}).get("finetune_steps"))
+                    for m in values["methods"] or []), zerogpu.Work())
 
-    run.click(on_gpu(handler, work, studio.preset, lambda: studio.models.loaded), [garment, prompt, methods, lora_scale, ip_scale, finetune_steps, checkpoint,
-                        steps, seed], [*images, table, notes], api_name="dress")
+    event = run.click(on_gpu(handler, work, studio.preset, lambda: studio.models.loaded),
+                      [garment, prompt, methods, checkpoint, steps, seed, *controls.values()],
+                      [plain, *images], api_name="dress")
+    with_cancel(event, cancel)
+    event.success(page, plain, [*images, table, notes], api_visibility="private", queue=False)
+    if groups:  # each method's own settings, shown while it is chosen
+        methods.change(lambda chosen: [gr.update(visible=m in (chosen or [])) for m in groups], methods,
+                       list(groups.values()), api_visibility="private", queue=False)

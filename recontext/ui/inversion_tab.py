@@ -5,20 +5,24 @@ from __future__ import annotations
 import gradio as gr
 import pandas as pd
 
-from .. import zerogpu
-from ..inversion import METHODS
+from .. import inversion, zerogpu
 from ..progress import segment
 from ..runs import save_reconstructions
-from .common import (Choices, Slider, asset, fmt, mcp_tool, on_gpu, photo_input, progress_fn, save_run,
-                     seed_number, steps_slider, user_errors)
+from .. import images
+from .common import (Choices, Slider, asset, at_size, bullets, cancel_button, fmt, mcp_tool, number, on_gpu,
+                     option_controls, option_params, photo_input, progress_fn, saved, seed_number,
+                     settings_of, shown_size, size_note, steps_slider, uploaded_size, user_errors,
+                     with_cancel, with_options)
 
 VARIANTS = {"plain": False, "tight": True}
-SLOTS = [(m, v) for m in METHODS for v in VARIANTS]  # one slider per method × variant (tiny, sdxl…)
+FIXED = ["photo", "prompt", "methods", "variants", "image_scale", "steps", "seed"]  # then each method's options
 
 
 def slots(methods) -> list[tuple[str, str]]:
     """One slider per method × variant, for the methods that fit the running preset."""
     return [(m, v) for m in methods for v in VARIANTS]
+
+
 COLUMNS = ["method", "tight", "PSNR ↑", "SSIM ↑", "L2 ↓", "LPIPS ↓", "latent error ↓",
            "inversion PSNR ↑", "seconds"]
 KEYS = ("psnr", "ssim", "l2", "lpips", "latent_error", "inversion_psnr")
@@ -32,24 +36,32 @@ EXAMPLES = [
     [asset("photos", "rocket.png"), "a rocket launching"],
 ]
 
-ABOUT = """Invert a photo into the model's noise and rebuild it. **DDIM** runs the sampler
-backwards; **ReNoise** refines each inversion step by fixed-point iterations
-([Garibi et al. 2024](https://arxiv.org/abs/2403.14602)); **edit-friendly DDPM** stores the
-noise of every step, so it rebuilds the latents exactly
-([Huberman-Spiegelglas et al. 2024](https://arxiv.org/abs/2304.06140)). **Tight** runs also
-show the photo itself to the model through IP-Adapter, for inversion and reconstruction
-alike ([Tight Inversion, 2025](https://arxiv.org/abs/2502.20376)). Drag each slider to compare
-the reconstruction with the original. On flow-matching presets (FLUX) the methods are
-**flow-Euler**, the flow ODE run backwards and forwards, and **RF-Inversion**, whose
-controllers steer the inversion toward noise and the reconstruction back toward the photo
-([Rout et al. 2024](https://arxiv.org/abs/2410.10792))."""
+ABOUT = """Invert a photo into the model's noise and rebuild it, with each method below.
+**Tight** runs also show the photo itself to the model through IP-Adapter, for inversion and
+reconstruction alike ([Tight Inversion, 2025](https://arxiv.org/abs/2502.20376)). Drag each
+slider to compare the reconstruction with the original."""
+
+
+def about(preset) -> str:
+    """The tab's text for the running preset: its own methods, its own size."""
+    methods = "\n".join(f"- **{s.title}**: {s.help}" for s in inversion.REGISTRY.specs(preset))
+    return (ABOUT + "\n\n" + methods + f"\n\nRunning preset **`{preset.name}`**: the model works at "
+            f"{preset.resolution} pixels on the longer side; your photo's reconstructions are "
+            "shown upscaled to the photo's own size.")
+
+
+INFINITE = ("*inversion PSNR ∞*: that reconstruction equals the VAE round trip exactly (no "
+            "error at all; edit-friendly DDPM stores every step's noise, so it can rebuild the "
+            "latents bit for bit).")
 
 
 def reconstruct(studio, photo, prompt, methods, variants, image_scale, steps, seed,
-                progress=gr.Progress(), runs=None):
-    """Run every chosen method × variant; return one slider value per slot, the metrics
-    table and notes. Saved as a run in `runs` when given. A plain function: tests call it
-    without a browser."""
+                progress=gr.Progress(), runs=None, options=None):
+    """Run every chosen method × variant. Returns the plain result first, a dict (see
+    `result`), then one (photo, reconstruction) pair per slot of `slots(studio.methods)`
+    in that order, None for a slot not run; both images of a pair at the uploaded photo's
+    size. `options`: {method: {option: value}}, each method's own settings. Saved as a run
+    in `runs` when given. A plain function: tests call it without a browser."""
     for m in methods or []:
         studio.method(m)  # a method that does not fit this preset: ValueError naming the ones that do
     methods = [m for m in studio.methods if m in (methods or [])]
@@ -62,43 +74,92 @@ def reconstruct(studio, photo, prompt, methods, variants, image_scale, steps, se
         raise ValueError("no image given: upload a photo or pick an example below (a file the browser could not show as an image is not uploaded)")
     update = progress_fn(progress)
     jobs = [(m, v) for m in methods for v in variants]
-    results, rows, notes = {}, [], []
+    results, notes = {}, []
     for i, (m, v) in enumerate(jobs):
         r = studio.reconstruct(
             photo, prompt=prompt or "", method=m, tight=VARIANTS[v], image_scale=image_scale,
-            steps=steps, seed=seed, progress=segment(update, i, len(jobs)))
+            steps=steps, seed=seed, progress=segment(update, i, len(jobs)), **(options or {}).get(m, {}))
         results[(m, v)] = r
-        rows.append([m, "yes" if r.tight else "no"]
-                    + [fmt(r.metrics[k]) for k in KEYS]
-                    + [round(r.seconds, 2)])
         notes = notes or r.notes
     first = next(iter(results.values()))
     text = [f"The VAE's own round trip reaches PSNR {fmt(first.metrics['vae_psnr'])} dB on this photo: "
             "the ceiling for every method. *Inversion PSNR* compares each reconstruction with that "
             "round trip, so it measures the inversion alone."]
+    if any(r.metrics["inversion_psnr"] == float("inf") for r in results.values()):
+        text.append(INFINITE)
     if first.metrics["lpips"] is None:
-        text.append("LPIPS: unavailable (install the optional `lpips` package).")
+        text.append("LPIPS: unavailable (install the optional `lpips` package), so the table leaves "
+                    "its column out.")
+    text.append(work_note(results))
+    working = first.output.size
+    shown = shown_size(working, uploaded_size(photo))
+    text.append(size_note(working, shown))
     text += notes
+    run_id = None
     if runs is not None:
-        text.append(save_run(lambda: save_reconstructions(
+        run_id, note = saved(lambda: save_reconstructions(
             runs, studio.preset.name, list(results.values()), prompt or "", steps, seed, image_scale),
-            len(results)))
+            len(results))
+        text.append(note)
+    original = at_size(images.load_image(photo)[0], shown)
+    pairs = [(original, at_size(results[slot].output, shown)) if slot in results else None
+             for slot in slots(studio.methods)]
+    return (result(studio, results, text, working, shown, run_id), *pairs)
+
+
+def work_note(results) -> str:
+    """How much work the request was: the page runs every chosen method × variant (six runs
+    by default), the CLI's `invert` one, so the page's request takes about that many times
+    as long (issue 27's 82 s against 10 s)."""
+    seconds = sum(r.seconds for r in results.values())
+    if len(results) == 1:
+        return f"1 run, {seconds:.1f} s."
+    return (f"{len(results)} runs (each chosen method, plain and tight as chosen), {seconds:.1f} s in all: "
+            "untick methods or variants for a quicker answer; `recontext invert` runs one at a time.")
+
+
+def result(studio, results, notes, working, shown, run_id) -> dict:
+    """The plain result: {"preset", "images" (the slot names, in the order the pairs
+    follow), "runs" (per run: method, tight, each metric, seconds), "working_size",
+    "shown_size", "notes", "run_id" (None when not saved)}. Metrics are numbers, "inf" for
+    ∞ and None for n/a."""
+    return {"preset": studio.preset.name,
+            "images": [label(slot) for slot in slots(studio.methods)],
+            "runs": [{"method": m, "tight": v == "tight",
+                      **{k: number(r.metrics[k]) for k in (*KEYS, "vae_psnr")},
+                      "seconds": round(r.seconds, 2)} for (m, v), r in results.items()],
+            "working_size": list(working), "shown_size": list(shown), "notes": list(notes),
+            "run_id": run_id}
+
+
+def label(slot) -> str:
+    return f"{slot[0]}{' + tight' if slot[1] == 'tight' else ''}"
+
+
+def page(studio, result: dict):
+    """The page's view of a plain result: each slider shown or hidden with its label, the
+    metrics table (the LPIPS column left out when no run has it), the notes."""
+    done = {label((r["method"], "tight" if r["tight"] else "plain")): r for r in result["runs"]}
     sliders = []
     for slot in slots(studio.methods):
-        r = results.get(slot)
-        label = f"{slot[0]}{' + tight' if slot[1] == 'tight' else ''}"
-        if r is None:
-            sliders.append(gr.ImageSlider(value=None, visible=False))
-        else:
-            sliders.append(gr.ImageSlider(value=(r.source, r.output), visible=True,
-                                          label=f"{label}: PSNR {fmt(r.metrics['psnr'])} dB, "
-                                                f"inversion PSNR {fmt(r.metrics['inversion_psnr'])} dB"))
+        r = done.get(label(slot))
+        sliders.append(gr.update(visible=False) if r is None else gr.update(
+            visible=True, label=f"{label(slot)}: PSNR {fmt(_float(r['psnr']))} dB, inversion PSNR "
+                                f"{fmt(_float(r['inversion_psnr']))} dB · left: photo, right: reconstruction"))
+    rows = [[r["method"], "yes" if r["tight"] else "no", *[fmt(_float(r[k])) for k in KEYS], r["seconds"]]
+            for r in result["runs"]]
     table = pd.DataFrame(rows, columns=COLUMNS)
-    return (*sliders, table, "\n".join(f"- {t}" for t in text))
+    if all(r["lpips"] is None for r in result["runs"]):
+        table = table.drop(columns=["LPIPS ↓"])
+    return (*sliders, table, bullets(result["notes"]))
+
+
+def _float(value):
+    return float(value) if isinstance(value, str) else value
 
 
 def build(studio, runs=None):
-    gr.Markdown(ABOUT)
+    gr.Markdown(about(studio.preset))
     with gr.Row():
         with gr.Column(scale=1):
             photo = photo_input(label="Photo", sources=["upload", "clipboard"], height=280)
@@ -109,11 +170,16 @@ def build(studio, runs=None):
                 [("without image conditioning", "plain"), ("with Tight Inversion", "tight")],
                 value=list(VARIANTS), label="Run each method")
             scale = Slider(0.0, 1.0, value=0.4, step=0.05, label="Tight: image scale",
-                           info="IP-Adapter scale, the same for inversion and reconstruction")
+                           info="IP-Adapter scale, the same for inversion and reconstruction: "
+                                "0 = the caption alone … 1 = the photo, most strongly")
+            controls, groups = option_controls(inversion.REGISTRY.specs(studio.preset), studio.preset.name,
+                                               shown=studio.methods)
             with gr.Row():
                 steps = steps_slider(studio)
                 seed = seed_number()
-            run = gr.Button("Invert and reconstruct", variant="primary")
+            with gr.Row():
+                run = gr.Button("Invert and reconstruct", variant="primary")
+                cancel = cancel_button()
         with gr.Column(scale=2):
             table = gr.Dataframe(value=pd.DataFrame(columns=COLUMNS), wrap=True, interactive=False,
                                  label="Metrics (against the photo at the model's size)")
@@ -127,29 +193,46 @@ def build(studio, runs=None):
                             label=f"{m}{' + tight' if v == 'tight' else ''}", type="pil",
                             format="png", visible=False, interactive=False, height=260,
                             elem_classes="whole-image"))
+            with gr.Accordion("Result as the API returns it (JSON)", open=False):
+                plain = gr.JSON(label="Result", show_label=False)
     gr.Examples(EXAMPLES, inputs=[photo, prompt], label="Examples (tiny-world scenes with their captions; scikit-image photos)")
 
-    @mcp_tool("reconstruct")
-    @user_errors
-    def handler(photo, prompt, methods, variants, image_scale, steps, seed, progress=gr.Progress()):
-        """Invert a photo and reconstruct it with each chosen method, with and without
-        Tight Inversion; returns the reconstructions, a metrics table and notes.
+    params = option_params(inversion.REGISTRY.specs(studio.preset))
+
+    def handler(values, progress):
+        return reconstruct(studio, values["photo"], values["prompt"], values["methods"], values["variants"],
+                           values["image_scale"], values["steps"], values["seed"], progress, runs,
+                           settings_of(params, values))
+
+    handler = mcp_tool("reconstruct")(user_errors(with_options(handler, FIXED, params, f"""Invert a photo and
+        reconstruct it with each chosen method, with and without Tight Inversion. Returns, in this
+        order: a dict {{"preset", "images" (the slot names in the order the pairs follow, e.g.
+        {", ".join(label(s) for s in slots(studio.methods)[:3])}, ...), "runs" (per run: method, tight, psnr,
+        ssim, l2, lpips, latent_error, inversion_psnr, vae_psnr, seconds; "inf" for infinite, null
+        for unavailable), "working_size", "shown_size", "notes", "run_id"}}; then one (photo,
+        reconstruction) image pair per slot, at the uploaded photo's size, null for a slot not run.
 
         Args:
             photo: the photo (a file)
             prompt: an optional caption of the photo
-            methods: the preset's methods: ddim, renoise, edit-friendly (epsilon presets) or
-                flow-euler, rf-inversion (flow presets)
+            methods: one or more of the preset's methods: {", ".join(studio.methods)}
             variants: plain (no image conditioning), tight (Tight Inversion), or both
             image_scale: IP-Adapter scale for the tight runs, 0-1
             steps: inversion steps (default: the preset's)
             seed: random seed
-        """
-        return reconstruct(studio, photo, prompt, methods, variants, image_scale, steps, seed, progress,
-                           runs)
+{{options}}
+        """, "reconstruct")))
 
     def work(photo, prompt, methods, variants, image_scale, steps, *_):
         return zerogpu.reconstruct(studio.preset, methods or [], variants or [], int(steps))
 
-    run.click(on_gpu(handler, work, studio.preset, lambda: studio.models.loaded), [photo, prompt, methods, variants, scale, steps, seed],
-              [*sliders, table, notes], api_name="reconstruct")
+    event = run.click(on_gpu(handler, work, studio.preset, lambda: studio.models.loaded),
+                      [photo, prompt, methods, variants, scale, steps, seed, *controls.values()], [plain, *sliders],
+                      api_name="reconstruct")
+    with_cancel(event, cancel)
+    event.success(lambda r: page(studio, r), plain, [*sliders, table, notes], api_visibility="private",
+                  queue=False)
+    if groups:  # each method's own settings, shown while it is chosen
+        methods.change(lambda chosen: [gr.update(visible=m in (chosen or [])) for m in groups], methods,
+                       list(groups.values()), api_visibility="private", queue=False)
+

@@ -103,23 +103,44 @@ def signed_rater(typed, profile) -> str:
     return typed or ""
 
 
+def item(data, rater):
+    """The next blind item for `rater`, plain: a dict {"item_id", "view_token",
+    "description" (Markdown, only text the studio made), "prompts" (plain text), "labels"
+    (the outputs' labels A, B, … in this rater's order), "message"}, then the source image
+    (or None) and one image per slot, labelled in order, None beyond the item's outputs."""
+    found = pick_next(data.runs, data.ratings, rater or "", data.secret)
+    if found is None:
+        return ({"item_id": "", "view_token": "", "description": "", "prompts": "", "labels": [],
+                 "message": "You have rated every item. Thank you! Make more runs in the other tabs, "
+                            "or see the summary below."}, None, *[None] * SLOTS)
+    n = len(found.outputs)
+    return ({"item_id": found.item_id, "view_token": found.view_token, "description": _describe(found),
+             "prompts": _prompts(found.prompts), "labels": list(LABELS[:n]), "message": ""},
+            served(found.source) if found.source else None,
+            *[served(found.outputs[i]) if i < n else None for i in range(SLOTS)])
+
+
+def item_page(result: dict):
+    """The page's view of `item`'s dict: the item and token boxes, the heading, the prompts,
+    each output slot and its radios shown or hidden (scores cleared), the result text cleared."""
+    n = len(result["labels"])
+    shown = [gr.update(visible=i < n, label=f"Output {LABELS[i]}") for i in range(SLOTS)]
+    radios = [gr.update(value=None, visible=i < n) for _ in range(2) for i in range(SLOTS)]
+    return (result["item_id"], result["view_token"], result["description"] or result["message"],
+            result["prompts"], *shown, *radios, "")
+
+
 def next_item(data, rater):
-    """The next blind item for `rater`: item id, view token, description, prompts (plain
+    """`item` as the page shows it: item id, view token, description, prompts (plain
     text), source, then one image per slot (labelled A, B, … in this rater's order, the
     rest hidden) and cleared scores."""
-    item = pick_next(data.runs, data.ratings, rater or "", data.secret)
-    if item is None:
-        hidden = [gr.Image(value=None, visible=False) for _ in range(SLOTS)]
-        radios = [gr.Radio(value=None, visible=False) for _ in range(2 * SLOTS)]
-        return ("", "", "You have rated every item. Thank you! Make more runs in the other tabs, "
-                "or see the summary below.", "", None, *hidden, *radios, "")
-    n = len(item.outputs)
-    shown = [gr.Image(value=served(item.outputs[i]), label=f"Output {LABELS[i]}", visible=True)
-             if i < n else gr.Image(value=None, visible=False) for i in range(SLOTS)]
+    result, source, *outputs = item(data, rater)
+    n = len(result["labels"])
+    shown = [gr.Image(value=outputs[i], label=f"Output {LABELS[i]}", visible=True) if i < n
+             else gr.Image(value=None, visible=False) for i in range(SLOTS)]
     radios = [gr.Radio(value=None, visible=i < n) for _ in range(2) for i in range(SLOTS)]
-    source = served(item.source) if item.source else None
-    return (item.item_id, item.view_token, _describe(item), _prompts(item.prompts), source,
-            *shown, *radios, "")
+    return (result["item_id"], result["view_token"], result["description"] or result["message"],
+            result["prompts"], source, *shown, *radios, "")
 
 
 def rate(data, preset, rater, item_id, scores, comment="", reveal=True, view_token="", signed=False):
@@ -348,7 +369,11 @@ def build(studio, data, demo, remembered):
     @not_mcp_tool
     @user_errors
     def on_next(profile: gr.OAuthProfile | None, rater: str):
-        return next_item(data, signed_rater(rater, profile))
+        """The next blind item. Returns, in this order: a dict {"item_id", "view_token",
+        "description", "prompts", "labels" (the labels of the outputs shown), "message"}; the
+        item's source image (or null); then one output image per label A, B, … (null beyond
+        the item's outputs)."""
+        return item(data, signed_rater(rater, profile))
 
     @user_errors
     def on_rate_page(profile: gr.OAuthProfile | None, rater, item_id, view_token, *values):
@@ -359,8 +384,9 @@ def build(studio, data, demo, remembered):
     @not_mcp_tool
     @user_errors
     def api_rate(rater: str, item_id: str, view_token: str, scores: dict[str, dict[str, int]],
-                 comment: str = "", reveal: bool = True, profile: gr.OAuthProfile | None = None) -> str:
-        """Rate one review item, blind.
+                 comment: str = "", reveal: bool = True, profile: gr.OAuthProfile | None = None) -> dict:
+        """Rate one review item, blind. Returns {"item_id", "message"} (the message says what
+        was saved and, with reveal, which method made each output).
 
         Args:
             rater: your name (on a Space with sign-in, your account is used instead)
@@ -372,8 +398,9 @@ def build(studio, data, demo, remembered):
         """
         if not isinstance(reveal, bool):
             raise ValueError(f"reveal must be true or false, got {reveal!r}")
-        return rate(data, studio.preset.name, signed_rater(rater, profile), item_id, scores,
-                    comment, reveal, view_token, signed(profile))
+        return {"item_id": item_id, "message": rate(data, studio.preset.name, signed_rater(rater, profile),
+                                                    item_id, scores, comment, reveal, view_token,
+                                                    signed(profile))}
 
     @not_mcp_tool
     @user_errors
@@ -389,8 +416,9 @@ def build(studio, data, demo, remembered):
     @not_mcp_tool
     @user_errors
     def api_vote(rater: str, item_id: str, view_token: str, choice: str,
-                 profile: gr.OAuthProfile | None = None) -> str:
-        """Vote on the pair /next_pair showed.
+                 profile: gr.OAuthProfile | None = None) -> dict:
+        """Vote on the pair /next_pair showed. Returns {"item_id", "choice", "message"} (the
+        message names the methods of A and B).
 
         Args:
             rater: your name (on a Space with sign-in, your account is used instead)
@@ -398,20 +426,26 @@ def build(studio, data, demo, remembered):
             view_token: the view_token from /next_pair
             choice: A, B, tie or both_bad
         """
-        return vote(data, studio.preset.name, signed_rater(rater, profile), item_id, view_token,
-                    choice, signed(profile))
+        return {"item_id": item_id, "choice": choice,
+                "message": vote(data, studio.preset.name, signed_rater(rater, profile), item_id,
+                                view_token, choice, signed(profile))}
 
     @mcp_tool("summary")
     @user_errors
     def on_summary():
-        """The human ratings so far: per-method mean fidelity and realism with bootstrap 95%
-        intervals, a chart, agreement between raters and pairwise win rates, the ratings
-        as a CSV file (without the blind labels), the Bradley–Terry ranking of pairwise
-        votes, and everything (with gold checks, fast ratings and coverage) as JSON."""
-        return summary(data)
+        """The human ratings so far. Returns, in this order: a dict (the full report:
+        "ratings", "raters", "methods" (per task and method: mean fidelity and realism with
+        bootstrap 95% intervals), "agreement" (Krippendorff's alpha), "win_rates",
+        "bradley_terry" (the pairwise votes' ranking), "coverage", gold checks, fast ratings,
+        and "text", the page's summary in words), then the ratings as a CSV file (without
+        the blind labels; null when there are none)."""
+        out = summary(data)
+        return {**out[6], "text": out[2]}, out[4]
 
-    go.click(on_next, rater, [item_id, view_token, info, prompts, source, *images, *fid, *real, result],
-             api_name="next_item")
+    item_json = gr.JSON(visible=False, label="Item")
+    go.click(on_next, rater, [item_json, source, *images], api_name="next_item").success(
+        item_page, item_json, [item_id, view_token, info, prompts, *images, *fid, *real, result],
+        api_visibility="private", queue=False)
     submit.click(on_rate_page, [rater, item_id, view_token, *fid, *real, comment, reveal], result,
                  api_visibility="private"
                  ).success(user_errors(lambda: summary(data)), None, summary_outputs,
@@ -434,7 +468,8 @@ def build(studio, data, demo, remembered):
         button.click(vote_for(choice), [rater, pair], pair_result, api_visibility="private"
                      ).success(user_errors(lambda: summary(data)), None, summary_outputs,
                                api_visibility="private")
-    refresh.click(on_summary, None, summary_outputs, api_name="summary")
+    refresh.click(on_summary, None, [report_json, download], api_name="summary").success(
+        user_errors(lambda: summary(data)), None, summary_outputs, api_visibility="private")
     if not oauth:
         rater.change(lambda name: name, rater, remembered, api_visibility="private", queue=False)
         demo.load(lambda saved: saved or gr.skip(), remembered, rater, api_visibility="private",

@@ -10,8 +10,8 @@ IDENTIFIER = "sks garment"  # what the fine-tuned LoRA learned to call the garme
 
 SPEC = Spec("finetune-lora", family="epsilon", label="fine-tuned LoRA (slow)", order=20, cost=2, slow=True,
             needs=("unet", "fine-tuning"), help="a LoRA fitted to the garment photo (minutes), then generated",
-            options=(Option("scale", 1.0, 0.0, 2.0, "LoRA scale: 0 = the base model", step=0.05,
-                            label="LoRA scale"),
+            options=(Option("scale", 1.0, 0.0, 2.0, "0 = the prompt alone … 1 = the garment as fitted … 2 = stronger",
+                            step=0.05, label="LoRA scale"),
                      Option("finetune_steps", 200, 1, 2000, "fine-tuning steps", kind="int", step=10,
                             label="Fine-tune steps")))
 

@@ -18,9 +18,9 @@ GET_ONE = ("set RECONTEXT_HYPERLORA to a checkpoint folder or Hub repo, or train
 
 SPEC = Spec("hyperlora", family="epsilon", label="HyperLoRA", order=0, cost=2, needs=("unet", "checkpoint"),
             help="a hypernetwork predicts LoRA weights from the garment photo: one pass, no fine-tuning",
-            options=(Option("scale", 1.0, 0.0, 2.0, "LoRA scale: 0 = the base model", step=0.05,
-                            label="LoRA scale"),
-                     Option("checkpoint", None, kind="text", label="Checkpoint",
+            options=(Option("scale", 1.0, 0.0, 2.0, "0 = the prompt alone … 1 = the garment as trained … 2 = stronger",
+                            step=0.05, label="LoRA scale"),
+                     Option("checkpoint", None, kind="text", label="Checkpoint", page=False,
                             help="a HyperLoRA checkpoint folder or Hub repo (default: the preset's)")))
 
 

@@ -6,7 +6,7 @@ from ..adapted import Adapted
 
 SPEC = Spec("ip-adapter", family="epsilon", label="IP-Adapter", order=10, cost=2,
             needs=("unet", "ip-adapter"), help="the garment as IP-Adapter's image prompt",
-            options=(Option("scale", 0.6, 0.0, 1.5, "IP-Adapter scale: 0 = the prompt alone, 1 = follow the garment",
+            options=(Option("scale", 0.6, 0.0, 1.5, "0 = the prompt alone … higher = the garment photo more strongly",
                             step=0.05, label="IP-Adapter scale"),))
 
 
