@@ -1,6 +1,10 @@
 """The tiny world's claims in numbers, on the committed weights and held-out inputs.
 
     python bench/tiny_world.py [--scenes 6] [--prompt-seeds 2] [--guidance 3 5]
+    python bench/tiny_world.py --write-card    # only: recontext/tiny/typical.json
+
+--write-card measures each tab's claim on held-out inputs and the tab's examples, and writes
+the figures the tabs show beside their examples (recontext/tiny/typical.py; about 2 minutes).
 
 One line each: VAE round-trip PSNR (the example photos, photos never trained on), CLIP
 top-1 on held-out scenes, Tight Inversion's gain (dB, DDIM, ReNoise and edit-friendly at
@@ -23,8 +27,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from recontext import Studio  # noqa: E402
 from recontext.logs import quiet_libraries  # noqa: E402
-from recontext.tiny import claims, world  # noqa: E402
-from recontext.ui.inversion_tab import EXAMPLES, slots  # noqa: E402
+from recontext.tiny import claims, typical, world  # noqa: E402
+from recontext.examples import inversion as inversion_examples  # noqa: E402
+from recontext.inversion import METHODS  # noqa: E402
 
 
 def main():
@@ -33,7 +38,11 @@ def main():
     ap.add_argument("--prompt-seeds", type=int, default=2)
     ap.add_argument("--guidance", type=float, nargs="*", default=[],
                     help="also measure prompt following at these guidance scales")
+    ap.add_argument("--write-card", action="store_true",
+                    help="only measure the tabs' claims and examples and write recontext/tiny/typical.json")
     args = ap.parse_args()
+    if args.write_card:
+        return typical.main(["--write"])
     quiet_libraries()
     studio = Studio("tiny")
     ex = claims.vae_psnr(studio, world.example_photos())
@@ -62,10 +71,11 @@ def main():
     rho = claims.sweep_correlations(studio)
     print(f"image-scale sweep (Spearman with the scale): edit alignment {rho['alignment']:+.2f}, "
           f"preservation {rho['preservation']:+.2f}")
-    photo, prompt = EXAMPLES[0]
+    photo, prompt = typical.order("inversion", inversion_examples())[0]  # the tab's first
     start = time.perf_counter()
-    for method, variant in slots(studio.methods):
-        studio.reconstruct(photo, prompt, method=method, tight=variant == "tight")
+    for method in METHODS:  # the tab's six sliders: each method plain and tight
+        for tight in (False, True):
+            studio.reconstruct(photo, prompt, method=method, tight=tight)
     print(f"inversion tab example (6 runs, {studio.preset.steps} steps): {time.perf_counter() - start:.1f} s")
 
 

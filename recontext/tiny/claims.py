@@ -81,10 +81,9 @@ def inversion_inputs(n_scenes: int = 6) -> list[tuple[Image.Image, str]]:
     return photos + [(img, cap) for img, cap, _ in held_out_scenes(n_scenes)]
 
 
-def tight_gain(studio, method: str, inputs=None, steps=None, scale: float = 0.4) -> dict:
-    """Mean PSNR against the input, tight at `scale` and plain, and their difference;
-    `ceiling`: the most any inversion could gain over plain (the VAE round trip's PSNR,
-    which a perfect inversion reaches, minus plain's)."""
+def tight_psnr(studio, method: str, inputs=None, steps=None, scale: float = 0.4) -> dict:
+    """Per input, PSNR against the input of the plain and the tight (at `scale`)
+    reconstruction, and of the VAE round trip: lists under "plain", "tight", "vae"."""
     inputs = inputs or inversion_inputs()
     psnr = {"plain": [], "tight": [], "vae": []}
     for img, prompt in inputs:
@@ -93,6 +92,14 @@ def tight_gain(studio, method: str, inputs=None, steps=None, scale: float = 0.4)
                                    image_scale=scale, steps=steps)
             psnr[variant].append(r.metrics["psnr"])
         psnr["vae"].append(r.metrics["vae_psnr"])
+    return psnr
+
+
+def tight_gain(studio, method: str, inputs=None, steps=None, scale: float = 0.4) -> dict:
+    """Mean PSNR against the input, tight at `scale` and plain, and their difference;
+    `ceiling`: the most any inversion could gain over plain (the VAE round trip's PSNR,
+    which a perfect inversion reaches, minus plain's)."""
+    psnr = tight_psnr(studio, method, inputs, steps, scale)
     plain, tight, vae = (float(np.mean(psnr[k])) for k in ("plain", "tight", "vae"))
     return {"plain": plain, "tight": tight, "gain": tight - plain, "ceiling": vae - plain}
 
@@ -144,25 +151,38 @@ def recolour(caption: str, background: str, avoid: str) -> str:
     return " ".join(words)
 
 
-def colour_edit(studio, n: int = 6, steps=None, method: str = "ddim", tight: bool = False) -> list[dict]:
+def colour_edit(studio, n: int = 6, steps=None, method: str = "ddim", tight: bool = False,
+                edit_method: str | None = None) -> list[dict]:
     """Swap the shape's colour word of held-out scenes; per scene, the shape region's mean
-    colour distance to the target colour before and after, and the border's mean colour."""
+    colour distance to the target colour before and after, and the border's mean colour.
+    `edit_method` None: the preset's first (regenerate)."""
     out = []
     for img, cap, mask in held_out_scenes(n, offset=1000):
-        background = cap.split()[-2]
-        target = recolour(cap, background, "")
-        e = studio.edit(img, cap, target, method=method, tight=tight, steps=steps)
-        before, after = as_float(img), as_float(e.output)
-        goal = np.array(world.COLOURS[target.split()[1]], np.float32) / 255
-        edge = world.border(mask.shape[0])
-        out.append({
-            "caption": cap, "target": target,
-            "shape_distance_before": float(np.linalg.norm(before[mask].mean(0) - goal)),
-            "shape_distance_after": float(np.linalg.norm(after[mask].mean(0) - goal)),
-            "border_before": before[edge].mean(0), "border_after": after[edge].mean(0),
-            "border_kept": NAMES[int(colour_names(after[edge].mean(0)))] == background,
-        })
+        target = recolour(cap, cap.split()[-2], "")
+        out.append(edit_case(studio, img, cap, target, mask, steps=steps, method=method, tight=tight,
+                             edit_method=edit_method))
     return out
+
+
+def edit_case(studio, img: Image.Image, cap: str, target: str, mask: np.ndarray, steps=None,
+              method: str = "ddim", tight: bool = False, edit_method: str | None = None,
+              image_scale: float = 0.4) -> dict:
+    """One colour-word edit of a scene (`cap` -> `target`, `mask` its shape) measured as
+    `colour_edit` does, and the SSIM of the background (outside the shape) to the scene."""
+    background = cap.split()[-2]
+    e = studio.edit(img, cap, target, method=method, tight=tight, steps=steps, edit_method=edit_method,
+                    image_scale=image_scale)
+    before, after = as_float(img), as_float(e.output)
+    goal = np.array(world.COLOURS[target.split()[1]], np.float32) / 255
+    edge = world.border(mask.shape[0])
+    return {
+        "caption": cap, "target": target,
+        "shape_distance_before": float(np.linalg.norm(before[mask].mean(0) - goal)),
+        "shape_distance_after": float(np.linalg.norm(after[mask].mean(0) - goal)),
+        "border_before": before[edge].mean(0), "border_after": after[edge].mean(0),
+        "border_kept": NAMES[int(colour_names(after[edge].mean(0)))] == background,
+        "background_ssim": metrics.masked_ssim(img, e.output, ~np.asarray(mask, bool)),
+    }
 
 
 def sweep_correlations(studio, n: int = 3, steps=None) -> dict:
@@ -197,23 +217,38 @@ def clip_top1(studio, n: int = 200) -> float:
 
 
 # -- garments ----------------------------------------------------------------------------------
+def garment_colour_errors(studio, methods=("hyperlora", "ip-adapter", "prompt-only"), n: int = 8,
+                          steps=None, first: int = GARMENT_SEED) -> dict:
+    """`garment_colour_error` per garment: method -> list of the `n` errors."""
+    errors = {m: [] for m in methods}
+    for i in range(n):
+        seed = first + i
+        for m in methods:
+            photo, method = (first + (i + 1) % n, "hyperlora") if m == MISMATCHED else (seed, m)
+            errors[m].append(garment_error(studio, synthetic.garment(photo), synthetic.scene_prompt(seed),
+                                           seed, method, seed=i, steps=steps))
+    return errors
+
+
 def garment_colour_error(studio, methods=("hyperlora", "ip-adapter", "prompt-only"), n: int = 8,
                          steps=None, first: int = GARMENT_SEED) -> dict:
     """Mean RGB distance (0-1 scale) between the garment region of the dressed figure and
     the garment as worn, over `n` held-out garments from seed `first`; the prompt names no
     colour. Method `MISMATCHED` is HyperLoRA given the next garment's photo: what the
     predicted weights do whatever the garment."""
-    errors = {m: [] for m in methods}
-    for i in range(n):
-        seed = first + i
-        worn, mask = synthetic.worn(seed, studio.preset.resolution)
-        goal = as_float(worn)[mask].mean(0)
-        for m in methods:
-            photo, method = (first + (i + 1) % n, "hyperlora") if m == MISMATCHED else (seed, m)
-            d = studio.dress(synthetic.garment(photo), synthetic.scene_prompt(seed), method=method,
-                             scale=SCALES.get(method, 1.0), steps=steps, seed=i)
-            errors[m].append(float(np.linalg.norm(as_float(d.image)[mask].mean(0) - goal)))
+    errors = garment_colour_errors(studio, methods, n, steps, first)
     return {m: float(np.mean(v)) for m, v in errors.items()}
+
+
+def garment_error(studio, garment: Image.Image, prompt: str, look: int, method: str, seed: int = 0,
+                  steps=None) -> float:
+    """RGB distance (0-1 scale) between the mean colour of the garment region of the figure
+    `method` dresses in `garment` under `prompt`, and the mean colour of garment `look`
+    (a synthetic seed) as worn; the region is where that garment's kind sits on the figure."""
+    worn, mask = synthetic.worn(look, studio.preset.resolution)
+    goal = as_float(worn)[mask].mean(0)
+    d = studio.dress(garment, prompt, method=method, scale=SCALES.get(method, 1.0), steps=steps, seed=seed)
+    return float(np.linalg.norm(as_float(d.image)[mask].mean(0) - goal))
 
 
 def hyperlora_matched_ratio(studio, n: int = 16, draws: int = 8, hyper=None, region: bool = False) -> dict:
