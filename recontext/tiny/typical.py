@@ -175,12 +175,14 @@ def garment(studio) -> dict:
     from ..garment import synthetic
     from . import claims
 
-    methods = ("hyperlora", "ip-adapter", "prompt-only")
+    methods = ("hyperlora", "ip-adapter", "magicclothing", "prompt-only")
     errors = claims.garment_colour_errors(studio, methods, n=GARMENTS)
     label = [f"garment {claims.GARMENT_SEED + i}: {synthetic.garment_caption(claims.GARMENT_SEED + i)}"
              for i in range(GARMENTS)]
     out = []
-    for other, name in (("ip-adapter", "IP-Adapter"), ("prompt-only", "prompt-only")):
+    # the paper's baselines (IP-Adapter, MagicClothing) and the floor
+    for other, name in (("ip-adapter", "IP-Adapter"), ("magicclothing", "MagicClothing"),
+                        ("prompt-only", "prompt-only")):
         out.append(_claim(
             f"hyperlora-vs-{other}", f"HyperLoRA carries the garment's colour better than {name}",
             f"colour error of {name} minus HyperLoRA's", "", 3, 0.02, 0.01,

@@ -10,6 +10,8 @@ import gradio as gr
 import pandas as pd
 
 from .. import editing, inversion, zerogpu
+from .. import examples as core_examples
+from ..tiny import typical
 from ..editing import SWEEP_SCALES, sweep_plot
 from ..runs import save_edits
 from .. import images
@@ -48,8 +50,7 @@ METRIC_NAMES = {"preservation_ssim": "preservation: SSIM to photo ↑",
 
 
 def examples() -> list[list]:
-    with open(asset("edits.json")) as f:
-        return [[asset(e["photo"]), e["source"], e["target"]] for e in json.load(f)]
+    return core_examples.edits()  # recontext/examples.py
 
 
 TABLE_COLUMNS = ["image scale", *METRIC_NAMES.values(), "inverted", "seconds"]
@@ -89,6 +90,8 @@ def _result(studio, kind, edits, notes, target, shown, run_id, images) -> dict:
     """The plain result of an edit endpoint: {"preset", "kind" (edit, sweep or compare),
     "target", "images" (what the images after the dict are, in order), "runs" (`_rows`),
     "working_size", "shown_size", "notes", "run_id" (None when not saved)}."""
+    if typical.holds("edit", studio.preset.name) is False:  # said beside the result, with the figure
+        notes = [*notes, typical.note("edit", studio.preset.name, short=True)]
     return {"preset": studio.preset.name, "kind": kind, "target": target or "", "images": images,
             "runs": _rows(edits), "working_size": list(edits[0].output.size) if edits else None,
             "shown_size": list(shown), "notes": list(notes), "run_id": run_id}
@@ -272,8 +275,9 @@ def build(studio, runs=None):
                                   elem_classes="result-gallery")
             with gr.Accordion("Result as the API returns it (JSON)", open=False):
                 plain = gr.JSON(label="Result", show_label=False)
-    gr.Examples(examples(), inputs=[photo, source, target],
+    gr.Examples(typical.order("edit", examples(), studio.preset.name), inputs=[photo, source, target],
                 label="Examples (tiny-world scenes: a colour word edited; scikit-image photos)")
+    gr.Markdown(typical.note("edit", studio.preset.name) or "")
 
     params = option_params(specs(studio.preset), shared=True)
     methods_doc = f"""method: inversion method, one of: {", ".join(studio.methods)}"""

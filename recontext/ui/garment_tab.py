@@ -7,7 +7,9 @@ import os
 import gradio as gr
 import pandas as pd
 
+from .. import examples as core_examples
 from .. import garment as garments
+from ..tiny import typical
 from .. import zerogpu
 from ..runs import save_dressed
 from ..progress import segment
@@ -29,21 +31,10 @@ def about(preset) -> str:
 
 TIMING_COLUMNS = ["method", "adapt seconds", "cached", "generate seconds", "setup seconds (one-off)", "needs"]
 FIXED = ["garment", "prompt", "methods", "checkpoint", "steps", "seed"]  # then each method's options
-SCENES = ["at the beach", "at the park", "at the street", "at the studio"]
-KINDS = ("t-shirt", "dress", "trousers", "skirt")
 
 
 def examples() -> list[list]:
-    """Each example garment with a scene prompt that names its kind, not its look (the
-    garment photo carries the look): the tiny world's prompt grammar."""
-    folder = asset("garments")
-    files = sorted(f for f in os.listdir(folder) if f.endswith(".png"))
-    out = []
-    for i, f in enumerate(files):
-        kind = next(k for k in KINDS if k in f)
-        worn = kind if kind == "trousers" else f"a {kind}"
-        out.append([os.path.join(folder, f), f"a person wearing {worn} {SCENES[i % len(SCENES)]}"])
-    return out
+    return core_examples.garments()  # recontext/examples.py
 
 
 def hyperlora_note(studio) -> str:
@@ -203,7 +194,8 @@ def build(studio, runs=None):
             notes = gr.Markdown()
             with gr.Accordion("Result as the API returns it (JSON)", open=False):
                 plain = gr.JSON(label="Result", show_label=False)
-    gr.Examples(examples(), inputs=[garment, prompt],
+    gr.Markdown(typical.note("garment", studio.preset.name) or "")
+    gr.Examples(typical.order("garment", examples(), studio.preset.name), inputs=[garment, prompt],
                 label="Example garments (procedural drawings, see assets/garments/SOURCES.md)")
 
     params = option_params(specs)

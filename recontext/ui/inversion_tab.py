@@ -6,6 +6,8 @@ import gradio as gr
 import pandas as pd
 
 from .. import inversion, zerogpu
+from ..examples import inversion as core_examples
+from ..tiny import typical
 from ..progress import segment
 from ..runs import save_reconstructions
 from .. import images
@@ -27,14 +29,7 @@ COLUMNS = ["method", "tight", "PSNR ↑", "SSIM ↑", "L2 ↓", "LPIPS ↓", "la
            "inversion PSNR ↑", "seconds"]
 KEYS = ("psnr", "ssim", "l2", "lpips", "latent_error", "inversion_psnr")
 
-EXAMPLES = [
-    [asset("scenes", "red-circle-on-blue.png"), "a red circle on a blue background"],
-    [asset("scenes", "white-triangle-on-green.png"), "a white triangle on a green background"],
-    [asset("photos", "chelsea.png"), "a photo of a cat"],
-    [asset("photos", "astronaut.png"), "a portrait of an astronaut"],
-    [asset("photos", "coffee.png"), "a cup of coffee on a table"],
-    [asset("photos", "rocket.png"), "a rocket launching"],
-]
+EXAMPLES = core_examples()  # recontext/examples.py
 
 ABOUT = """Invert a photo into the model's noise and rebuild it, with each method below.
 **Tight** runs also show the photo itself to the model through IP-Adapter, for inversion and
@@ -91,6 +86,8 @@ def reconstruct(studio, photo, prompt, methods, variants, image_scale, steps, se
         text.append("LPIPS: unavailable (install the optional `lpips` package), so the table leaves "
                     "its column out.")
     text.append(work_note(results))
+    if typical.holds("inversion", studio.preset.name) is False:  # said beside the result, with the figure
+        text.append(typical.note("inversion", studio.preset.name, short=True))
     working = first.output.size
     shown = shown_size(working, uploaded_size(photo))
     text.append(size_note(working, shown))
@@ -195,7 +192,9 @@ def build(studio, runs=None):
                             elem_classes="whole-image"))
             with gr.Accordion("Result as the API returns it (JSON)", open=False):
                 plain = gr.JSON(label="Result", show_label=False)
-    gr.Examples(EXAMPLES, inputs=[photo, prompt], label="Examples (tiny-world scenes with their captions; scikit-image photos)")
+    gr.Examples(typical.order("inversion", EXAMPLES, studio.preset.name), inputs=[photo, prompt],
+                label="Examples (tiny-world scenes with their captions; scikit-image photos)")
+    gr.Markdown(typical.note("inversion", studio.preset.name) or "")
 
     params = option_params(inversion.REGISTRY.specs(studio.preset))
 
