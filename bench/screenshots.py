@@ -19,6 +19,7 @@ Prints each file with its size and the seconds each example took.
 import argparse
 import io
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -36,7 +37,8 @@ TABS = {
     "garment": ("Garment → model", "Dress", "Saved as run"),
     "inversion": ("Inversion", "Invert and reconstruct", "Saved as run"),
     "edit": ("Text editing", "Edit", "Saved as run"),
-    "review": ("Review", "Next item", "left for you"),
+    # with no item to rate (only --tabs edit,review: an edit makes one output), the page says so
+    "review": ("Review", "Next item", "left for you|You have rated every item"),
 }
 WIDTH = 1000
 MAX_BYTES = 200_000
@@ -127,12 +129,23 @@ def run_tab(page, tab, label, button, done, out, files, timeout_ms):
     start = time.perf_counter()
     if tab == "review":
         page.get_by_label("Your name").fill("screenshot-rater")
-    else:
-        first_example(page).click()
-        page.wait_for_timeout(1500)  # the example's images settle into the form
-    page.get_by_role("button", name=button, exact=True).locator("visible=true").first.click()
-    print(f"{tab}: example clicked, {button!r} pressed; waiting for {done!r}", flush=True)
-    page.get_by_text(done).locator("visible=true").first.wait_for(timeout=timeout_ms)
+    for attempt in (1, 2):  # a click that lands before the page is ready is tried once more
+        if tab != "review":
+            first_example(page).click()
+            page.wait_for_timeout(1500)  # the example's images settle into the form
+        page.get_by_role("button", name=button, exact=True).locator("visible=true").first.click()
+        print(f"{tab}: example clicked, {button!r} pressed; waiting for {done!r}", flush=True)
+        finished = page.get_by_text(re.compile(done)).locator("visible=true").first
+        error = page.locator(".toast-body.error").first
+        finished.or_(error).first.wait_for(timeout=timeout_ms)
+        if finished.is_visible():
+            break
+        message = error.inner_text()
+        if attempt == 2:
+            raise RuntimeError(f"{tab}: the page showed an error: {message}")
+        print(f"{tab}: the page showed an error ({message.strip()[:200]}); trying again", flush=True)
+        page.evaluate("document.querySelectorAll('.toast-body button').forEach(b => b.click())")
+        page.wait_for_timeout(1000)
     settle(page, timeout_ms)
     print(f"{tab}: example done in {time.perf_counter() - start:.1f} s", flush=True)
     shoot(page, os.path.join(out, f"{tab}-example.png"), files)
