@@ -12,6 +12,10 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: minutes on 2 CPU cores; `bash .ci/run -m \"not slow\"` leaves them out")
+
+
 @pytest.fixture(scope="session")
 def studio():
     """One tiny-preset studio shared by the whole run (the base model loads once)."""

@@ -158,6 +158,7 @@ def test_tiny_editing_command(tmp_path):
         assert [r["image"] for r in csv.DictReader(f)] == ["900000/1", "900000/2"]
 
 
+@pytest.mark.slow  # two processes: 16 s on 2 CPU cores beyond the shared table
 def test_two_processes_give_the_table_of_one(tiny_table, tmp_path):
     """`accelerate launch --multi_gpu --num_processes 2` on this CPU-only machine: accelerate
     starts two processes through torchrun and they split the rows over gloo. (`--cpu` alone

@@ -55,6 +55,7 @@ def stage_losses(work) -> dict:
     return out
 
 
+@pytest.mark.slow  # the module's training fixture: 75 s on 2 CPU cores
 def test_on_the_cpu_every_stage_gives_the_losses_it_gave_before(trained):
     losses = stage_losses(trained / "work")
     for name, before in BEFORE.items():
@@ -64,6 +65,7 @@ def test_on_the_cpu_every_stage_gives_the_losses_it_gave_before(trained):
         assert losses[name] == pytest.approx(before, rel=1e-4), name
 
 
+@pytest.mark.slow  # the module's training fixture: 75 s on 2 CPU cores
 def test_the_weights_written_are_cpu_safetensors_in_float16_or_float32(trained):
     full = {"ip_adapter.safetensors", "hyperlora.safetensors"}  # the adapters stay float32, the rest fp16
     files = [os.path.join(d, n) for folder in ("out", "flux") for d, _, names in os.walk(trained / folder)
@@ -76,6 +78,7 @@ def test_the_weights_written_are_cpu_safetensors_in_float16_or_float32(trained):
                 assert v.dtype == (torch.float32 if os.path.basename(path) in full else torch.float16), (path, k)
 
 
+@pytest.mark.slow  # the module's training fixture: 75 s on 2 CPU cores
 def test_the_weights_load_and_run_through_the_presets_loaders(trained, tmp_path):
     """The tiny world's files assembled and loaded as the `tiny` / `tiny-flux` presets load
     them (`ModelOwner`), HyperLoRA's checkpoint read, and one model call each, finite."""
@@ -105,6 +108,7 @@ def test_the_weights_load_and_run_through_the_presets_loaders(trained, tmp_path)
             HyperLoRA.load(str(weights / "hyperlora"), models.pipe.unet)
 
 
+@pytest.mark.slow  # the module's training fixture: 75 s on 2 CPU cores
 def test_the_model_cards_name_the_device_and_its_minutes(trained):
     results = json.loads((trained / "out" / "training.json").read_text())
     assert set(results) == set(train.STAGES)

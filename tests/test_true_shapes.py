@@ -85,6 +85,7 @@ def test_float16_weights_computed_in_float32_match_float32():
     assert torch.allclose(got, want, atol=1e-5) and torch.allclose(x.grad, want_grad, atol=1e-5)
 
 
+@pytest.mark.slow  # ~15 min on 2 CPU cores and a ~10 GB mirror (README: Measured figures)
 @pytest.mark.timeout(1800)
 def test_sdxl_at_true_shapes_runs_every_tab(monkeypatch, tmp_path, photo):
     """Every tab on the sdxl preset's real architecture (random weights) at 256 px, 2 steps."""
