@@ -24,5 +24,5 @@ def reconstruct(unet_call, state, timesteps, alphas, cond, callback=None):
     return x
 
 
-SPEC = Spec("ddim", family="epsilon", cost=2, order=0,
+SPEC = Spec("ddim", family="epsilon", label="DDIM", cost=2, order=0,
             help="deterministic DDIM run backwards; the plain baseline of UNet models")

@@ -42,6 +42,6 @@ def reconstruct(unet_call, state, timesteps, alphas, cond, callback=None):
 
 
 # DDPM_inversion's editing examples: source guidance 3.5 while inverting, T_skip 36 of 100 steps
-SPEC = Spec("edit-friendly", family="epsilon", cost=2, stochastic=True, order=20,
+SPEC = Spec("edit-friendly", family="epsilon", label="edit-friendly DDPM", cost=2, stochastic=True, order=20,
             edit_defaults={"skip": 0.36, "source_guidance": 3.5},
             help="edit-friendly DDPM: stores the noise maps that rebuild the photo exactly (draws noise: the seed matters)")

@@ -28,5 +28,5 @@ def reconstruct(velocity, state, timesteps, sigmas, cond, callback=None):
     return x
 
 
-SPEC = Spec("flow-euler", family="flow", cost=2, order=0,
+SPEC = Spec("flow-euler", family="flow", label="flow-Euler", cost=2, order=0,
             help="the Euler solver of the flow ODE run backwards; the plain baseline of flow models")

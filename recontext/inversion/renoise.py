@@ -92,7 +92,7 @@ reconstruct = ddim.reconstruct
 
 _TURBO = "sdxl-turbo"
 SPEC = Spec(
-    "renoise", family="epsilon", order=10, cost=lambda s: 2 + s.get("renoise_steps", ITERATIONS),
+    "renoise", family="epsilon", label="ReNoise", order=10, cost=lambda s: 2 + s.get("renoise_steps", ITERATIONS),
     help="ReNoise: each inversion step refined by fixed-point iterations (Garibi et al. 2024)",
     options=(
         Option("renoise_steps", 1, 0, 20, "renoised predictions per inversion step (each one UNet call)",

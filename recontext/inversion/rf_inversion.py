@@ -47,7 +47,7 @@ def reconstruct(velocity, state, timesteps, sigmas, cond, callback=None, eta=ETA
 
 
 SPEC = Spec(
-    "rf-inversion", family="flow", cost=2, stochastic=True, order=10,
+    "rf-inversion", family="flow", label="RF-Inversion", cost=2, stochastic=True, order=10,
     help="RF-Inversion: controlled forward and reverse flow ODEs (Rout et al. 2024; draws noise)",
     options=(
         Option("gamma", GAMMA, 0.0, 1.0, "controller strength while inverting (toward the noise)", step=0.05),

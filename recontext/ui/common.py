@@ -202,29 +202,26 @@ def header(studio) -> str:
     tiny = (" Try the scene examples: prompts of that grammar are what this world understands."
             if p.name == "tiny" else "")
     tight = "each with and without [Tight Inversion](https://arxiv.org/abs/2502.20376)"
-    if p.flow:
-        garment = "a garment onto a generated person with HyperLoRA, IP-Adapter, a fine-tuned LoRA " \
-                  "or the prompt alone: needs a UNet preset (tiny, sdxl); not on this flow model."
-        inversion = ("rebuild a photo with the Euler flow ODE and [RF-Inversion]"
-                     f"(https://arxiv.org/abs/2410.10792), {tight}.")
-        editing = "invert, then regenerate with an edited prompt; sweep the image scale."
+    from .. import editing, garment, inversion
+
+    def titles(family):  # the preset's methods of a family, from their specs
+        names = [s.title for s in family.REGISTRY.specs(p)]
+        return ", ".join(names[:-1]) + (" or " if len(names) > 1 else "") + names[-1] if names else ""
+
+    if garment.names(p):
+        garment_text = (f"a garment onto a generated person, side by side: {titles(garment)} (HyperLoRA: no "
+                        "per-garment training, NeurIPS 2024).")
     else:
-        garment = ("a garment onto a generated person, no per-garment training (HyperLoRA, NeurIPS "
-                   "2024), against [IP-Adapter](https://arxiv.org/abs/2308.06721) and a fine-tuned "
-                   "LoRA and the prompt alone.")
-        inversion = ("rebuild a photo with [DDIM](https://arxiv.org/abs/2010.02502), "
-                     "[ReNoise](https://arxiv.org/abs/2403.14602) and [edit-friendly DDPM]"
-                     f"(https://arxiv.org/abs/2304.06140), {tight}.")
-        editing = ("invert, then edit with [prompt-to-prompt](https://arxiv.org/abs/2208.01626), "
-                   "[LEDITS++](https://arxiv.org/abs/2311.16711) or plain regeneration; sweep the "
-                   "image scale.")
+        garment_text = f"needs a UNet preset (tiny, sdxl); not on this {'flow ' if p.flow else ''}model."
+    inversion_text = f"rebuild a photo with {titles(inversion)}, {tight}."
+    editing_text = f"invert, then edit with {titles(editing)}; sweep the image scale."
     return (
         "# recontext — diffusion image recontextualization studio\n"
         "Try, compare and rate diffusion methods that put real images in new contexts. "
         f"Running preset **`{p.name}`**: {p.description}{tiny}\n\n"
-        f"- **Garment → model**: {garment}\n"
-        f"- **Inversion**: {inversion}\n"
-        f"- **Text editing**: {editing}\n"
+        f"- **Garment → model**: {garment_text}\n"
+        f"- **Inversion**: {inversion_text}\n"
+        f"- **Text editing**: {editing_text}\n"
         "- **Review**: rate the outputs of every run above, blind; see the summary."
     )
 

@@ -230,7 +230,8 @@ def build(studio, runs=None):
             source = gr.Textbox("", label="Source prompt", placeholder="what the photo shows", max_lines=2)
             target = gr.Textbox(label="Target prompt", placeholder="what the edit should show", max_lines=2)
             with gr.Row():
-                method = Choice(studio.methods, value=studio.methods[0], label="Inversion method")
+                method = Choice([(s.title, s.name) for s in inversion.REGISTRY.specs(studio.preset)],
+                                value=studio.methods[0], label="Inversion method")
                 tight = Flag(value=True, label="Tight Inversion")
             edit_method = Choice([(s.title, s.name) for s in editing.REGISTRY.specs(studio.preset)],
                                  value=first_edit, label="Editing method")

@@ -162,7 +162,8 @@ def build(studio, runs=None):
             photo = photo_input(label="Photo", sources=["upload", "clipboard"], height=280)
             prompt = gr.Textbox("", label="Caption (optional)", placeholder="describe the photo",
                                 max_lines=2)
-            methods = Choices(studio.methods, value=studio.methods, label="Methods")
+            methods = Choices([(s.title, s.name) for s in inversion.REGISTRY.specs(studio.preset)],
+                              value=studio.methods, label="Methods")
             variants = Choices(
                 [("without image conditioning", "plain"), ("with Tight Inversion", "tight")],
                 value=list(VARIANTS), label="Run each method")
