@@ -68,7 +68,7 @@ def read_manifest(path: str) -> list[dict]:
     return out
 
 
-def _file_hash(path: str) -> str:
+def file_hash(path: str) -> str:
     h = hashlib.sha1()
     try:
         with open(path, "rb") as f:
@@ -83,7 +83,7 @@ def row_key(job: dict, preset: str) -> str:
     """What determines a row's result: its parameters, the input file's bytes, the preset."""
     spec = {c: job[c] for c in COLUMNS if c != "input"}
     spec.update({c: job[c] for c in OPTIONAL if job.get(c)})
-    spec.update(preset=preset, input=_file_hash(job["path"]))
+    spec.update(preset=preset, input=file_hash(job["path"]))
     return hashlib.sha1(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
 
 

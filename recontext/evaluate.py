@@ -28,7 +28,7 @@ import numpy as np
 from PIL import Image
 
 from . import editing, metrics
-from .batch import Results, _file_hash, process_state, run_rows
+from .batch import Results, file_hash, process_state, run_rows
 from .tiny import world
 
 SHORT_WORDS = 3
@@ -162,7 +162,7 @@ def write_tiny_magicbrush(folder: str, sessions: int = 4) -> str:
 def _key(job: dict, preset: str, files: tuple[str, ...]) -> str:
     """What determines a row's result: its settings, the preset, the input files' bytes."""
     spec = {k: v for k, v in job.items() if k not in ("row", "path", "ground_truth")}
-    spec.update(preset=preset, files=[_file_hash(job[f]) for f in files])
+    spec.update(preset=preset, files=[file_hash(job[f]) for f in files])
     return hashlib.sha1(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
 
 

@@ -32,7 +32,7 @@ import pandas as pd
 
 from . import token as tokens
 from .names import rater_key
-from .store import _text
+from .store import text_field
 from .votes import CHOICES
 
 LABELS = string.ascii_uppercase
@@ -262,4 +262,4 @@ def _rater(rater) -> str:
     key = rater_key(rater)
     if not key:
         raise ValueError("rater: give your name first (1–64 characters)")
-    return _text("rater", key, 1, 64)
+    return text_field("rater", key, 1, 64)

@@ -70,7 +70,7 @@ def _score(name: str, value) -> int:
     return v
 
 
-def _text(name: str, value, lo: int, hi: int) -> str:
+def text_field(name: str, value, lo: int, hi: int) -> str:
     if not isinstance(value, str):
         raise ValueError(f"{name} must be text, got {type(value).__name__}")
     value = value.strip()
@@ -125,25 +125,25 @@ class RatingStore:
              signed: bool = False, view_id: str = "") -> dict:
         from .. import __version__
 
-        comment = _text("comment", comment or "", 0, MAX_COMMENT)
+        comment = text_field("comment", comment or "", 0, MAX_COMMENT)
         row = {
             "rating_id": uuid.uuid4().hex,
             "timestamp": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
-            "rater": _text("rater", rater, 1, 64),
-            "item_id": _text("item_id", item_id, 1, 128),
-            "task": _text("task", task, 1, 64),
-            "method": _text("method", method, 1, 64),
-            "label": _text("label", label, 0, 8),
+            "rater": text_field("rater", rater, 1, 64),
+            "item_id": text_field("item_id", item_id, 1, 128),
+            "task": text_field("task", task, 1, 64),
+            "method": text_field("method", method, 1, 64),
+            "label": text_field("label", label, 0, 8),
             "position": int(position),
             "fidelity": _score("fidelity", fidelity),
             "realism": _score("realism", realism),
             "comment": " ".join(comment.split()),  # one rating, one line
-            "preset": _text("preset", preset, 0, 64),
+            "preset": text_field("preset", preset, 0, 64),
             "app_version": app_version or __version__,
             "revealed": int(bool(revealed)),
-            "seconds": _seconds(seconds),
+            "seconds": seconds_field(seconds),
             "signed": int(bool(signed)),
-            "view_id": _text("view_id", view_id or "", 0, 64),
+            "view_id": text_field("view_id", view_id or "", 0, 64),
         }
         if self.known is not None and not self.known(row["item_id"], row["method"]):
             raise ValueError(f"item_id {item_id!r} with method {method!r} is not a known review item")
@@ -278,7 +278,7 @@ class RatingStore:
         """One parsed record's typed values."""
         return {"fidelity": int(row["fidelity"]), "realism": int(row["realism"]),
                 "position": int(row["position"] or 0), "revealed": row["revealed"] == "1",
-                "seconds": _float(row["seconds"]), "signed": row["signed"] == "1"}
+                "seconds": float_field(row["seconds"]), "signed": row["signed"] == "1"}
 
     def _problem(self, row: dict) -> str | None:
         if not _RATING_ID.fullmatch(row[self.id_column]) or not row["rater"] or not row["item_id"]:
@@ -361,7 +361,7 @@ class RatingStore:
         return fields is not None and self._check(fields, header) is None
 
 
-def _seconds(value) -> str:
+def seconds_field(value) -> str:
     if value is None or value == "":
         return ""
     v = float(value)
@@ -370,7 +370,7 @@ def _seconds(value) -> str:
     return f"{v:.3f}"
 
 
-def _float(value: str) -> float:
+def float_field(value: str) -> float:
     try:
         return float(value) if value else float("nan")
     except ValueError:

@@ -14,7 +14,7 @@ from datetime import datetime, timezone
 
 import pandas as pd
 
-from .store import RatingStore, _float, _seconds, _text
+from .store import RatingStore, float_field, seconds_field, text_field
 
 CHOICES = ("A", "B", "tie", "both_bad")
 VOTE_HEADER = ["vote_id", "timestamp", "rater", "item_id", "task", "method_a", "method_b",
@@ -40,12 +40,12 @@ class VoteStore(RatingStore):
         row = {
             "vote_id": uuid.uuid4().hex,
             "timestamp": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
-            "rater": _text("rater", rater, 1, 64), "item_id": _text("item_id", item_id, 1, 128),
-            "task": _text("task", task, 1, 64), "method_a": _text("method_a", method_a, 1, 64),
-            "method_b": _text("method_b", method_b, 1, 64), "output_a": int(output_a),
-            "output_b": int(output_b), "choice": choice, "seconds": _seconds(seconds),
-            "preset": _text("preset", preset, 0, 64), "app_version": app_version or __version__,
-            "signed": int(bool(signed)), "view_id": _text("view_id", view_id or "", 0, 64),
+            "rater": text_field("rater", rater, 1, 64), "item_id": text_field("item_id", item_id, 1, 128),
+            "task": text_field("task", task, 1, 64), "method_a": text_field("method_a", method_a, 1, 64),
+            "method_b": text_field("method_b", method_b, 1, 64), "output_a": int(output_a),
+            "output_b": int(output_b), "choice": choice, "seconds": seconds_field(seconds),
+            "preset": text_field("preset", preset, 0, 64), "app_version": app_version or __version__,
+            "signed": int(bool(signed)), "view_id": text_field("view_id", view_id or "", 0, 64),
         }
         if method_a == method_b:
             raise ValueError("a vote compares two different methods")
@@ -62,7 +62,7 @@ class VoteStore(RatingStore):
 
     def _convert(self, row):
         return {"output_a": int(row["output_a"]), "output_b": int(row["output_b"]),
-                "seconds": _float(row["seconds"]), "signed": row["signed"] == "1"}
+                "seconds": float_field(row["seconds"]), "signed": row["signed"] == "1"}
 
     def _problem(self, row):
         if not _ID.fullmatch(row["vote_id"]) or not row["rater"] or not row["item_id"]:
