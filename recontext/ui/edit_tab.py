@@ -268,11 +268,12 @@ def build(studio, runs=None):
             table = gr.Dataframe(value=pd.DataFrame(columns=TABLE_COLUMNS), label="Metrics",
                                  interactive=False, wrap=True)
             notes = gr.Markdown()
-            gallery = gr.Gallery(label="Sweep: edits by image scale", format="png", columns=3,
+            # the sweep's and the comparison's results: shown once there are some
+            gallery = gr.Gallery(label="Sweep: edits by image scale", format="png", columns=3, visible=False,
                                  height=560, object_fit="contain", elem_classes="result-gallery")
-            plot = gr.Plot(label="Fidelity–editability trade-off", show_label=False)
+            plot = gr.Plot(label="Fidelity–editability trade-off", show_label=False, visible=False)
             compared = gr.Gallery(label="Compare: every editing method, tight and plain", format="png",
-                                  columns=3, height=560, object_fit="contain",
+                                  columns=3, height=560, object_fit="contain", visible=False,
                                   elem_classes="result-gallery")
             with gr.Accordion("Result as the API returns it (JSON)", open=False):
                 plain = gr.JSON(label="Result", show_label=False)
@@ -387,7 +388,10 @@ def build(studio, runs=None):
     for event, button in ((edited, cancel), (swept, cancel_sweep), (compared_event, cancel_compare)):
         with_cancel(event, button)
     edited.success(lambda r: page(r)[:2], plain, [table, notes], api_visibility="private", queue=False)
-    swept.success(page, plain, [table, notes, plot],
-                  api_visibility="private", queue=False)
-    compared_event.success(lambda r: page(r)[:2], plain, [table, notes], api_visibility="private",
-                           queue=False)
+    def swept_page(r):
+        table_, notes_, figure = page(r)
+        return table_, notes_, gr.update(value=figure, visible=True), gr.update(visible=True)
+
+    swept.success(swept_page, plain, [table, notes, plot, gallery], api_visibility="private", queue=False)
+    compared_event.success(lambda r: (*page(r)[:2], gr.update(visible=True)), plain, [table, notes, compared],
+                           api_visibility="private", queue=False)
