@@ -122,6 +122,11 @@ class Spec:
                 return o
         raise KeyError(name)
 
+    def own(self, given: dict) -> dict:
+        """The settings in `given` that are this method's (one set can serve several methods)."""
+        names = {o.name for o in self.options}
+        return {k: v for k, v in given.items() if k in names}
+
     def settings(self, preset: str | None = None, **given) -> dict:
         """Every option's value: those given (checked; None means the default), the
         authors' defaults for `preset` otherwise. Unknown names are refused."""

@@ -16,7 +16,7 @@ from . import editing, images, inversion, metrics, presets
 from . import garment as garments
 from .methods import Option
 from .progress import Progress, segment, ticker
-from .workbench import Prepared, Workbench
+from .workbench import Workbench
 
 # the shared settings every job takes; a method's own settings live in its spec
 SHARED = {o.name: o for o in (
@@ -106,8 +106,7 @@ class Studio:
         method = method or self.methods[0]
         module = self.method(method)
         _refuse_unknown(options, map(inversion.spec, inversion.names()))
-        mine = {o.name for o in module.SPEC.options}
-        own = self.inversion_options(method, **{k: v for k, v in options.items() if k in mine})
+        own = self.inversion_options(method, **module.SPEC.own(options))
         image_scale, guidance, steps, seed = self._checked(image_scale, guidance, steps, seed)
         setup = self.setup(progress)
         start = time.perf_counter()
@@ -147,10 +146,8 @@ class Studio:
         _require_text(target_prompt, "target prompt")
         _require_text(source_prompt, "source prompt", allow_empty=True)
         _refuse_unknown(options, [*map(inversion.spec, inversion.names()), *map(editing.spec, editing.names())])
-        inversion_names = {o.name for o in inversion.spec(method).options}
-        editor_names = {o.name for o in editor.SPEC.options}
-        inv = self.inversion_options(method, **{k: v for k, v in options.items() if k in inversion_names})
-        own = editing.own_settings(edit_method, **{k: v for k, v in options.items() if k in editor_names})
+        inv = self.inversion_options(method, **inversion.spec(method).own(options))
+        own = editing.own_settings(edit_method, **editor.SPEC.own(options))
         self.setup(progress)  # one-off model loading stays out of the edit's seconds
         settings = self.edit_settings(method, edit_method, skip=skip, source_guidance=source_guidance)
         return editing.edit(self.bench, image, source_prompt, target_prompt, method, tight, image_scale,
@@ -194,12 +191,13 @@ class Studio:
         out = []
         for i, (m, tight) in enumerate(runs):
             on = editing.inversion_for(m, method)
-            own = {o.name for o in (*editing.spec(m).options, *inversion.spec(on).options)} | {"skip", "source_guidance"}
+            inversion_settings = {o.name: settings[o.name] for o in inversion.EDIT_OPTIONS if o.name in settings}
+            own = {**editing.spec(m).own(settings), **inversion.spec(on).own(settings), **inversion_settings}
             out.append((run or self.edit)(
                 image, source_prompt, target_prompt, method=on, tight=tight, image_scale=image_scale,
                 guidance=guidance, steps=steps, seed=seed,
                 progress=segment(progress, i, len(runs), f"{m}{' + tight' if tight else ''}: "),
-                edit_method=m, **{k: v for k, v in settings.items() if k in own}))
+                edit_method=m, **own))
         return out
 
     # -- text to image ---------------------------------------------------------------------------
@@ -229,8 +227,7 @@ class Studio:
         module = garments.get(method, self.preset)
         _require_text(prompt, "prompt")
         _refuse_unknown(options, [garments.spec(m) for m in garments.names()])
-        mine = {o.name for o in module.SPEC.options}
-        own = module.SPEC.settings(self.preset.name, **{k: v for k, v in options.items() if k in mine})
+        own = module.SPEC.settings(self.preset.name, **module.SPEC.own(options))
         _, guidance, steps, seed = self._checked(0.0, guidance, steps, seed)
         return garments.dress(self.bench, garment_image, prompt, method, steps, seed, guidance, own, progress)
 

@@ -226,6 +226,16 @@ def test_review_tab_takes_a_pairwise_vote_and_ranks_by_bradley_terry(page, app_d
     shot(page, "review-pair")
 
 
+def upload_and_run(page, bad):
+    """Upload a file the server cannot read to the inversion tab and run: an error pop-up."""
+    open_tab(page, "Inversion")
+    page.locator("input[type=file]").first.set_input_files(str(bad))
+    page.wait_for_timeout(1000)
+    steps(page, 2)
+    page.get_by_role("button", name="Invert and reconstruct").click()
+    page.locator(".toast-body").first.wait_for(timeout=RUN_TIMEOUT)
+
+
 @pytest.mark.parametrize("kind", ["text-as-png", "truncated-jpeg"])
 def test_bad_upload_shows_a_message_and_the_next_run_works(page, tmp_path, kind):
     bad = tmp_path / ("notes.png" if kind == "text-as-png" else "cut.jpg")
@@ -236,12 +246,7 @@ def test_bad_upload_shows_a_message_and_the_next_run_works(page, tmp_path, kind)
 
         Image.open(os.path.join(ROOT, "assets", "photos", "coffee.png")).convert("RGB").save(bad, "JPEG")
         bad.write_bytes(bad.read_bytes()[:2000])
-    open_tab(page, "Inversion")
-    page.locator("input[type=file]").first.set_input_files(str(bad))
-    page.wait_for_timeout(1000)
-    steps(page, 2)
-    page.get_by_role("button", name="Invert and reconstruct").click()
-    page.locator(".toast-body").first.wait_for(timeout=RUN_TIMEOUT)
+    upload_and_run(page, bad)
     text = page.locator(".toast-body").first.inner_text()
     assert "image" in text.lower(), text
     shot(page, f"bad-{kind}")
@@ -258,12 +263,7 @@ def test_a_success_clears_the_old_error_pop_up(page, tmp_path):
     """An error pop-up left open is closed when the next run succeeds (issue 27)."""
     bad = tmp_path / "notes.png"
     bad.write_text("this is not an image")
-    open_tab(page, "Inversion")
-    page.locator("input[type=file]").first.set_input_files(str(bad))
-    page.wait_for_timeout(1000)
-    steps(page, 2)
-    page.get_by_role("button", name="Invert and reconstruct").click()
-    page.locator(".toast-body").first.wait_for(timeout=RUN_TIMEOUT)
+    upload_and_run(page, bad)
     page.get_by_text("a photo of a cat").first.click()  # the pop-up is left open
     page.wait_for_timeout(500)
     page.get_by_role("button", name="Invert and reconstruct").click()

@@ -19,7 +19,6 @@ block writes its manifest, then runs it). Commands that read ratings (`data/rati
 
 import os
 import re
-import shutil
 import socket
 import subprocess
 import sys

@@ -33,17 +33,8 @@ REGISTRY = Registry(__name__, "editing method")
 SWEEP_SCALES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
 
 
-def names(preset=None) -> list[str]:
-    """The editing methods, or those that run on `preset` (its model family)."""
-    return REGISTRY.names(preset)
-
-
-def get(edit_method: str, preset=None):
-    return REGISTRY.get(edit_method, preset)
-
-
-def spec(edit_method: str):
-    return REGISTRY.spec(edit_method)
+# the methods (those that run on a preset, given one), a method's module, its spec
+names, get, spec = REGISTRY.names, REGISTRY.get, REGISTRY.spec
 
 
 def inversion_for(edit_method: str, method: str) -> str:
@@ -152,7 +143,7 @@ def edit(bench, image, source_prompt: str, target_prompt: str, method: str, tigh
         source = bench.condition(source_prompt, photo.image, tight, scale, source_guidance)
         target = bench.condition(target_prompt, photo.image, tight, scale,
                                  guidance if editor.SPEC.target_guidance else 1.0)
-        given = own_settings(edit_method, **settings_of(editor, settings))
+        given = own_settings(edit_method, **editor.SPEC.own(settings))
         extra = editor.arguments(models, source_prompt, target_prompt, given) if hasattr(editor, "arguments") else {}
         with torch.no_grad():
             z = editor.edit(models.model_call, models.attention, cached.state, timesteps, alphas,
@@ -170,12 +161,6 @@ def edit(bench, image, source_prompt: str, target_prompt: str, method: str, tigh
                 output=output, reconstruction_working=cached.reconstruction,
                 inverted=inverted, notes=notes, edit_method=edit_method, method=method, tight=tight,
                 settings=given)
-
-
-def settings_of(editor, given: dict) -> dict:
-    """The options in `given` that are `editor`'s own."""
-    own = {o.name for o in editor.SPEC.options}
-    return {k: v for k, v in given.items() if k in own}
 
 
 def sweep_plot(edits: list[Edit], target_prompt: str = ""):

@@ -20,17 +20,8 @@ from ..progress import Progress, ticker
 REGISTRY = Registry(__name__ + ".methods", "garment method")
 
 
-def names(preset=None) -> list[str]:
-    """The garment methods, or those that run on `preset`."""
-    return REGISTRY.names(preset)
-
-
-def get(method: str, preset=None):
-    return REGISTRY.get(method, preset)
-
-
-def spec(method: str):
-    return REGISTRY.spec(method)
+# the methods (those that run on a preset, given one), a method's module, its spec
+names, get, spec = REGISTRY.names, REGISTRY.get, REGISTRY.spec
 
 
 def page_methods(preset=None) -> list[str]:
@@ -41,8 +32,7 @@ def page_methods(preset=None) -> list[str]:
 def work(method: str, settings: dict | None = None) -> dict:
     """A method's adapting work for the ZeroGPU estimate, at its settings (defaults filled)."""
     module = get(method)
-    full = module.SPEC.settings(None, **{k: v for k, v in (settings or {}).items()
-                                        if k in {o.name for o in module.SPEC.options}})
+    full = module.SPEC.settings(None, **module.SPEC.own(settings or {}))
     return module.work(full) if hasattr(module, "work") else {}
 
 

@@ -27,18 +27,8 @@ EDIT_OPTIONS = (
 )
 
 
-def names(preset=None) -> list[str]:
-    """The inversion methods, or those that run on `preset` (its model family)."""
-    return REGISTRY.names(preset)
-
-
-def get(name: str, preset=None):
-    """The method module `name`; with `preset` given, it must run there."""
-    return REGISTRY.get(name, preset)
-
-
-def spec(name: str):
-    return REGISTRY.spec(name)
+# the methods (those that run on a preset, given one), a method's module, its spec
+names, get, spec = REGISTRY.names, REGISTRY.get, REGISTRY.spec
 
 
 def options(name: str, preset: str | None = None, **given) -> dict:

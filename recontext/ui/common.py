@@ -64,9 +64,12 @@ def progress_fn(progress: gr.Progress):
 
 
 def fmt(value, digits: int = 4):
-    """A metric for display: `digits` significant digits, ∞ and n/a spelled out."""
+    """A metric for display: `digits` significant digits, ∞ and n/a spelled out (also for
+    `number`'s "inf" / "-inf", as the plain results carry infinities)."""
     if value is None:
         return "n/a"
+    if value in ("inf", "-inf"):
+        value = float(value)
     if isinstance(value, float):
         if math.isnan(value):
             return "n/a"
@@ -314,10 +317,10 @@ def option_params(specs, shared=False) -> list[tuple[str, object, object]]:
     return out
 
 
-def option_control(o, preset: str, label: str | None = None):
+def option_control(o, preset: str):
     """The page's control of one option: a slider (its range, its default on `preset`,
     its help), a checkbox or a text box."""
-    label = label or o.title
+    label = o.title
     default = o.default_for(preset)
     if o.kind == "bool":
         return Flag(value=bool(default), label=label, info=o.help)
@@ -344,6 +347,14 @@ def option_controls(specs, preset: str, shared=False, shown=()) -> tuple[dict, d
                 controls[name] = option_control(o, preset)
         groups[spec.name] = group
     return controls, groups
+
+
+def show_chosen(methods, groups: dict) -> None:
+    """Each method's settings group (`option_controls`) shown while `methods` (checkboxes)
+    has it chosen."""
+    if groups:
+        methods.change(lambda chosen: [gr.update(visible=m in (chosen or [])) for m in groups], methods,
+                       list(groups.values()), api_visibility="private", queue=False)
 
 
 def settings_of(params, values: dict) -> dict[str, dict]:
@@ -429,7 +440,7 @@ def cancel_button() -> gr.Button:
 def uploaded_size(photo) -> tuple[int, int] | None:
     """The size of the photo as uploaded (EXIF orientation applied), read from the file's
     header alone; None when it cannot be read (the core then says why)."""
-    from PIL import Image, ImageOps
+    from PIL import Image
 
     try:
         with Image.open(photo) as im:

@@ -4,7 +4,6 @@ compare every editing method tight and plain."""
 from __future__ import annotations
 
 import functools
-import json
 
 import gradio as gr
 import pandas as pd
@@ -15,7 +14,7 @@ from ..tiny import typical
 from ..editing import SWEEP_SCALES, sweep_plot
 from ..runs import save_edits
 from .. import images
-from .common import (Choice, Flag, Slider, asset, at_size, bullets, cancel_button, fmt, mcp_tool, not_mcp_tool,
+from .common import (Choice, Flag, Slider, at_size, bullets, cancel_button, fmt, mcp_tool, not_mcp_tool,
                      number, on_gpu, option_controls, option_params, photo_input, progress_fn, saved,
                      seed_number, settings_of, shown_size, size_note, steps_slider, uploaded_size, user_errors,
                      with_cancel, with_options)
@@ -72,7 +71,7 @@ def _table(rows) -> pd.DataFrame:
     return pd.DataFrame([{"editing method": r["edit_method"],
                           "inversion": r["inversion_method"] + (" + tight" if r["tight"] else ""),
                           "image scale": r["image_scale"],
-                          **{name: fmt(float(r[k]) if isinstance(r[k], str) else r[k])
+                          **{name: fmt(r[k])
                              for k, name in METRIC_NAMES.items() if k in r},
                           "inverted": "yes" if r["inverted"] else "cached", "seconds": r["seconds"]}
                          for r in rows])

@@ -12,10 +12,9 @@ from .. import garment as garments
 from ..tiny import typical
 from .. import zerogpu
 from ..runs import save_dressed
-from ..progress import segment
-from .common import (Choice, Choices, asset, bullets, cancel_button, mcp_tool, on_gpu, option_controls,
-                     option_params, photo_input, progress_fn, saved, seed_number, settings_of, steps_slider,
-                     user_errors, with_cancel, with_options)
+from .common import (Choice, Choices, bullets, cancel_button, mcp_tool, on_gpu, option_controls,
+                     option_params, photo_input, progress_fn, saved, seed_number, settings_of, show_chosen,
+                     steps_slider, user_errors, with_cancel, with_options)
 
 ABOUT = """Upload a garment and describe a scene: each method below puts the garment on a
 generated person, side by side. Each result says how long adapting to the garment took,
@@ -233,6 +232,4 @@ def build(studio, runs=None):
                       [plain, *images], api_name="dress")
     with_cancel(event, cancel)
     event.success(page, plain, [*images, table, notes], api_visibility="private", queue=False)
-    if groups:  # each method's own settings, shown while it is chosen
-        methods.change(lambda chosen: [gr.update(visible=m in (chosen or [])) for m in groups], methods,
-                       list(groups.values()), api_visibility="private", queue=False)
+    show_chosen(methods, groups)

@@ -11,9 +11,9 @@ from ..tiny import typical
 from ..progress import segment
 from ..runs import save_reconstructions
 from .. import images
-from .common import (Choices, Slider, asset, at_size, bullets, cancel_button, fmt, mcp_tool, number, on_gpu,
+from .common import (Choices, Slider, at_size, bullets, cancel_button, fmt, mcp_tool, number, on_gpu,
                      option_controls, option_params, photo_input, progress_fn, saved, seed_number,
-                     settings_of, shown_size, size_note, steps_slider, uploaded_size, user_errors,
+                     settings_of, show_chosen, shown_size, size_note, steps_slider, uploaded_size, user_errors,
                      with_cancel, with_options)
 
 VARIANTS = {"plain": False, "tight": True}
@@ -141,18 +141,14 @@ def page(studio, result: dict):
     for slot in slots(studio.methods):
         r = done.get(label(slot))
         sliders.append(gr.update(visible=False) if r is None else gr.update(
-            visible=True, label=f"{label(slot)}: PSNR {fmt(_float(r['psnr']))} dB, inversion PSNR "
-                                f"{fmt(_float(r['inversion_psnr']))} dB · left: photo, right: reconstruction"))
-    rows = [[r["method"], "yes" if r["tight"] else "no", *[fmt(_float(r[k])) for k in KEYS], r["seconds"]]
+            visible=True, label=f"{label(slot)}: PSNR {fmt(r['psnr'])} dB, inversion PSNR "
+                                f"{fmt(r['inversion_psnr'])} dB · left: photo, right: reconstruction"))
+    rows = [[r["method"], "yes" if r["tight"] else "no", *[fmt(r[k]) for k in KEYS], r["seconds"]]
             for r in result["runs"]]
     table = pd.DataFrame(rows, columns=COLUMNS)
     if all(r["lpips"] is None for r in result["runs"]):
         table = table.drop(columns=["LPIPS ↓"])
     return (*sliders, table, bullets(result["notes"]))
-
-
-def _float(value):
-    return float(value) if isinstance(value, str) else value
 
 
 def build(studio, runs=None):
@@ -232,7 +228,5 @@ def build(studio, runs=None):
     with_cancel(event, cancel)
     event.success(lambda r: page(studio, r), plain, [*sliders, table, notes], api_visibility="private",
                   queue=False)
-    if groups:  # each method's own settings, shown while it is chosen
-        methods.change(lambda chosen: [gr.update(visible=m in (chosen or [])) for m in groups], methods,
-                       list(groups.values()), api_visibility="private", queue=False)
+    show_chosen(methods, groups)
 
