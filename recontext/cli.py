@@ -362,7 +362,7 @@ def cmd_fixtures_shapes(args) -> int:
     from .fixtures import build_shapes
 
     presets = [p.strip() for p in args.presets.split(",") if p.strip()]
-    root = build_shapes(args.dir, presets)
+    root = build_shapes(args.dir, presets, prune=args.prune)
     print(f"model mirror for {', '.join(presets)} in {root}; use it with RECONTEXT_MODELS_DIR={root}")
     return 0
 
@@ -413,6 +413,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "the exact public configurations, random float16 weights")
     p.add_argument("dir")
     p.add_argument("--presets", default="sdxl", help="comma-separated: sdxl, sdxl-turbo, sd15 (default: sdxl)")
+    p.add_argument("--prune", action="store_true", help="first remove the repos this command wrote for other "
+                   "presets, so a small disk holds one preset's mirror at a time")
     p.set_defaults(func=cmd_fixtures_shapes)
 
     p = sub.add_parser("zerogpu", help="the ZeroGPU duration each GPU handler asks for at the page's "

@@ -15,7 +15,11 @@ true shapes (weights change neither speed, memory nor shape bugs; outputs are no
 - Seeded; every repo is written into a temporary folder and moved into place when
   complete, and skipped when its `.complete` marker is there.
 - MagicClothing's garment extractor (sd15): one safetensors file, a whole SD 1.5 UNet state
-  dict in the published checkpoint's key layout (`write_garment_extractor`).
+  dict in the published checkpoint's key layout (`write_garment_extractor`); a hard link to
+  the mirror's sd15 UNet file, which holds exactly such a state dict, where it can be.
+- `prune=True` (`--prune`) first removes the repos written for other presets: the CI disk
+  holds one preset's mirror at a time. A full disk is reported as `MirrorDiskFull`, with
+  the half-written repo removed.
 - Not written: the SD 1.5 safety checker (never loaded: the studio passes
   `safety_checker=None`); the fp16 `variant` files (the plain names hold float16).
 """
@@ -31,6 +35,8 @@ import zlib
 
 import torch
 from filelock import FileLock
+
+from .errors import StorageError
 
 log = logging.getLogger(__name__)
 
@@ -401,17 +407,28 @@ def write_safety_checker(root: str) -> None:
 GARMENT_EXTRACTOR = ("ShineChen1024/MagicClothing", "magic_clothing_768_vitonhd_joint.safetensors")
 
 
-def write_garment_extractor(root: str) -> None:
+def write_garment_extractor(root: str, mirror: str) -> None:
+    """The extractor file: random weights under the SD 1.5 UNet's parameter names. Where the
+    mirror already holds the sd15 UNet (one safetensors file of exactly that state dict), the
+    file is a hard link to it (1.7 GB not written twice: random weights either way)."""
     from safetensors.torch import save_file
 
     repo, file = GARMENT_EXTRACTOR
+    out = os.path.join(root, repo, file)
+    os.makedirs(os.path.dirname(out), exist_ok=True)
+    unet_file = os.path.join(mirror, SD15, "unet", "diffusion_pytorch_model.safetensors")
+    if os.path.exists(unet_file):
+        try:
+            os.link(unet_file, out)
+            return
+        except OSError:  # another file system, or links refused: write it
+            pass
     unet = random_model(lambda: _unet(SD15_UNET), f"{repo}/{file}")
-    os.makedirs(os.path.join(root, repo), exist_ok=True)
-    save_file({k: v.contiguous() for k, v in unet.state_dict().items()}, os.path.join(root, repo, file))
+    save_file({k: v.contiguous() for k, v in unet.state_dict().items()}, out)
 
 
-def _repos(presets: set[str]) -> dict:
-    """repo -> writer, for what `presets` name."""
+def _repos(presets: set[str], mirror: str) -> dict:
+    """repo -> writer (of a temporary folder), for what `presets` name, in the order written."""
     jobs = {}
     if "sdxl" in presets:
         jobs[SDXL_BASE] = lambda r: write_pipeline(
@@ -427,7 +444,7 @@ def _repos(presets: set[str]) -> dict:
     if "sd15" in presets:
         jobs[SD15] = lambda r: write_pipeline(r, SD15, SD15_INDEX, SD15_UNET, SD15_VAE, SD15_SCHEDULER,
                                               [("text_encoder", CLIP_L_TEXT, False)])
-        jobs[GARMENT_EXTRACTOR[0]] = write_garment_extractor
+        jobs[GARMENT_EXTRACTOR[0]] = lambda r: write_garment_extractor(r, mirror)
     # one IP-Adapter repo holds the files of every preset: rebuilt when one is missing
     files = {"sdxl" if p.startswith("sdxl") else p for p in presets}
     jobs[IP_ADAPTER + "@" + ",".join(sorted(files))] = lambda r: write_ip_adapter(r, presets)
@@ -439,8 +456,14 @@ def _repos(presets: set[str]) -> dict:
 PRESETS = ("sdxl", "sdxl-turbo", "sd15")
 
 
-def build_shapes(root: str, presets=("sdxl",)) -> str:
-    """Write the mirror for `presets` into `root` (skipping repos already complete)."""
+class MirrorDiskFull(StorageError):
+    """The disk filled while the mirror was written (what was half written is removed)."""
+
+
+def build_shapes(root: str, presets=("sdxl",), prune: bool = False) -> str:
+    """Write the mirror for `presets` into `root` (skipping repos already complete). With
+    `prune`, first remove the repos no preset of `presets` needs, so a small disk holds one
+    preset's mirror at a time (SDXL alone is about 10 GB)."""
     presets = set(presets)
     unknown = presets - set(PRESETS)
     if unknown:
@@ -448,7 +471,10 @@ def build_shapes(root: str, presets=("sdxl",)) -> str:
     root = os.path.abspath(root)
     os.makedirs(root, exist_ok=True)
     with FileLock(os.path.join(root, ".build.lock")):
-        for key, write in _repos(presets).items():
+        jobs = _repos(presets, root)
+        if prune:
+            _prune(root, {key.partition("@")[0] for key in jobs})
+        for key, write in jobs.items():
             repo, _, tag = key.partition("@")
             final = os.path.join(root, repo)
             marker = os.path.join(final, DONE)
@@ -464,9 +490,47 @@ def build_shapes(root: str, presets=("sdxl",)) -> str:
                     shutil.rmtree(final)
                 os.makedirs(os.path.dirname(final), exist_ok=True)
                 os.replace(os.path.join(tmp, repo), final)
+            except Exception as e:
+                if _no_space(e):
+                    shutil.rmtree(tmp, ignore_errors=True)
+                    free = shutil.disk_usage(root).free / 2**30
+                    raise MirrorDiskFull(
+                        f"fixtures shapes: the disk filled while writing {repo} into {root} "
+                        f"({free:.1f} GB free after removing the half-written copy). The {', '.join(sorted(presets))} "
+                        f"mirror needs about 10 GB for sdxl and 5 GB for sd15: free some space, or pass "
+                        f"--prune to drop the repos of presets not asked for.") from e
+                raise
             finally:
                 shutil.rmtree(tmp, ignore_errors=True)
     return root
+
+
+def _no_space(e: BaseException) -> bool:
+    """True when `e` (or what caused it) is the disk filling; safetensors reports it as a
+    SafetensorError whose text carries the OS error."""
+    while e is not None:
+        if isinstance(e, OSError) and e.errno == 28 or "No space left on device" in str(e):
+            return True
+        e = e.__cause__ or e.__context__
+    return False
+
+
+def _prune(root: str, keep: set[str]) -> None:
+    """Remove every repo this builder wrote (it carries the DONE marker) or half built under
+    `root` that is not in `keep`; folders without the marker (real downloads) are left."""
+    for org in os.listdir(root):
+        path = os.path.join(root, org)
+        if org.startswith(".building-"):
+            shutil.rmtree(path, ignore_errors=True)
+            continue
+        if not os.path.isdir(path):
+            continue
+        for name in os.listdir(path):
+            if f"{org}/{name}" not in keep and os.path.exists(os.path.join(path, name, DONE)):
+                log.info("pruning %s/%s", org, name)
+                shutil.rmtree(os.path.join(path, name), ignore_errors=True)
+        if not os.listdir(path):
+            os.rmdir(path)
 
 
 def _covers(marker: str, tag: str) -> bool:

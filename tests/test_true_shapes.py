@@ -85,6 +85,67 @@ def test_float16_weights_computed_in_float32_match_float32():
     assert torch.allclose(got, want, atol=1e-5) and torch.allclose(x.grad, want_grad, atol=1e-5)
 
 
+def test_prune_keeps_one_presets_repos_and_what_it_did_not_write(monkeypatch, tmp_path):
+    """`prune` removes the builder's repos of other presets (they carry its marker) and
+    half-built folders; a real download without the marker stays."""
+    from recontext import fixtures
+
+    def repo(name, marker=True):
+        (tmp_path / name).mkdir(parents=True)
+        (tmp_path / name / "w.bin").write_bytes(b"x")
+        if marker:
+            (tmp_path / name / fixtures.DONE).write_text("\n")
+
+    repo(fixtures.SD15)
+    repo(fixtures.GARMENT_EXTRACTOR[0])
+    repo(fixtures.CLIP_L)
+    repo("someone/real-download", marker=False)
+    (tmp_path / ".building-abc").mkdir()
+    written = []
+    monkeypatch.setattr(fixtures, "_repos", lambda presets, mirror: {
+        fixtures.SDXL_BASE: lambda r: written.append(r) or repo_in(r, fixtures.SDXL_BASE),
+        fixtures.CLIP_L: lambda r: written.append(r)})
+
+    def repo_in(r, name):
+        os.makedirs(os.path.join(r, name))
+
+    fixtures.build_shapes(str(tmp_path), ["sdxl"], prune=True)
+    assert not (tmp_path / fixtures.SD15).exists() and not (tmp_path / "ShineChen1024").exists()
+    assert (tmp_path / fixtures.CLIP_L / "w.bin").exists()  # needed by sdxl too: kept, not rewritten
+    assert (tmp_path / "someone" / "real-download" / "w.bin").exists()
+    assert not (tmp_path / ".building-abc").exists()
+    assert len(written) == 1 and (tmp_path / fixtures.SDXL_BASE / fixtures.DONE).exists()
+
+
+def test_a_full_disk_is_named_and_leaves_no_half_written_repo(monkeypatch, tmp_path):
+    import errno
+
+    from recontext import fixtures
+    from recontext.cli import main
+
+    def fill(r):
+        os.makedirs(os.path.join(r, fixtures.SDXL_BASE, "unet"))
+        (open(os.path.join(r, fixtures.SDXL_BASE, "unet", "part"), "wb")).write(b"x" * 1000)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(fixtures, "_repos", lambda presets, mirror: {fixtures.SDXL_BASE: fill})
+    with pytest.raises(fixtures.MirrorDiskFull, match="disk filled while writing stabilityai/stable-diffusion"):
+        fixtures.build_shapes(str(tmp_path), ["sdxl"])
+    assert [p.name for p in tmp_path.iterdir()] == [".build.lock"]
+    assert main(["fixtures", "shapes", str(tmp_path), "--presets", "sdxl"]) == 2  # one clear line, no traceback
+
+
+def test_the_extractor_file_is_a_link_to_the_sd15_unet_when_the_mirror_has_it(tmp_path):
+    from recontext import fixtures
+
+    unet = tmp_path / "mirror" / fixtures.SD15 / "unet" / "diffusion_pytorch_model.safetensors"
+    unet.parent.mkdir(parents=True)
+    unet.write_bytes(b"the sd15 unet's state dict")
+    fixtures.write_garment_extractor(str(tmp_path / "tmp"), str(tmp_path / "mirror"))
+    repo, file = fixtures.GARMENT_EXTRACTOR
+    assert os.path.samefile(tmp_path / "tmp" / repo / file, unet)
+
+
 @pytest.mark.slow  # ~15 min on 2 CPU cores and a ~10 GB mirror (README: Measured figures)
 @pytest.mark.timeout(1800)
 def test_sdxl_at_true_shapes_runs_every_tab(monkeypatch, tmp_path, photo):
@@ -94,7 +155,8 @@ def test_sdxl_at_true_shapes_runs_every_tab(monkeypatch, tmp_path, photo):
     from recontext.garment.hyperlora import HyperLoRA, HyperLoRAConfig, target_modules
 
     start = time.perf_counter()
-    root = build_shapes(os.path.join(presets.cache_dir(), "shapes"), ["sdxl"])
+    root = build_shapes(os.path.join(presets.cache_dir(), "shapes"), ["sdxl"],
+                        prune=os.environ.get("RECONTEXT_SHAPES_PRUNE") == "1")
     monkeypatch.setenv("RECONTEXT_MODELS_DIR", root)
     monkeypatch.setenv("RECONTEXT_RESOLUTION", "256")
     monkeypatch.setenv("RECONTEXT_WEIGHTS_DTYPE", "float16")  # computed in float32 (see README)
