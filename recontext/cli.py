@@ -362,7 +362,7 @@ def cmd_fixtures_shapes(args) -> int:
     from .fixtures import build_shapes
 
     presets = [p.strip() for p in args.presets.split(",") if p.strip()]
-    root = build_shapes(args.dir, presets, prune=args.prune)
+    root = build_shapes(args.dir, presets, prune=args.prune or None)  # else RECONTEXT_SHAPES_PRUNE
     print(f"model mirror for {', '.join(presets)} in {root}; use it with RECONTEXT_MODELS_DIR={root}")
     return 0
 

@@ -460,10 +460,13 @@ class MirrorDiskFull(StorageError):
     """The disk filled while the mirror was written (what was half written is removed)."""
 
 
-def build_shapes(root: str, presets=("sdxl",), prune: bool = False) -> str:
+def build_shapes(root: str, presets=("sdxl",), prune: bool | None = None) -> str:
     """Write the mirror for `presets` into `root` (skipping repos already complete). With
     `prune`, first remove the repos no preset of `presets` needs, so a small disk holds one
-    preset's mirror at a time (SDXL alone is about 10 GB)."""
+    preset's mirror at a time (SDXL alone is about 10 GB). `prune=None` takes the
+    `RECONTEXT_SHAPES_PRUNE` setting (1: prune), which `.ci/run` sets."""
+    if prune is None:
+        prune = os.environ.get("RECONTEXT_SHAPES_PRUNE") == "1"
     presets = set(presets)
     unknown = presets - set(PRESETS)
     if unknown:
@@ -496,9 +499,9 @@ def build_shapes(root: str, presets=("sdxl",), prune: bool = False) -> str:
                     free = shutil.disk_usage(root).free / 2**30
                     raise MirrorDiskFull(
                         f"fixtures shapes: the disk filled while writing {repo} into {root} "
-                        f"({free:.1f} GB free after removing the half-written copy). The {', '.join(sorted(presets))} "
-                        f"mirror needs about 10 GB for sdxl and 5 GB for sd15: free some space, or pass "
-                        f"--prune to drop the repos of presets not asked for.") from e
+                        f"({free:.1f} GB free after removing the half-written copy). A mirror takes about "
+                        f"10 GB for sdxl, 5 GB for sd15: free some space, or pass --prune to drop the "
+                        f"repos of presets not asked for.") from e
                 raise
             finally:
                 shutil.rmtree(tmp, ignore_errors=True)

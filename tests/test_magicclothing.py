@@ -84,8 +84,7 @@ def test_sd15_at_true_shapes_loads_the_published_layout(monkeypatch):
     from recontext.logs import quiet_libraries
 
     quiet_libraries()
-    root = build_shapes(os.path.join(presets.cache_dir(), "shapes"), ["sd15"],
-                        prune=os.environ.get("RECONTEXT_SHAPES_PRUNE") == "1")
+    root = build_shapes(os.path.join(presets.cache_dir(), "shapes"), ["sd15"])  # pruned as RECONTEXT_SHAPES_PRUNE says
     assert os.path.exists(os.path.join(root, "ShineChen1024", "MagicClothing",
                                        "magic_clothing_768_vitonhd_joint.safetensors"))
     monkeypatch.setenv("RECONTEXT_MODELS_DIR", root)

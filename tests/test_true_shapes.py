@@ -102,19 +102,21 @@ def test_prune_keeps_one_presets_repos_and_what_it_did_not_write(monkeypatch, tm
     repo("someone/real-download", marker=False)
     (tmp_path / ".building-abc").mkdir()
     written = []
+
+    def write(name):
+        def writer(r):
+            written.append(name)
+            os.makedirs(os.path.join(r, name))
+        return writer
+
     monkeypatch.setattr(fixtures, "_repos", lambda presets, mirror: {
-        fixtures.SDXL_BASE: lambda r: written.append(r) or repo_in(r, fixtures.SDXL_BASE),
-        fixtures.CLIP_L: lambda r: written.append(r)})
-
-    def repo_in(r, name):
-        os.makedirs(os.path.join(r, name))
-
+        name: write(name) for name in (fixtures.SDXL_BASE, fixtures.CLIP_L)})
     fixtures.build_shapes(str(tmp_path), ["sdxl"], prune=True)
     assert not (tmp_path / fixtures.SD15).exists() and not (tmp_path / "ShineChen1024").exists()
     assert (tmp_path / fixtures.CLIP_L / "w.bin").exists()  # needed by sdxl too: kept, not rewritten
     assert (tmp_path / "someone" / "real-download" / "w.bin").exists()
     assert not (tmp_path / ".building-abc").exists()
-    assert len(written) == 1 and (tmp_path / fixtures.SDXL_BASE / fixtures.DONE).exists()
+    assert written == [fixtures.SDXL_BASE] and (tmp_path / fixtures.SDXL_BASE / fixtures.DONE).exists()
 
 
 def test_a_full_disk_is_named_and_leaves_no_half_written_repo(monkeypatch, tmp_path):
@@ -125,12 +127,13 @@ def test_a_full_disk_is_named_and_leaves_no_half_written_repo(monkeypatch, tmp_p
 
     def fill(r):
         os.makedirs(os.path.join(r, fixtures.SDXL_BASE, "unet"))
-        (open(os.path.join(r, fixtures.SDXL_BASE, "unet", "part"), "wb")).write(b"x" * 1000)
+        with open(os.path.join(r, fixtures.SDXL_BASE, "unet", "part"), "wb") as f:
+            f.write(b"x" * 1000)
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(fixtures, "_repos", lambda presets, mirror: {fixtures.SDXL_BASE: fill})
     with pytest.raises(fixtures.MirrorDiskFull, match="disk filled while writing stabilityai/stable-diffusion"):
-        fixtures.build_shapes(str(tmp_path), ["sdxl"])
+        fixtures.build_shapes(str(tmp_path), ["sdxl"], prune=False)
     assert [p.name for p in tmp_path.iterdir()] == [".build.lock"]
     assert main(["fixtures", "shapes", str(tmp_path), "--presets", "sdxl"]) == 2  # one clear line, no traceback
 
@@ -155,8 +158,7 @@ def test_sdxl_at_true_shapes_runs_every_tab(monkeypatch, tmp_path, photo):
     from recontext.garment.hyperlora import HyperLoRA, HyperLoRAConfig, target_modules
 
     start = time.perf_counter()
-    root = build_shapes(os.path.join(presets.cache_dir(), "shapes"), ["sdxl"],
-                        prune=os.environ.get("RECONTEXT_SHAPES_PRUNE") == "1")
+    root = build_shapes(os.path.join(presets.cache_dir(), "shapes"), ["sdxl"])  # pruned as RECONTEXT_SHAPES_PRUNE says
     monkeypatch.setenv("RECONTEXT_MODELS_DIR", root)
     monkeypatch.setenv("RECONTEXT_RESOLUTION", "256")
     monkeypatch.setenv("RECONTEXT_WEIGHTS_DTYPE", "float16")  # computed in float32 (see README)
