@@ -517,26 +517,31 @@ class ModelOwner:
 
     # -- attention processors on the shared UNet ---------------------------------------
     @contextlib.contextmanager
+    def _wrapped(self, wrap, layers: tuple[str, ...]):
+        """Run the block with the UNet's transformer-block attention processors whose names
+        end with `layers` replaced by `wrap(processor, name)` (not the attention inside
+        IP-Adapter plus's image projection, a resampler also listed among them). On leaving,
+        the original processor objects are put back. Call under `lock`."""
+        unet = self.pipe.unet
+        originals = dict(unet.attn_processors)
+        unet.set_attn_processor({
+            name: wrap(proc, name) if name.endswith(layers) and not name.startswith("encoder_hid_proj") else proc
+            for name, proc in originals.items()})
+        try:
+            yield unet
+        finally:
+            unet.set_attn_processor(originals)
+
+    @contextlib.contextmanager
     def attention(self, control):
-        """Run the block with every attention layer of the UNet routed through `control`
-        (see `attention.Controlled`, which wraps each processor in place, IP-Adapter's
-        included). On leaving, the original processor objects are put back."""
+        """Run the block with every self- and cross-attention layer of the UNet routed
+        through `control` (see `attention.Controlled`, which wraps each processor in place,
+        IP-Adapter's included). On leaving, the original processor objects are put back."""
         from .attention import Controlled
 
-        unet = self.pipe.unet
-        with self.lock:
-            originals = dict(unet.attn_processors)
-            # the transformer blocks' self- and cross-attention; not the attention inside
-            # IP-Adapter plus's image projection (a resampler, also listed here)
-            unet.set_attn_processor({
-                name: Controlled(proc, name, control)
-                if name.endswith(("attn1.processor", "attn2.processor"))
-                and not name.startswith("encoder_hid_proj") else proc
-                for name, proc in originals.items()})
-            try:
-                yield unet
-            finally:
-                unet.set_attn_processor(originals)
+        with self.lock, self._wrapped(lambda proc, name: Controlled(proc, name, control),
+                                      ("attn1.processor", "attn2.processor")) as unet:
+            yield unet
 
     # -- MagicClothing's garment extractor and its attention ---------------------------
     def garment_extractor(self, source: tuple[str, str]):
@@ -615,17 +620,10 @@ class ModelOwner:
         multiplies them. On leaving, the original processor objects are put back."""
         from .attention import GarmentAttention
 
-        unet = self.pipe.unet
-        with self.lock, self.unfused():
-            originals = dict(unet.attn_processors)
-            unet.set_attn_processor({
-                name: GarmentAttention(proc, name, "read", states, present, scale)
-                if name.endswith("attn1.processor") and not name.startswith("encoder_hid_proj")
-                else proc for name, proc in originals.items()})
-            try:
-                yield unet
-            finally:
-                unet.set_attn_processor(originals)
+        with self.lock, self.unfused(), self._wrapped(
+                lambda proc, name: GarmentAttention(proc, name, "read", states, present, scale),
+                ("attn1.processor",)) as unet:
+            yield unet
 
     # -- the three calls every method is made of ---------------------------------------
     def unet_call(self, x: torch.Tensor, t, cond: Cond, params: dict | None = None) -> torch.Tensor:

@@ -188,11 +188,11 @@ class Studio:
         settings.pop("edit_method", None)
         method = method or self.methods[0]
         runs = [(m, tight) for m in self.edit_methods for tight in (True, False)]
+        shared = {o.name: settings[o.name] for o in inversion.EDIT_OPTIONS if o.name in settings}
         out = []
         for i, (m, tight) in enumerate(runs):
             on = editing.inversion_for(m, method)
-            inversion_settings = {o.name: settings[o.name] for o in inversion.EDIT_OPTIONS if o.name in settings}
-            own = {**editing.spec(m).own(settings), **inversion.spec(on).own(settings), **inversion_settings}
+            own = {**editing.spec(m).own(settings), **inversion.spec(on).own(settings), **shared}
             out.append((run or self.edit)(
                 image, source_prompt, target_prompt, method=on, tight=tight, image_scale=image_scale,
                 guidance=guidance, steps=steps, seed=seed,
