@@ -34,11 +34,11 @@ def _studio(args):
 
 
 def _specs(family: str):
-    """Every method spec of a family ("inversion", "editing", "garment")."""
+    """Every method spec of a family ("inversion", "editing", "garment"). Imports every
+    method, and with them the model libraries: only for the command that runs them."""
     from importlib import import_module
 
-    module = import_module(f"recontext.{family}")
-    return [module.spec(n) for n in module.names()]
+    return import_module(f"recontext.{family}").REGISTRY.specs()
 
 
 def _method_flag(p, family: str, flag: str = "--method", default_note: str = "the preset's first") -> None:
@@ -71,10 +71,22 @@ def _options(args) -> dict:
     return {k: getattr(args, k) for k in args.option_names if getattr(args, k) is not None}
 
 
-def _edit_options():
+def _invert_flags(p) -> None:
+    _method_flag(p, "inversion")
+    _option_flags(p, "inversion")
+
+
+def _edit_flags(p) -> None:
     from .inversion import EDIT_OPTIONS
 
-    return EDIT_OPTIONS
+    _method_flag(p, "inversion")
+    _method_flag(p, "editing", "--edit-method", "the preset's first, the baseline")
+    _option_flags(p, "inversion", "editing", extra=EDIT_OPTIONS)
+
+
+def _dress_flags(p) -> None:
+    _method_flag(p, "garment")
+    _option_flags(p, "garment")
 
 
 def cmd_invert(args) -> int:
@@ -385,9 +397,13 @@ def cmd_zerogpu(args) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """The parser. With `argv`, only the command it names gets the flags read from the
+    method specs (reading them imports torch and diffusers, which `ratings` and the other
+    commands do without); without, every command gets them."""
     parser = argparse.ArgumentParser(prog="recontext", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
+    from_specs = {}  # command -> (its parser, what adds its flags from the specs)
 
     p = sub.add_parser("ratings", help="human ratings: summarize or export them")
     rsub = p.add_subparsers(dest="ratings_command", required=True)
@@ -425,48 +441,44 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("invert", help="invert a photo and reconstruct it; print metrics as JSON")
     p.add_argument("photo")
-    _method_flag(p, "inversion")
     p.add_argument("--prompt", default="", help="caption of the photo (optional)")
     p.add_argument("--tight", action="store_true", help="condition on the photo (Tight Inversion)")
     p.add_argument("--scale", type=float, default=0.4, help="IP-Adapter scale for --tight")
     p.add_argument("--steps", type=int, default=None, help="default: the preset's")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="reconstruction.png")
-    _option_flags(p, "inversion")
     _add_preset(p)
     p.set_defaults(func=cmd_invert)
+    from_specs["invert"] = (p, _invert_flags)
 
     p = sub.add_parser("edit", help="edit a photo by inversion: source prompt -> target prompt")
     p.add_argument("photo")
     p.add_argument("--source", default="", help="what the photo shows")
     p.add_argument("--target", required=True, help="what the edit should show")
-    _method_flag(p, "inversion")
     p.add_argument("--tight", action="store_true", help="condition on the photo (Tight Inversion)")
     p.add_argument("--scale", type=float, default=0.4, help="IP-Adapter scale for --tight")
     p.add_argument("--sweep", default=None,
                    help="comma-separated image scales, e.g. 0,0.2,0.4,0.6,0.8,1.0 (tight edits)")
-    _method_flag(p, "editing", "--edit-method", "the preset's first, the baseline")
     p.add_argument("--compare", action="store_true",
                    help="run every editing method, tight and plain (ignores --edit-method, --tight)")
     p.add_argument("--guidance", type=float, default=None, help="default: the preset's (7.5; flux 3.5)")
     p.add_argument("--steps", type=int, default=None, help="default: the preset's")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="edits", help="folder for the PNGs and metrics.json")
-    _option_flags(p, "inversion", "editing", extra=_edit_options())
     _add_preset(p)
     p.set_defaults(func=cmd_edit)
+    from_specs["edit"] = (p, _edit_flags)
 
     p = sub.add_parser("dress", help="put a garment onto a generated person or scene")
     p.add_argument("garment", help="garment photo")
     p.add_argument("--prompt", required=True, help="the scene, e.g. 'a woman walking in a park'")
-    _method_flag(p, "garment")
     p.add_argument("--guidance", type=float, default=7.5)
     p.add_argument("--steps", type=int, default=None, help="default: the preset's")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="dressed.png")
-    _option_flags(p, "garment")
     _add_preset(p)
     p.set_defaults(func=cmd_dress)
+    from_specs["dress"] = (p, _dress_flags)
 
     p = sub.add_parser("train-tiny", help="train the tiny world (VAE, CLIP, UNet, IP-Adapter, "
                        "HyperLoRA) from a seed; stages resume, finished ones are skipped")
@@ -561,6 +573,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "image -> caption): prompts per person image instead of the category's")
     p.add_argument("--limit", type=int, default=None, help="the first N pairs (of each DressCode category)")
     p.set_defaults(func=cmd_prepare_data)
+    for command, (p, add) in from_specs.items():
+        if argv is None or argv[:1] == [command]:
+            add(p)
     return parser
 
 
@@ -569,7 +584,8 @@ def main(argv=None) -> int:
 
     from .errors import StorageError
 
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = build_parser(argv).parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         return args.func(args)

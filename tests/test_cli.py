@@ -85,3 +85,16 @@ def test_method_options_are_flags_read_from_the_specs(tmp_path):
     p = run("invert", photo, "--method", "renoise", "--renoise-steps", "99", "--steps", "2",
             "--out", str(tmp_path / "x.png"), "--preset", "tiny")
     assert p.returncode == 2 and "renoise_steps must be between 0 and 20" in p.stderr
+
+
+def test_commands_without_methods_import_no_model_library():
+    """Only invert, edit and dress read the method specs (which import torch): parsing any
+    other command leaves the model libraries unimported; parsing those gives their flags."""
+    code = ("import sys; from recontext.cli import build_parser; "
+            "build_parser(['ratings', 'summarize', 'x.csv']).parse_args(['ratings', 'summarize', 'x.csv']); "
+            "print(sorted(m for m in ('torch', 'diffusers', 'recontext.models') if m in sys.modules)); "
+            "argv = ['invert', 'p.png', '--renoise-steps', '2']; "
+            "print(build_parser(argv).parse_args(argv).renoise_steps)")
+    p = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.split("\n")[:2] == ["[]", "2"]
