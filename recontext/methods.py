@@ -179,6 +179,10 @@ class Registry:
     def specs(self, preset=None) -> list[Spec]:
         return [self.modules[n].SPEC for n in self.names(preset)]
 
+    def choices(self, preset=None) -> list[tuple[str, str]]:
+        """(label, name) of each method, in menu order: a menu's choices."""
+        return [(s.title, s.name) for s in self.specs(preset)]
+
     def get(self, name: str, preset=None):
         """The module of method `name`; with `preset` given, it must run there (ValueError
         naming the ones that do)."""

@@ -169,6 +169,24 @@ def test_latin1_byte_breaks_neither_summary_nor_queue(tmp_path):
     assert next_item(data.runs, data.ratings, "ana", data.secret).item_id != run_id
 
 
+def test_the_page_draws_the_summary_from_the_api_report_as_it_comes_back(tmp_path):
+    """Refresh computes the report once (the /summary endpoint) and the page draws it from
+    what came back through the JSON component, where a one-rating interval's NaN is null."""
+    import gradio as gr
+
+    from recontext.ui.review_tab import summary, summary_report, summary_view
+
+    data = open_data(tmp_path)
+    run_id = _item(data.runs, n=2)
+    rate(data.runs, data.ratings, "ana", run_id, _scores(2), data.secret, view(data, "ana", run_id), reveal=True)
+    report, csv = summary_report(data)
+    back = gr.JSON().postprocess(report).root
+    assert any(v is None for row in back["methods"] for v in row.values())  # the one-rating intervals
+    table, chart, text, _, shown_csv, _, _ = summary_view(back, csv)
+    direct = summary(data)
+    assert table.equals(direct[0]) and text == direct[2] and shown_csv == csv and chart is not None
+
+
 def test_a_failed_append_leaves_the_file_as_it_was(tmp_path, monkeypatch):
     path = tmp_path / "r.csv"
     store = _good_store(path, 3)

@@ -11,14 +11,6 @@ import gradio as gr
 from .. import zerogpu
 from ..errors import StorageError
 
-ASSETS = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
-                      "assets")
-
-
-def asset(*parts: str) -> str:
-    return os.path.join(ASSETS, *parts)
-
-
 def user_errors(fn):
     """Turn a core `ValueError` (bad input) or `StorageError` (the data folder failed)
     into a message on the page / API error, logged without a traceback."""
@@ -81,14 +73,10 @@ def saved_note(run_id: str, outputs: int) -> str:
     return f"Saved as run `{run_id}`" + (": rate it blind in the Review tab." if outputs > 1 else ".")
 
 
-def save_run(save, outputs: int) -> str:
-    """Save a computed result with `save()` (returns the run id) and say so; when the data
-    folder fails, the result is still shown and the note says it was not saved."""
-    return saved(save, outputs)[1]
-
-
 def saved(save, outputs: int) -> tuple[str | None, str]:
-    """`save_run`, also giving the run id (None when not saved)."""
+    """Save a computed result with `save()` (returns the run id) and say so: (the run id,
+    the note). When the data folder fails, the result is still shown, the run id is None
+    and the note says it was not saved."""
     try:
         run_id = save()
     except StorageError as e:
@@ -463,11 +451,8 @@ def shown_size(working: tuple[int, int], uploaded: tuple[int, int] | None) -> tu
     return (max(1, round(uploaded[0] * k)), max(1, round(uploaded[1] * k)))
 
 
-def at_size(img, size: tuple[int, int]):
-    """`img` resized to `size` (LANCZOS), or as it is when it has that size already."""
-    from PIL import Image
-
-    return img if img is None or img.size == tuple(size) else img.resize(tuple(size), Image.Resampling.LANCZOS)
+LPIPS_MISSING = ("LPIPS: unavailable (install the optional `lpips` package), so the table leaves "
+                 "its column out.")
 
 
 def size_note(working: tuple[int, int], shown: tuple[int, int]) -> str:

@@ -14,7 +14,7 @@ from ..tiny import typical
 from ..editing import SWEEP_SCALES, sweep_plot
 from ..runs import save_edits
 from .. import images
-from .common import (Choice, Flag, Slider, at_size, bullets, cancel_button, fmt, mcp_tool, not_mcp_tool,
+from .common import (Choice, Flag, LPIPS_MISSING, Slider, bullets, cancel_button, fmt, mcp_tool, not_mcp_tool,
                      number, on_gpu, option_controls, option_params, photo_input, progress_fn, saved,
                      seed_number, settings_of, shown_size, size_note, steps_slider, uploaded_size, user_errors,
                      with_cancel, with_options)
@@ -80,8 +80,7 @@ def _table(rows) -> pd.DataFrame:
 def _notes(edits) -> list[str]:
     notes = list(dict.fromkeys(n for e in edits for n in e.notes))
     if edits and edits[0].metrics["preservation_lpips"] is None:
-        notes.append("LPIPS: unavailable (install the optional `lpips` package), so the table leaves "
-                     "its column out.")
+        notes.append(LPIPS_MISSING)
     return notes
 
 
@@ -97,10 +96,10 @@ def _result(studio, kind, edits, notes, target, shown, run_id, images) -> dict:
 
 
 def _shown(photo, edits):
-    """The uploaded photo and the size results are shown at (the upload's), with the note."""
+    """The size results are shown at (the upload's, read from the file's header), with the note."""
     working = edits[0].output.size
     shown = shown_size(working, uploaded_size(photo))
-    return at_size(images.load_image(photo)[0], shown), shown, size_note(working, shown)
+    return shown, size_note(working, shown)
 
 
 def page(result: dict):
@@ -128,7 +127,8 @@ def edit(studio, photo, source, target, method, tight, image_scale, guidance, st
     e = studio.edit(photo, source or "", target or "", method=method, tight=tight,
                     image_scale=image_scale, guidance=guidance, steps=steps, seed=seed,
                     progress=progress_fn(progress), edit_method=edit_method, **settings)
-    original, shown, note = _shown(photo, [e])
+    shown, note = _shown(photo, [e])
+    original = images.to_size(images.load_image(photo)[0], shown)
     notes, run_id = _notes([e]) + [note], None
     if runs is not None:
         run_id, said = saved(lambda: save_edits(runs, studio.preset.name, [e], source or "", target,
@@ -137,7 +137,7 @@ def edit(studio, photo, source, target, method, tight, image_scale, guidance, st
         notes.append(said)
     return (_result(studio, "edit", [e], notes, target, shown, run_id,
                     ["photo, reconstruction", "photo, edit"]),
-            (original, at_size(e.reconstruction_working, shown)), (original, at_size(e.output, shown)))
+            (original, images.to_size(e.reconstruction_working, shown)), (original, images.to_size(e.output, shown)))
 
 
 def edit_sweep(studio, photo, source, target, method, scales, guidance, steps, seed,
@@ -149,14 +149,14 @@ def edit_sweep(studio, photo, source, target, method, scales, guidance, steps, s
     edits = studio.edit_sweep(photo, source or "", target or "", scales=values, method=method,
                               guidance=guidance, steps=steps, seed=seed, progress=progress_fn(progress),
                               run=gpu_edit(studio), edit_method=edit_method, **settings)
-    _, shown, note = _shown(photo, edits)
+    shown, note = _shown(photo, edits)
     notes, run_id = _notes(edits) + [note], None
     if runs is not None and len({e.scale for e in edits}) == len(edits):
         run_id, said = saved(lambda: save_edits(runs, studio.preset.name, edits, source or "",
                                                 target, edits[0].method, True, guidance, steps, seed,
                                                 sweep=True, settings=edits[0].settings), len(edits))
         notes.append(said)
-    gallery = [(at_size(e.output, shown), f"scale {e.scale:g}") for e in edits]
+    gallery = [(images.to_size(e.output, shown), f"scale {e.scale:g}") for e in edits]
     return (_result(studio, "sweep", edits, notes, target, shown, run_id,
                     [f"scale {e.scale:g}" for e in edits]), gallery)
 
@@ -184,7 +184,7 @@ def edit_compare(studio, photo, source, target, method, image_scale, guidance, s
     edits = studio.edit_compare(photo, source or "", target or "", method=method,
                                 image_scale=image_scale, guidance=guidance, steps=steps, seed=seed,
                                 progress=progress_fn(progress), run=gpu_edit(studio), **settings)
-    _, shown, note = _shown(photo, edits)
+    shown, note = _shown(photo, edits)
     notes, run_id = _notes(edits) + [note], None
     if runs is not None:
         run_id, said = saved(lambda: save_edits(runs, studio.preset.name, edits, source or "", target,
@@ -192,7 +192,7 @@ def edit_compare(studio, photo, source, target, method, image_scale, guidance, s
                                                 settings=settings), len(edits))
         notes.append(said)
     names = [f"{e.edit_method} · {e.method}{' + tight' if e.tight else ''}" for e in edits]
-    gallery = [(at_size(e.output, shown), name) for e, name in zip(edits, names)]
+    gallery = [(images.to_size(e.output, shown), name) for e, name in zip(edits, names)]
     return _result(studio, "compare", edits, notes, target, shown, run_id, names), gallery
 
 
@@ -229,10 +229,10 @@ def build(studio, runs=None):
             source = gr.Textbox("", label="Source prompt", placeholder="what the photo shows", max_lines=2)
             target = gr.Textbox(label="Target prompt", placeholder="what the edit should show", max_lines=2)
             with gr.Row():
-                method = Choice([(s.title, s.name) for s in inversion.REGISTRY.specs(studio.preset)],
+                method = Choice(inversion.REGISTRY.choices(studio.preset),
                                 value=studio.methods[0], label="Inversion method")
                 tight = Flag(value=True, label="Tight Inversion")
-            edit_method = Choice([(s.title, s.name) for s in editing.REGISTRY.specs(studio.preset)],
+            edit_method = Choice(editing.REGISTRY.choices(studio.preset),
                                  value=first_edit, label="Editing method")
             method_help = gr.Markdown(defaults_note(studio.preset.name, studio.methods[0], first_edit))
             controls, groups = option_controls(specs(studio.preset), studio.preset.name,

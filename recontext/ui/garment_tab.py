@@ -168,7 +168,7 @@ def build(studio, runs=None):
             garment = photo_input(label="Garment", sources=["upload", "clipboard"], height=240)
             prompt = gr.Textbox(label="Scene prompt", placeholder="a person wearing a t-shirt at the beach",
                                 max_lines=2)
-            methods = Choices([(s.title, s.name) for s in specs], value=garments.page_methods(studio.preset),
+            methods = Choices(garments.REGISTRY.choices(studio.preset), value=garments.page_methods(studio.preset),
                               label="Methods")
             with gr.Accordion("Method options", open=False):
                 choices = checkpoint_choices(studio)
@@ -222,10 +222,8 @@ def build(studio, runs=None):
 
     def work(*args):
         values = dict(zip([*FIXED, *(n for n, _, _ in params)], args))
-        settings = settings_of(params, values)
-        return sum((zerogpu.dress(studio.preset, [m], int(values["steps"]),
-                                  settings.get(m, {}).get("finetune_steps"))
-                    for m in values["methods"] or []), zerogpu.Work())
+        return zerogpu.dress(studio.preset, values["methods"] or [], int(values["steps"]),
+                             settings_of(params, values))
 
     event = run.click(on_gpu(handler, work, studio.preset, lambda: studio.models.loaded),
                       [garment, prompt, methods, checkpoint, steps, seed, *controls.values()],

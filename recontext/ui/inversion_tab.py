@@ -11,7 +11,7 @@ from ..tiny import typical
 from ..progress import segment
 from ..runs import save_reconstructions
 from .. import images
-from .common import (Choices, Slider, at_size, bullets, cancel_button, fmt, mcp_tool, number, on_gpu,
+from .common import (Choices, LPIPS_MISSING, Slider, bullets, cancel_button, fmt, mcp_tool, number, on_gpu,
                      option_controls, option_params, photo_input, progress_fn, saved, seed_number,
                      settings_of, show_chosen, shown_size, size_note, steps_slider, uploaded_size, user_errors,
                      with_cancel, with_options)
@@ -83,8 +83,7 @@ def reconstruct(studio, photo, prompt, methods, variants, image_scale, steps, se
     if any(r.metrics["inversion_psnr"] == float("inf") for r in results.values()):
         text.append(INFINITE)
     if first.metrics["lpips"] is None:
-        text.append("LPIPS: unavailable (install the optional `lpips` package), so the table leaves "
-                    "its column out.")
+        text.append(LPIPS_MISSING)
     text.append(work_note(results))
     if typical.holds("inversion", studio.preset.name) is False:  # said beside the result, with the figure
         text.append(typical.note("inversion", studio.preset.name, short=True))
@@ -98,8 +97,8 @@ def reconstruct(studio, photo, prompt, methods, variants, image_scale, steps, se
             runs, studio.preset.name, list(results.values()), prompt or "", steps, seed, image_scale),
             len(results))
         text.append(note)
-    original = at_size(images.load_image(photo)[0], shown)
-    pairs = [(original, at_size(results[slot].output, shown)) if slot in results else None
+    original = images.to_size(images.load_image(photo)[0], shown)
+    pairs = [(original, images.to_size(results[slot].output, shown)) if slot in results else None
              for slot in slots(studio.methods)]
     return (result(studio, results, text, working, shown, run_id), *pairs)
 
@@ -158,7 +157,7 @@ def build(studio, runs=None):
             photo = photo_input(label="Photo", sources=["upload", "clipboard"], height=280)
             prompt = gr.Textbox("", label="Caption (optional)", placeholder="describe the photo",
                                 max_lines=2)
-            methods = Choices([(s.title, s.name) for s in inversion.REGISTRY.specs(studio.preset)],
+            methods = Choices(inversion.REGISTRY.choices(studio.preset),
                               value=studio.methods, label="Methods")
             variants = Choices(
                 [("without image conditioning", "plain"), ("with Tight Inversion", "tight")],

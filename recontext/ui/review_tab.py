@@ -12,7 +12,7 @@ import pandas as pd
 from PIL import Image, PngImagePlugin
 
 from ..review import (CHOICES, OPEN_SECONDS, full_report, next_item as pick_next, next_pair as pick_pair,
-                      rate as record, serve, summarize, summary_plot, target_raters, vote as record_vote)
+                      rate as record, serve, summary_plot, target_raters, vote as record_vote)
 from ..review.queue import LABELS
 from ..runs import MAX_OUTPUTS
 from .common import fmt, mcp_tool, not_mcp_tool, user_errors
@@ -200,29 +200,25 @@ def plural(n: int, word: str) -> str:
     return f"{n} {word}{'' if n == 1 else 's'}"
 
 
-def summary(data):
+def summary_report(data) -> tuple[dict, str | None]:
     """The summary of the served ratings (`review.serve`: final only, gold items and
-    raters flagged by gold checks apart): per-method table, chart with 95% intervals,
-    agreement and win rates, the ratings CSV to download (without the blind labels), the
-    Bradley–Terry ranking of the pairwise votes, and everything as JSON."""
+    raters flagged by gold checks apart) as plain data: the full report (per-method scores
+    with 95% intervals, agreement, win rates, the Bradley–Terry ranking of the pairwise
+    votes, coverage, ...) with "text", the summary in words; then the ratings CSV to
+    download (without the blind labels; None when there is nothing to export)."""
     df, problems = data.ratings.read_checked()
     votes, vote_problems = data.votes.read_checked() if data.votes is not None else (None, [])
     picked = serve(df, votes, data.runs)
     r = picked["ratings"]
     rep = full_report(picked, data.runs, target_raters())
-    table = summarize(r)
-    shown = (table.rename(columns=SUMMARY_COLUMNS).map(fmt) if len(table)
-             else pd.DataFrame(columns=list(SUMMARY_COLUMNS.values())))
     if len(r):
         alpha = ", ".join(f"{c} {fmt(a) if a is not None else 'n/a (too few overlapping ratings)'}"
                           for c, a in rep["agreement"].items())
-        wins = pd.DataFrame(rep["win_rates"], columns=WIN_COLUMNS)
         signed_in = (f" {rep['signed_in_raters']} of them signed in with an account; the other names "
                      "are unverified." if rep["signed_in_raters"] else "")
         text = (f"{plural(rep['ratings'], 'rating')} from {plural(rep['raters'], 'rater')}.{signed_in} "
                 f"Agreement between raters (Krippendorff's α, ordinal): {alpha}.")
     else:
-        wins = pd.DataFrame(columns=WIN_COLUMNS)
         text = "No final ratings yet." if picked["waiting"] else "No ratings yet."
     if rep["votes"]:
         text += f"  \n{plural(rep['votes'], 'pairwise vote')}: Bradley–Terry ranking below."
@@ -243,9 +239,27 @@ def summary(data):
     if problems:
         text += "  \n**The ratings file has problems** (the rest was read): " + "; ".join(problems) + "."
     csv = _export(data, picked) if len(r) or problems else None
-    bt = pd.DataFrame(rep["bradley_terry"], columns=BT_COLUMNS)
-    return (shown, summary_plot(table), text, wins.map(fmt) if len(wins) else wins, csv,
-            bt.map(fmt) if len(bt) else bt, rep)
+    return {**rep, "text": text}, csv
+
+
+def summary_view(report: dict, csv: str | None):
+    """The page's view of `summary_report`: the per-method table, the chart with 95%
+    intervals, the text, the win rates, the CSV, the Bradley–Terry ranking, the report.
+    `report` may have come back from the page, its NaNs (a one-rating interval) as nulls."""
+    table = pd.DataFrame(report["methods"])
+    scores = [c for c in table.columns if c.endswith(("_mean", "_ci_low", "_ci_high"))]
+    table[scores] = table[scores].astype(float)
+    shown = (table.rename(columns=SUMMARY_COLUMNS).map(fmt) if len(table)
+             else pd.DataFrame(columns=list(SUMMARY_COLUMNS.values())))
+    wins = pd.DataFrame(report["win_rates"], columns=WIN_COLUMNS)
+    bt = pd.DataFrame(report["bradley_terry"], columns=BT_COLUMNS)
+    return (shown, summary_plot(table), report["text"], wins.map(fmt) if len(wins) else wins, csv,
+            bt.map(fmt) if len(bt) else bt, report)
+
+
+def summary(data):
+    """`summary_view` of `summary_report`: what the page shows."""
+    return summary_view(*summary_report(data))
 
 
 FAST_TEXT = "1 s per output"
@@ -439,8 +453,7 @@ def build(studio, data, demo, remembered):
         "bradley_terry" (the pairwise votes' ranking), "coverage", gold checks, fast ratings,
         and "text", the page's summary in words), then the ratings as a CSV file (without
         the blind labels; null when there are none)."""
-        out = summary(data)
-        return {**out[6], "text": out[2]}, out[4]
+        return summary_report(data)
 
     item_json = gr.JSON(visible=False, label="Item")
     go.click(on_next, rater, [item_json, source, *images], api_name="next_item").success(
@@ -469,7 +482,7 @@ def build(studio, data, demo, remembered):
                      ).success(user_errors(lambda: summary(data)), None, summary_outputs,
                                api_visibility="private")
     refresh.click(on_summary, None, [report_json, download], api_name="summary").success(
-        user_errors(lambda: summary(data)), None, summary_outputs, api_visibility="private")
+        summary_view, [report_json, download], summary_outputs, api_visibility="private", queue=False)
     if not oauth:
         rater.change(lambda name: name, rater, remembered, api_visibility="private", queue=False)
         demo.load(lambda saved: saved or gr.skip(), remembered, rater, api_visibility="private",
