@@ -231,11 +231,11 @@ class ModelOwner:
                                StableDiffusionPipeline, StableDiffusionXLPipeline)
 
         p = self.preset
-        if p.flow:
-            return self._load_flux()
         if p.build is not None:
             p.build()
         check_mirror(p)
+        if p.flow:
+            return self._load_flux()
         common = dict(torch_dtype=self.weights_dtype, local_files_only=p.offline)
         extra = {}
         if p.vae:
@@ -276,9 +276,6 @@ class ModelOwner:
         from diffusers import FluxPipeline
 
         p = self.preset
-        if p.build is not None:
-            p.build()
-        check_mirror(p)
         log.info("loading %s from %s", p.name, p.base)
         pipe = FluxPipeline.from_pretrained(p.base, torch_dtype=self.weights_dtype, local_files_only=p.offline)
         pipe.load_ip_adapter(p.ip_adapter, subfolder=p.ip_adapter_subfolder, weight_name=p.ip_adapter_weight,

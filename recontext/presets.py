@@ -104,9 +104,8 @@ def cache_dir() -> str:
 
 def _tiny() -> Preset:
     from . import tiny
-    from .tiny import TINY_VERSION
 
-    root = os.path.join(cache_dir(), f"tiny-{TINY_VERSION}")
+    root = os.path.join(cache_dir(), f"tiny-{tiny.TINY_VERSION}")
     return Preset(
         name="tiny",
         description=(
@@ -264,6 +263,12 @@ def get(name: str | None = None) -> Preset:
         preset = replace(preset, mirror=os.path.abspath(root),
                          **{k: mirrored(v, os.path.abspath(root)) for k, v in preset.repos().items()})
     return preset
+
+
+def hub_repo(name: str, source: str = "base") -> str | None:
+    """The Hub repo preset `name` names for `source` ("base", "vae", ...), whatever mirror
+    is set; None for the presets built on this machine."""
+    return _HUB.get(name, {}).get(source)
 
 
 def _has_weights(folder: str) -> bool:

@@ -162,20 +162,18 @@ def compare(preset, method: str, steps: int, **settings) -> Work:
     return work
 
 
-def dress(preset, methods, steps: int, finetune_steps: int | None = None, guidance: float = 7.5) -> Work:
+def dress(preset, methods, steps: int, settings: dict | None = None, guidance: float = 7.5) -> Work:
     """The garment tab: each method generates once, at its spec's rows per step (2 under
-    classifier-free guidance), after its own adapting work (a fine-tune's steps, an extra
-    model's encodes)."""
+    classifier-free guidance), after its own adapting work at its settings (`settings`:
+    {method: {option: value}}, defaults otherwise): a fine-tune's steps, an extra model's
+    encodes."""
     from . import garment
 
     work = Work()
     for m in methods:
-        spec = garment.spec(m)
-        rows = spec.calls_per_step() if guidance > 1.0 else 1
+        rows = garment.spec(m).calls_per_step() if guidance > 1.0 else 1
         work += Work(evaluations=rows * steps, decodes=1, runs=1)
-        own = garment.work(m, {} if finetune_steps is None else {"finetune_steps": finetune_steps})
-        work += Work(encodes=own.get("encodes", 0), evaluations=own.get("evaluations", 0),
-                     finetune_steps=own.get("finetune_steps", 0))
+        work += Work(**garment.work(m, (settings or {}).get(m)))
     return work
 
 

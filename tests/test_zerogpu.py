@@ -43,7 +43,7 @@ def test_the_counted_work_is_the_work_each_request_does(studio):
     want = zerogpu.compare(p, "ddim", steps, guidance=7.5).evaluations
     assert counted(studio, lambda: studio.edit_compare(PHOTO, "a cat", "a dog", "ddim", 0.4, 7.5, steps)) == want
     for method in METHODS:
-        work = zerogpu.dress(p, [method], steps, 3)
+        work = zerogpu.dress(p, [method], steps, {method: {"finetune_steps": 3}})
         got = counted(studio, lambda: studio.dress(GARMENT, "a person", method, steps=steps, finetune_steps=3,
                                                    seed=123))
         assert got == work.evaluations + work.finetune_steps, method  # a fine-tune step: one evaluation
@@ -67,7 +67,8 @@ def test_the_h200_requests_hold_the_margin_over_their_measured_times():
         "inversion": (zerogpu.reconstruct(p, ["ddim", "renoise", "edit-friendly"], ["plain", "tight"], 25), 41.83),
         "edit": (zerogpu.edit(p, "renoise", "regenerate", 25), 13.75),
         "sweep": (zerogpu.sweep(p, "ddim", "regenerate", 25, [0, 0.2, 0.4, 0.6, 0.8, 1.0]), 45.12),
-        "garment": (zerogpu.dress(p, ["hyperlora", "ip-adapter", "finetune-lora"], 25, FINETUNE_STEPS), 125.38),
+        "garment": (zerogpu.dress(p, ["hyperlora", "ip-adapter", "finetune-lora"], 25,
+                                          {"finetune-lora": {"finetune_steps": FINETUNE_STEPS}}), 125.38),
     }
     for name, (work, seconds) in measured.items():
         ratio = zerogpu.requested(zerogpu.estimate(p, work)) / seconds
@@ -92,10 +93,11 @@ def test_a_request_too_long_for_zerogpu_is_refused_with_what_to_lower(monkeypatc
     monkeypatch.setitem(sys.modules, "spaces", types.SimpleNamespace(GPU=GPU))
     monkeypatch.setenv("SPACES_ZERO_GPU", "true")
     p = presets.get("sdxl")
-    handler = on_gpu(lambda methods, ft: "done", lambda methods, ft: zerogpu.dress(p, methods, 50, ft), p)
+    handler = on_gpu(lambda methods, ft: "done", lambda methods, ft: zerogpu.dress(
+        p, methods, 50, dict.fromkeys(methods, {"finetune_steps": ft})), p)
     assert handler(["finetune-lora"], 200) == "done"
-    assert 1.2 * zerogpu.estimate(p, zerogpu.dress(p, ["finetune-lora"], 50, 200)) <= seen["duration"](
-        ["finetune-lora"], 200) <= zerogpu.LIMIT_S
+    work = zerogpu.dress(p, ["finetune-lora"], 50, {"finetune-lora": {"finetune_steps": 200}})
+    assert 1.2 * zerogpu.estimate(p, work) <= seen["duration"](["finetune-lora"], 200) <= zerogpu.LIMIT_S
     with pytest.raises(gr.Error, match="fine-tune steps"):
         handler(["finetune-lora"], 1000)
 

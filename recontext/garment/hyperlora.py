@@ -170,10 +170,9 @@ HUB_FILES = [WEIGHTS, CONFIG, CARD]  # what a pushed checkpoint holds (not the o
 def base_model(preset) -> str:
     """The Hub repo of the preset's base model (never a local path: a mirror's or the tiny
     world's folder says nothing on the Hub)."""
-    from .. import presets
+    from ..presets import hub_repo
 
-    hub = getattr(presets, "_HUB", {}).get(preset.name)
-    return hub["base"] if hub else f"recontext's {preset.name} preset (built locally)"
+    return hub_repo(preset.name) or f"recontext's {preset.name} preset (built locally)"
 
 
 def write_card(folder: str, preset, losses: list[float], data: str, pairs: int, lr: float,
