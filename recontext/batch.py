@@ -33,7 +33,7 @@ def _option_columns() -> tuple[str, ...]:
     """Every method option of the three families (from their specs), a column each."""
     from . import editing, garment, inversion
 
-    names = ["skip", "source_guidance"]
+    names = [o.name for o in inversion.EDIT_OPTIONS]
     for family in (inversion, editing, garment):
         for m in family.names():
             names += [o.name for o in family.spec(m).options if o.kind != "fixed" and o.name != "scale"]
