@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from . import token as tokens
+from . import sampling, token as tokens
 from .names import rater_key
 from .store import text_field
 from .votes import CHOICES
@@ -152,32 +152,30 @@ class BlindPair:
 
 
 def next_pair(runs, votes, rater: str, secret: bytes) -> BlindPair | None:
-    """Two outputs of one item that `rater` has not compared yet, the pair with the fewest
-    votes first (oldest item among equals), at random positions (A or B, drawn per
+    """Two outputs of one item that `rater` has not compared yet, the pair chosen by
+    `sampling.choose` (uniform or active), at random positions (A or B, drawn per
     showing and logged with the vote). None when they have compared every pair."""
     rater = _rater(rater)
     df, _ = votes.read_checked()
     pair_key = lambda item, a, b: (item, min(a, b), max(a, b))  # noqa: E731
-    counts: dict = {}
     mine = set()
     for row in df.itertuples():
         key = pair_key(row.item_id, row.method_a, row.method_b)
-        counts[key] = counts.get(key, 0) + 1
         if row.rater == rater:
             mine.add(key)
-    best = None
+    candidates = []
     for record in runs.items():
         methods = [o["method"] for o in record["outputs"]]
         for i, j in itertools.combinations(range(len(methods)), 2):
             key = pair_key(record["run_id"], methods[i], methods[j])
             if key in mine:
                 continue
-            rank = (counts.get(key, 0), record["created"], record["run_id"], i, j)
-            if best is None or rank < best[0]:
-                best = (rank, record, i, j)
+            candidates.append(sampling.Candidate(record["task"], record["run_id"], methods[i], methods[j],
+                                                 (record["created"], record["run_id"], i, j), (record, i, j)))
+    best = sampling.choose(candidates, df, rater)  # which pair: $RECONTEXT_PAIR_SAMPLING
     if best is None:
         return None
-    _, record, i, j = best
+    record, i, j = best
     order = [i, j] if secrets.randbelow(2) else [j, i]
     path = lambda name: f"{record['dir']}/{name}"  # noqa: E731
     return BlindPair(item_id=record["run_id"], task=record["task"],

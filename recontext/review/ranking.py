@@ -1,0 +1,262 @@
+"""A pairwise campaign's ranking, as far as it can be defended: Bradley–Terry strengths with
+ties (a tie or "both bad" is half a win each way, as in `summary.bradley_terry`), 95%
+intervals that treat raters as clusters, strengths reweighted for uneven pair frequency,
+and how fragile the order is.
+
+- **Fit**: the same objective as `summary._bt_fit` (wins plus `PRIOR` virtual wins each
+  way for every pair that met), maximised by Newton's method, batched so that many
+  variants of one campaign (the fragility search) fit at once.
+- **Intervals**: a sandwich estimator whose "meat" sums each rater's score contributions
+  first (a rater's votes are not independent: one who likes a method likes it on every
+  item). With C raters the variance is scaled by C/(C-1) and the quantile is Student's t
+  with C-1 degrees of freedom (the usual small-cluster correction); a variance is never
+  taken smaller than the one that treats every vote as independent (a handful of raters
+  cannot estimate every direction). One rater gives no interval.
+- **Weights**: each vote weighs 1 / (votes of its method pair), scaled to the number of
+  votes, so every pair that met counts alike (LMArena's correction for uneven sampling).
+  Shown beside the plain fit: when the model holds both estimate the same strengths, and
+  active sampling makes pairs uneven on purpose, so the plain fit is the ranking and the
+  weighted one the check that the design did not bend it.
+- **Fragility**: the smallest number of votes whose removal changes the order (any
+  ranking change flips some adjacent pair, so this is the top method or an adjacent order),
+  found greedily: for each adjacent pair, closest first, remove the vote whose removal
+  narrows that pair's gap most, refit, repeat until the pair flips (or ties).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+PRIOR = 0.5   # virtual wins each way per pair that met: the same as summary._bt_fit
+LEVEL = 0.95
+SCORE = {"A": 1.0, "B": 0.0, "tie": 0.5, "both_bad": 0.5}  # what a vote gives method_a
+
+
+# -- fitting ---------------------------------------------------------------------------------
+def _laplacian(games: np.ndarray, p: np.ndarray) -> np.ndarray:
+    """The negative Hessian of the Bradley–Terry log-likelihood: games × p(1-p) as a
+    graph Laplacian (batched over leading axes)."""
+    info = games * p * np.swapaxes(p, -1, -2)
+    return np.eye(games.shape[-1]) * info.sum(-1)[..., None] - info
+
+
+def augmented(wins: np.ndarray, prior: float = PRIOR) -> np.ndarray:
+    """`wins` plus `prior` virtual wins each way for every pair that met."""
+    return wins + prior * ((wins + np.swapaxes(wins, -1, -2)) > 0)
+
+
+def fit(wins: np.ndarray, prior: float = PRIOR, start: np.ndarray | None = None,
+        iters: int = 100, tol: float = 1e-10) -> np.ndarray:
+    """Bradley–Terry strengths (log scale, mean 0) from `wins[..., i, j]`, i's wins over j
+    (ties ½ each way); any leading axes are a batch of campaigns fitted at once."""
+    w = augmented(np.asarray(wins, dtype=float), prior)
+    games = w + np.swapaxes(w, -1, -2)
+    n = w.shape[-1]
+    s = np.zeros(w.shape[:-1]) if start is None else np.array(start, dtype=float)
+    s = np.broadcast_to(s, w.shape[:-1]).copy()
+    ones = np.full((n, n), 1.0 / n)
+    for _ in range(iters):
+        p = 1.0 / (1.0 + np.exp(-(s[..., :, None] - s[..., None, :])))
+        grad = (w - games * p).sum(-1)
+        # the Laplacian is singular along the all-ones direction (strengths are relative):
+        # adding 1/n there makes it solvable without changing the step's centred part
+        hess = _laplacian(games, p) + ones + 1e-12 * np.eye(n)
+        step = np.linalg.solve(hess, grad[..., None])[..., 0]
+        step = np.clip(step, -2.0, 2.0)
+        s = s + step
+        s -= s.mean(-1, keepdims=True)
+        if np.max(np.abs(step), initial=0.0) < tol:
+            break
+    return s
+
+
+def wins_matrix(n: int, a: np.ndarray, b: np.ndarray, y: np.ndarray, weight=None) -> np.ndarray:
+    """wins[i, j] from votes (method indices `a`, `b`; `y` what each vote gives `a`)."""
+    weight = np.ones(len(a)) if weight is None else weight
+    wins = np.zeros((n, n))
+    np.add.at(wins, (a, b), weight * y)
+    np.add.at(wins, (b, a), weight * (1.0 - y))
+    return wins
+
+
+def pair_weights(n: int, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """1 / (votes of the vote's method pair), scaled so the weights sum to the votes."""
+    if not len(a):
+        return np.ones(0)
+    pair = np.minimum(a, b) * n + np.maximum(a, b)
+    _, inverse, counts = np.unique(pair, return_inverse=True, return_counts=True)
+    w = 1.0 / counts[inverse]
+    return w * len(a) / w.sum()
+
+
+# -- intervals -------------------------------------------------------------------------------
+def intervals(n: int, a, b, y, cluster, weight=None, prior: float = PRIOR, level: float = LEVEL) -> dict:
+    """Strengths and their raters-as-clusters intervals from vote arrays (`cluster`: the
+    rater of each vote as integers). Returns {strength, se, se_votes, low, high, cov,
+    quantile, clusters}; `cov` is the covariance used (cluster, floored by the votes-as-
+    independent one on each variance)."""
+    a, b, y = np.asarray(a, int), np.asarray(b, int), np.asarray(y, float)
+    cluster = np.unique(np.asarray(cluster), return_inverse=True)[1] if len(a) else np.zeros(0, int)
+    weight = np.ones(len(a)) if weight is None else np.asarray(weight, float)
+    s = fit(wins_matrix(n, a, b, y, weight), prior)
+    w = augmented(wins_matrix(n, a, b, y, weight), prior)
+    p = 1.0 / (1.0 + np.exp(-(s[:, None] - s[None, :])))
+    hinv = np.linalg.pinv(_laplacian(w + w.T, p))
+    resid = weight * (y - p[a, b])                # each vote's score, at a; minus it at b
+    n_clusters = int(cluster.max()) + 1 if len(a) else 0
+    per = np.zeros((max(n_clusters, 1), n))
+    np.add.at(per, (cluster, a), resid)
+    np.add.at(per, (cluster, b), -resid)
+    meat_c = per.T @ per * (n_clusters / (n_clusters - 1) if n_clusters > 1 else 0.0)
+    meat_v = np.zeros((n, n))
+    r2 = resid ** 2
+    np.add.at(meat_v, (a, a), r2)
+    np.add.at(meat_v, (b, b), r2)
+    np.add.at(meat_v, (a, b), -r2)
+    np.add.at(meat_v, (b, a), -r2)
+    cov_c, cov_v = hinv @ meat_c @ hinv, hinv @ meat_v @ hinv
+    # never below the votes-as-independent variance, per strength and per difference
+    var_c, var_v = np.diag(cov_c), np.diag(cov_v)
+    scale = np.sqrt(np.maximum(var_c, var_v) / np.maximum(var_c, 1e-300))
+    cov = cov_c * scale[:, None] * scale[None, :]
+    q = float(stats.t.ppf(0.5 + level / 2, n_clusters - 1)) if n_clusters > 1 else math.nan
+    se = np.sqrt(np.maximum(var_c, var_v))
+    return {"strength": s, "se": se, "se_votes": np.sqrt(var_v), "low": s - q * se, "high": s + q * se,
+            "cov": cov_c, "cov_votes": cov_v, "quantile": q, "clusters": n_clusters}
+
+
+def difference(est: dict, u: int, l: int) -> tuple[float, float, float]:
+    """(gap, low, high): the difference of strengths u − l and its 95% interval, from
+    `intervals`' result (raters as clusters, never below the votes-as-independent one)."""
+    def var(c):
+        return c[u, u] + c[l, l] - 2 * c[u, l]
+    se = math.sqrt(max(var(est["cov"]), var(est["cov_votes"]), 0.0))
+    gap = float(est["strength"][u] - est["strength"][l])
+    return gap, gap - est["quantile"] * se, gap + est["quantile"] * se
+
+
+def separated(order, est: dict) -> bool:
+    """Whether every adjacent pair (`order`: best first) is told apart at 95%: the
+    interval of the difference of their strengths excludes 0."""
+    return bool(all(difference(est, u, l)[1] > 0 for u, l in zip(order[:-1], order[1:])))
+
+
+# -- fragility -------------------------------------------------------------------------------
+def fragility(n: int, a, b, y, prior: float = PRIOR) -> dict:
+    """The fewest votes whose removal changes the fitted order (greedy; see the module's
+    text): {"votes": k, "upper", "lower" (the pair that flips, as indices, upper ranked
+    above), "removed": [(i, j, y_i)] the votes removed, by kind}. {"votes": None} with
+    fewer than two methods."""
+    a, b, y = np.asarray(a, int), np.asarray(b, int), np.asarray(y, float)
+    wins = wins_matrix(n, a, b, y)
+    s0 = fit(wins, prior)
+    order = list(np.argsort(-s0, kind="stable"))
+    if n < 2 or not len(a):
+        return {"votes": None, "upper": None, "lower": None, "removed": []}
+    # votes of one kind (pair, outcome) have the same effect: one candidate per kind
+    lo, hi = np.minimum(a, b), np.maximum(a, b)
+    y_lo = np.where(a == lo, y, 1.0 - y)
+    kinds, counts = np.unique(np.stack([lo, hi, y_lo], 1), axis=0, return_counts=True)
+    ki, kj, ky = kinds[:, 0].astype(int), kinds[:, 1].astype(int), kinds[:, 2]
+    delta = np.zeros((len(kinds), n, n))
+    delta[np.arange(len(kinds)), ki, kj] = ky
+    delta[np.arange(len(kinds)), kj, ki] = 1.0 - ky
+    adjacent = list(zip(order[:-1], order[1:]))
+    adjacent.sort(key=lambda p: s0[p[0]] - s0[p[1]])  # closest first: prunes the others
+    best = {"votes": len(a) + 1}
+    for u, l in adjacent:
+        left, w, s, removed = counts.copy(), wins.copy(), s0, []
+        while s[u] - s[l] > 1e-9 and len(removed) < best["votes"] - 1 and left.any():
+            avail = np.flatnonzero(left)
+            trial = fit(w[None] - delta[avail], prior, start=s)
+            k = int(np.argmin(trial[:, u] - trial[:, l]))
+            t = avail[k]
+            left[t] -= 1
+            w = w - delta[t]
+            s = trial[k]
+            removed.append((int(ki[t]), int(kj[t]), float(ky[t])))
+        if s[u] - s[l] <= 1e-9 and len(removed) < best["votes"]:
+            best = {"votes": len(removed), "upper": int(u), "lower": int(l), "removed": removed}
+    return best
+
+
+# -- the campaign report ---------------------------------------------------------------------
+def votes_arrays(votes: pd.DataFrame, methods: list[str]):
+    index = {m: i for i, m in enumerate(methods)}
+    a = votes["method_a"].map(index).to_numpy(int)
+    b = votes["method_b"].map(index).to_numpy(int)
+    y = votes["choice"].map(SCORE).to_numpy(float)
+    return a, b, y
+
+
+def to_separate(n_votes: int, gap: float, low: float, q: float) -> int | None:
+    """More votes until a difference's 95% interval (lower end `low`) excludes 0, if the
+    gap stays and new votes keep the campaign's current mix (the interval's half-width
+    shrinks as 1/sqrt(votes)). None when there is no gap or no interval."""
+    half = gap - low
+    if not (gap > 0 and math.isfinite(q) and half > 0):
+        return None
+    return max(0, int(math.ceil(n_votes * ((half / gap) ** 2 - 1.0))))
+
+
+def _num(x):
+    x = float(x)
+    return x if math.isfinite(x) else None
+
+
+def campaign(votes: pd.DataFrame | None, min_votes: int = 0) -> list[dict]:
+    """Per task, everything a campaign view shows, as plain data (JSON-safe, NaN as None):
+    the ranking with raters-as-clusters intervals and the pair-frequency-weighted strengths,
+    adjacent pairs and whether they are separated, the win-rate and votes-per-pair
+    matrices, pair coverage against `min_votes`, the fragility figure, and the votes
+    estimated to separate the closest adjacent pair."""
+    out = []
+    if votes is None or not len(votes):
+        return out
+    for task, g in votes.groupby("task", sort=True):
+        methods = sorted(set(g["method_a"]) | set(g["method_b"]))
+        n = len(methods)
+        a, b, y = votes_arrays(g, methods)
+        plain = intervals(n, a, b, y, g["rater"].to_numpy())
+        weighted = intervals(n, a, b, y, g["rater"].to_numpy(), weight=pair_weights(n, a, b))
+        s = plain["strength"]
+        order = [int(i) for i in np.argsort(-s, kind="stable")]
+        count = np.bincount(np.concatenate([a, b]), minlength=n)
+        ranking = [{"method": methods[i], "strength": _num(s[i]), "low": _num(plain["low"][i]),
+                    "high": _num(plain["high"][i]), "se": _num(plain["se"][i]), "votes": int(count[i]),
+                    "weighted": _num(weighted["strength"][i]), "weighted_low": _num(weighted["low"][i]),
+                    "weighted_high": _num(weighted["high"][i])} for i in order]
+        adjacent = []
+        for u, l in zip(order[:-1], order[1:]):
+            gap, low, high = difference(plain, u, l)
+            adjacent.append({"upper": methods[u], "lower": methods[l], "gap": _num(gap), "low": _num(low),
+                             "high": _num(high), "separated": bool(low > 0),
+                             "more_votes": to_separate(len(g), gap, low, plain["quantile"]),
+                             "z": _num(gap / (gap - low) * plain["quantile"]) if gap > low else None})
+        closest = min(adjacent, key=lambda p: p["z"] if p["z"] is not None else math.inf, default=None)
+        games = wins_matrix(n, a, b, np.ones(len(a))) + wins_matrix(n, a, b, np.zeros(len(a)))
+        wins = wins_matrix(n, a, b, y)
+        rate = np.where(games > 0, wins / np.maximum(games, 1e-300), np.nan)
+        pairs = n * (n - 1) // 2
+        at_min = int(sum(games[i, j] >= max(min_votes, 1) for i in range(n) for j in range(i + 1, n)))
+        frag = fragility(n, a, b, y)
+        out.append({
+            "task": task, "votes": int(len(g)), "raters": plain["clusters"], "quantile": _num(plain["quantile"]),
+            "ranking": ranking, "adjacent": adjacent,
+            "all_separated": bool(adjacent) and all(p["separated"] for p in adjacent),
+            "closest": closest,
+            "weighted_order_agrees": [r["method"] for r in ranking] == [
+                methods[i] for i in np.argsort(-weighted["strength"], kind="stable")],
+            "methods": methods,
+            "win_rate": [[_num(v) for v in row] for row in rate],
+            "pair_votes": games.astype(int).tolist(),
+            "coverage": {"pairs": pairs, "pairs_at_min": at_min, "min_votes": int(min_votes)},
+            "fragility": {"votes": frag["votes"],
+                          "pair": [methods[frag["upper"]], methods[frag["lower"]]]
+                          if frag["votes"] is not None else None},
+        })
+    return out
