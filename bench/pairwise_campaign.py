@@ -118,10 +118,9 @@ def campaign(rule: str, seed: int, strength: np.ndarray, truth: np.ndarray, chec
             est = ranking.intervals(n, a[:votes], b[:votes], y[:votes], who[:votes])
             order = [int(k) for k in np.argsort(-est["strength"], kind="stable")]
             if order == want and ranking.separated(order, est):
-                z = 1.959963984540054
-                naive = (est["strength"] - z * est["se_votes"], est["strength"] + z * est["se_votes"])
+                naive = ranking.intervals(n, a[:votes], b[:votes], y[:votes], np.arange(votes))
                 return {"votes": votes, "covered": (est["low"] <= truth) & (truth <= est["high"]),
-                        "covered_votes": (naive[0] <= truth) & (truth <= naive[1])}
+                        "covered_votes": (naive["low"] <= truth) & (truth <= naive["high"])}
     return {"votes": None, "covered": None, "covered_votes": None}
 
 

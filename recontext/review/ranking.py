@@ -6,17 +6,17 @@ and how fragile the order is.
 - **Fit**: the same objective as `summary._bt_fit` (wins plus `PRIOR` virtual wins each
   way for every pair that met), maximised by Newton's method, batched so that many
   variants of one campaign (the fragility search) fit at once.
-- **Intervals**: a sandwich estimator whose "meat" sums each rater's score contributions
-  first (a rater's votes are not independent: one who likes a method likes it on every
-  item). With C raters the variance is scaled by C/(C-1) and the quantile is Student's t
-  with C-1 degrees of freedom (the usual small-cluster correction); a variance is never
-  taken smaller than the one that treats every vote as independent (a handful of raters
-  cannot estimate every direction). One rater gives no interval.
-- **Weights**: each vote weighs 1 / (votes of its method pair), scaled to the number of
-  votes, so every pair that met counts alike (LMArena's correction for uneven sampling).
-  Shown beside the plain fit: when the model holds both estimate the same strengths, and
-  active sampling makes pairs uneven on purpose, so the plain fit is the ranking and the
-  weighted one the check that the design did not bend it.
+- **Intervals**: a bootstrap by rater. A rater's votes are not independent (one who likes
+  a method likes it on every item), so a replicate draws raters with replacement and
+  keeps all of each one's votes; 200 replicates are fitted at once, and the 2.5% and
+  97.5% percentiles are the interval. An adjacent pair is *separated* when the interval
+  of the difference of the two strengths (from the same replicates) excludes 0. One
+  rater gives no interval. The resampling seed is fixed: the same votes, the same figures.
+- **Weights**: every pair that met counts alike (its win share, times the average votes
+  per pair), LMArena's correction for uneven sampling. Shown beside the plain fit: when
+  the model holds both estimate the same strengths, and active sampling makes pairs
+  uneven on purpose, so the plain fit is the ranking and the weighted one the check that
+  the design did not bend it.
 - **Fragility**: the smallest number of votes whose removal changes the order (any
   ranking change flips some adjacent pair, so this is the top method or an adjacent order),
   found greedily: for each adjacent pair, closest first, remove the vote whose removal
@@ -33,6 +33,7 @@ from scipy import stats
 
 PRIOR = 0.5   # virtual wins each way per pair that met: the same as summary._bt_fit
 LEVEL = 0.95
+REPS = 200    # rater resamples behind each interval
 SCORE = {"A": 1.0, "B": 0.0, "tie": 0.5, "both_bad": 0.5}  # what a vote gives method_a
 
 
@@ -83,60 +84,52 @@ def wins_matrix(n: int, a: np.ndarray, b: np.ndarray, y: np.ndarray, weight=None
     return wins
 
 
-def pair_weights(n: int, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """1 / (votes of the vote's method pair), scaled so the weights sum to the votes."""
-    if not len(a):
-        return np.ones(0)
-    pair = np.minimum(a, b) * n + np.maximum(a, b)
-    _, inverse, counts = np.unique(pair, return_inverse=True, return_counts=True)
-    w = 1.0 / counts[inverse]
-    return w * len(a) / w.sum()
-
-
 # -- intervals -------------------------------------------------------------------------------
-def intervals(n: int, a, b, y, cluster, weight=None, prior: float = PRIOR, level: float = LEVEL) -> dict:
-    """Strengths and their raters-as-clusters intervals from vote arrays (`cluster`: the
-    rater of each vote as integers). Returns {strength, se, se_votes, low, high, cov,
-    quantile, clusters}; `cov` is the covariance used (cluster, floored by the votes-as-
-    independent one on each variance)."""
+def intervals(n: int, a, b, y, cluster, weighted: bool = False, reps: int = REPS, seed: int = 0,
+              prior: float = PRIOR, level: float = LEVEL) -> dict:
+    """Strengths and their 95% intervals by resampling raters (`cluster`: each vote's rater):
+    a replicate draws as many raters as there are, with replacement, and keeps all their
+    votes. With `weighted` every method pair counts alike in each fit (`_even`).
+    Returns {strength, low, high, se, replicates, clusters}; with fewer than two raters
+    the intervals are NaN (one rater's votes say nothing about other raters)."""
     a, b, y = np.asarray(a, int), np.asarray(b, int), np.asarray(y, float)
     cluster = np.unique(np.asarray(cluster), return_inverse=True)[1] if len(a) else np.zeros(0, int)
-    weight = np.ones(len(a)) if weight is None else np.asarray(weight, float)
-    s = fit(wins_matrix(n, a, b, y, weight), prior)
-    w = augmented(wins_matrix(n, a, b, y, weight), prior)
-    p = 1.0 / (1.0 + np.exp(-(s[:, None] - s[None, :])))
-    hinv = np.linalg.pinv(_laplacian(w + w.T, p))
-    resid = weight * (y - p[a, b])                # each vote's score, at a; minus it at b
     n_clusters = int(cluster.max()) + 1 if len(a) else 0
-    per = np.zeros((max(n_clusters, 1), n))
-    np.add.at(per, (cluster, a), resid)
-    np.add.at(per, (cluster, b), -resid)
-    meat_c = per.T @ per * (n_clusters / (n_clusters - 1) if n_clusters > 1 else 0.0)
-    meat_v = np.zeros((n, n))
-    r2 = resid ** 2
-    np.add.at(meat_v, (a, a), r2)
-    np.add.at(meat_v, (b, b), r2)
-    np.add.at(meat_v, (a, b), -r2)
-    np.add.at(meat_v, (b, a), -r2)
-    cov_c, cov_v = hinv @ meat_c @ hinv, hinv @ meat_v @ hinv
-    # never below the votes-as-independent variance, per strength and per difference
-    var_c, var_v = np.diag(cov_c), np.diag(cov_v)
-    scale = np.sqrt(np.maximum(var_c, var_v) / np.maximum(var_c, 1e-300))
-    cov = cov_c * scale[:, None] * scale[None, :]
-    q = float(stats.t.ppf(0.5 + level / 2, n_clusters - 1)) if n_clusters > 1 else math.nan
-    se = np.sqrt(np.maximum(var_c, var_v))
-    return {"strength": s, "se": se, "se_votes": np.sqrt(var_v), "low": s - q * se, "high": s + q * se,
-            "cov": cov_c, "cov_votes": cov_v, "quantile": q, "clusters": n_clusters}
+    per = np.zeros((max(n_clusters, 1), n, n))      # each rater's wins[i, j]
+    np.add.at(per, (cluster, a, b), y)
+    np.add.at(per, (cluster, b, a), 1.0 - y)
+    s = fit(_even(per.sum(0)) if weighted else per.sum(0), prior)
+    if n_clusters < 2:
+        nan = np.full(n, np.nan)
+        return {"strength": s, "low": nan, "high": nan, "se": nan, "replicates": np.zeros((0, n)),
+                "clusters": n_clusters}
+    rng = np.random.default_rng(seed)
+    draws = rng.multinomial(n_clusters, np.full(n_clusters, 1.0 / n_clusters), size=reps)
+    wins = np.einsum("rc,cij->rij", draws.astype(float), per)
+    boot = fit(_even(wins) if weighted else wins, prior, start=s)
+    low, high = np.percentile(boot, [50 - 50 * level, 50 + 50 * level], axis=0)
+    return {"strength": s, "low": low, "high": high, "se": boot.std(0), "replicates": boot,
+            "clusters": n_clusters}
 
 
-def difference(est: dict, u: int, l: int) -> tuple[float, float, float]:
-    """(gap, low, high): the difference of strengths u − l and its 95% interval, from
-    `intervals`' result (raters as clusters, never below the votes-as-independent one)."""
-    def var(c):
-        return c[u, u] + c[l, l] - 2 * c[u, l]
-    se = math.sqrt(max(var(est["cov"]), var(est["cov_votes"]), 0.0))
+def _even(wins: np.ndarray) -> np.ndarray:
+    """Wins reweighted so that every pair that met weighs alike: each pair's win shares
+    times the average number of votes per pair that met."""
+    games = wins + np.swapaxes(wins, -1, -2)
+    met = games > 0
+    per_pair = games.sum((-1, -2), keepdims=True) / np.maximum(met.sum((-1, -2), keepdims=True), 1)
+    return np.where(met, wins / np.where(met, games, 1.0), 0.0) * per_pair
+
+
+def difference(est: dict, u: int, l: int, level: float = LEVEL) -> tuple[float, float, float]:
+    """(gap, low, high): the difference of strengths u − l and its 95% interval, from the
+    same rater resamples as `intervals`' (NaN without them)."""
     gap = float(est["strength"][u] - est["strength"][l])
-    return gap, gap - est["quantile"] * se, gap + est["quantile"] * se
+    if not len(est["replicates"]):
+        return gap, math.nan, math.nan
+    low, high = np.percentile(est["replicates"][:, u] - est["replicates"][:, l],
+                              [50 - 50 * level, 50 + 50 * level])
+    return gap, float(low), float(high)
 
 
 def separated(order, est: dict) -> bool:
@@ -193,12 +186,12 @@ def votes_arrays(votes: pd.DataFrame, methods: list[str]):
     return a, b, y
 
 
-def to_separate(n_votes: int, gap: float, low: float, q: float) -> int | None:
+def to_separate(n_votes: int, gap: float, low: float) -> int | None:
     """More votes until a difference's 95% interval (lower end `low`) excludes 0, if the
-    gap stays and new votes keep the campaign's current mix (the interval's half-width
-    shrinks as 1/sqrt(votes)). None when there is no gap or no interval."""
+    gap stays and new votes keep the campaign's current mix of pairs and raters (the
+    interval's half-width shrinks as 1/sqrt(votes)). None without a gap or an interval."""
     half = gap - low
-    if not (gap > 0 and math.isfinite(q) and half > 0):
+    if not (gap > 0 and half > 0):
         return None
     return max(0, int(math.ceil(n_votes * ((half / gap) ** 2 - 1.0))))
 
@@ -222,12 +215,12 @@ def campaign(votes: pd.DataFrame | None, min_votes: int = 0) -> list[dict]:
         n = len(methods)
         a, b, y = votes_arrays(g, methods)
         plain = intervals(n, a, b, y, g["rater"].to_numpy())
-        weighted = intervals(n, a, b, y, g["rater"].to_numpy(), weight=pair_weights(n, a, b))
+        weighted = intervals(n, a, b, y, g["rater"].to_numpy(), weighted=True)
         s = plain["strength"]
         order = [int(i) for i in np.argsort(-s, kind="stable")]
         count = np.bincount(np.concatenate([a, b]), minlength=n)
         ranking = [{"method": methods[i], "strength": _num(s[i]), "low": _num(plain["low"][i]),
-                    "high": _num(plain["high"][i]), "se": _num(plain["se"][i]), "votes": int(count[i]),
+                    "high": _num(plain["high"][i]), "votes": int(count[i]),
                     "weighted": _num(weighted["strength"][i]), "weighted_low": _num(weighted["low"][i]),
                     "weighted_high": _num(weighted["high"][i])} for i in order]
         adjacent = []
@@ -235,8 +228,8 @@ def campaign(votes: pd.DataFrame | None, min_votes: int = 0) -> list[dict]:
             gap, low, high = difference(plain, u, l)
             adjacent.append({"upper": methods[u], "lower": methods[l], "gap": _num(gap), "low": _num(low),
                              "high": _num(high), "separated": bool(low > 0),
-                             "more_votes": to_separate(len(g), gap, low, plain["quantile"]),
-                             "z": _num(gap / (gap - low) * plain["quantile"]) if gap > low else None})
+                             "more_votes": to_separate(len(g), gap, low),
+                             "z": _num(gap / (gap - low)) if gap > low else None})
         closest = min(adjacent, key=lambda p: p["z"] if p["z"] is not None else math.inf, default=None)
         games = wins_matrix(n, a, b, np.ones(len(a))) + wins_matrix(n, a, b, np.zeros(len(a)))
         wins = wins_matrix(n, a, b, y)
@@ -245,7 +238,7 @@ def campaign(votes: pd.DataFrame | None, min_votes: int = 0) -> list[dict]:
         at_min = int(sum(games[i, j] >= max(min_votes, 1) for i in range(n) for j in range(i + 1, n)))
         frag = fragility(n, a, b, y)
         out.append({
-            "task": task, "votes": int(len(g)), "raters": plain["clusters"], "quantile": _num(plain["quantile"]),
+            "task": task, "votes": int(len(g)), "raters": plain["clusters"],
             "ranking": ranking, "adjacent": adjacent,
             "all_separated": bool(adjacent) and all(p["separated"] for p in adjacent),
             "closest": closest,

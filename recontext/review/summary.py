@@ -8,6 +8,9 @@ import math
 import numpy as np
 import pandas as pd
 
+from .ranking import campaign
+from .sampling import min_votes
+
 CRITERIA = ("fidelity", "realism")
 
 
@@ -255,8 +258,9 @@ def coverage(ratings: pd.DataFrame, votes: pd.DataFrame | None, runs, target: in
 
 
 def full_report(picked: dict, runs=None, target: int = 3) -> dict:
-    """`report` of the served ratings plus Bradley–Terry on the served votes, gold checks,
-    fast ratings, the flagged raters' ratings apart, signed-in raters apart, and coverage."""
+    """`report` of the served ratings plus Bradley–Terry on the served votes (and the
+    campaign's view of them: `ranking.campaign`), gold checks, fast ratings, the flagged
+    raters' ratings apart, signed-in raters apart, and coverage."""
     r, v = picked["ratings"], picked["votes"]
     out = report(r) if len(r) else {"ratings": 0, "raters": 0, "methods": [], "win_rates": [],
                                     "agreement": {c: None for c in CRITERIA}}
@@ -265,6 +269,7 @@ def full_report(picked: dict, runs=None, target: int = 3) -> dict:
     out["signed_in_methods"] = summarize(signed).to_dict(orient="records") if len(signed) else []
     out["votes"] = int(len(v))
     out["bradley_terry"] = bradley_terry(v)
+    out["campaign"] = campaign(v, min_votes())  # clustered intervals, fragility, ... (review.ranking)
     out["fast"] = {"ratings": int(fast(r).sum()), "votes": int(fast_votes(v).sum()),
                    "seconds_threshold": FAST_SECONDS}
     out["gold"] = picked["gold"].to_dict(orient="records")

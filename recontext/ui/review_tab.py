@@ -15,6 +15,7 @@ from ..review import (CHOICES, OPEN_SECONDS, full_report, next_item as pick_next
                       rate as record, serve, summary_plot, target_raters, vote as record_vote)
 from ..review.queue import LABELS
 from ..runs import MAX_OUTPUTS
+from . import campaign
 from .common import fmt, mcp_tool, not_mcp_tool, user_errors
 
 SLOTS = MAX_OUTPUTS  # every run the studio can save fits on the page (a 12-scale sweep)
@@ -375,6 +376,7 @@ def build(studio, data, demo, remembered):
                             "intervals, best first")
     download = gr.File(label="All ratings (CSV, without the blind labels)", interactive=False)
     report_json = gr.JSON(label="Everything as JSON", visible=False)
+    campaign.build(report_json)  # ranking with clustered intervals, heatmaps, fragility
     summary_outputs = [table, chart, stats, wins, download, bt, report_json]
 
     def signed(profile) -> bool:
@@ -450,7 +452,8 @@ def build(studio, data, demo, remembered):
         """The human ratings so far. Returns, in this order: a dict (the full report:
         "ratings", "raters", "methods" (per task and method: mean fidelity and realism with
         bootstrap 95% intervals), "agreement" (Krippendorff's alpha), "win_rates",
-        "bradley_terry" (the pairwise votes' ranking), "coverage", gold checks, fast ratings,
+        "bradley_terry" (the pairwise votes' ranking), "campaign" (per task: that ranking with
+        intervals that treat raters as clusters, win rates, votes per pair, fragility), "coverage", gold checks, fast ratings,
         and "text", the page's summary in words), then the ratings as a CSV file (without
         the blind labels; null when there are none)."""
         return summary_report(data)
