@@ -215,3 +215,14 @@ def test_full_report_has_the_campaign_and_it_says_more_votes_separate_a_close_pa
     assert isinstance(c["fragility"]["votes"], int) and c["fragility"]["votes"] >= 1
     close = c["closest"]
     assert close is not None and (close["separated"] or close["more_votes"] > 0)
+
+
+def test_a_campaign_of_one_vote_or_one_rater_reports_what_it_can():
+    one = pd.DataFrame([{"task": "t", "rater": "ana", "method_a": "x", "method_b": "y", "choice": "A"}])
+    (c,) = ranking.campaign(one, min_votes=5)
+    assert c["fragility"] == {"votes": 1, "pair": ["x", "y"]}
+    assert c["ranking"][0]["method"] == "x" and c["ranking"][0]["low"] is None  # one rater: no interval
+    assert c["coverage"] == {"pairs": 1, "pairs_at_min": 0, "min_votes": 5}
+    assert c["closest"]["more_votes"] is None and not c["all_separated"]
+    tied = pd.concat([one, one.assign(choice="B", rater="bo")])
+    assert ranking.campaign(tied)[0]["fragility"]["votes"] == 0  # already tied: no vote to remove

@@ -50,15 +50,13 @@ def augmented(wins: np.ndarray, prior: float = PRIOR) -> np.ndarray:
     return wins + prior * ((wins + np.swapaxes(wins, -1, -2)) > 0)
 
 
-def fit(wins: np.ndarray, prior: float = PRIOR, start: np.ndarray | None = None,
-        iters: int = 100, tol: float = 1e-10) -> np.ndarray:
+def fit(wins: np.ndarray, prior: float = PRIOR, iters: int = 100, tol: float = 1e-10) -> np.ndarray:
     """Bradley–Terry strengths (log scale, mean 0) from `wins[..., i, j]`, i's wins over j
     (ties ½ each way); any leading axes are a batch of campaigns fitted at once."""
     w = augmented(np.asarray(wins, dtype=float), prior)
     games = w + np.swapaxes(w, -1, -2)
     n = w.shape[-1]
-    s = np.zeros(w.shape[:-1]) if start is None else np.array(start, dtype=float)
-    s = np.broadcast_to(s, w.shape[:-1]).copy()
+    s = np.zeros(w.shape[:-1])  # a method with no votes stays at 0
     ones = np.full((n, n), 1.0 / n)
     for _ in range(iters):
         p = 1.0 / (1.0 + np.exp(-(s[..., :, None] - s[..., None, :])))
@@ -106,7 +104,7 @@ def intervals(n: int, a, b, y, cluster, weighted: bool = False, reps: int = REPS
     rng = np.random.default_rng(seed)
     draws = rng.multinomial(n_clusters, np.full(n_clusters, 1.0 / n_clusters), size=reps)
     wins = np.einsum("rc,cij->rij", draws.astype(float), per)
-    boot = fit(_even(wins) if weighted else wins, prior, start=s)
+    boot = fit(_even(wins) if weighted else wins, prior)
     low, high = np.percentile(boot, [50 - 50 * level, 50 + 50 * level], axis=0)
     return {"strength": s, "low": low, "high": high, "se": boot.std(0), "replicates": boot,
             "clusters": n_clusters}
@@ -165,7 +163,7 @@ def fragility(n: int, a, b, y, prior: float = PRIOR) -> dict:
         left, w, s, removed = counts.copy(), wins.copy(), s0, []
         while s[u] - s[l] > 1e-9 and len(removed) < best["votes"] - 1 and left.any():
             avail = np.flatnonzero(left)
-            trial = fit(w[None] - delta[avail], prior, start=s)
+            trial = fit(w[None] - delta[avail], prior)  # from 0: a pair left with no votes has no say
             k = int(np.argmin(trial[:, u] - trial[:, l]))
             t = avail[k]
             left[t] -= 1

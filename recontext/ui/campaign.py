@@ -54,12 +54,13 @@ def describe(c: dict) -> str:
     if c["raters"] < 2:
         lines.append("One rater so far: no interval that treats raters as clusters yet.")
     elif c["all_separated"]:
-        lines.append("Every adjacent pair is separated at 95%.")
+        lines.append("Every adjacent pair is separated at 95% (the interval of each difference of "
+                     "strengths excludes 0).")
     elif (close := c["closest"]) is not None:
         more = close["more_votes"]
         lines.append(f"Closest adjacent pair: {close['upper']} vs {close['lower']} (gap {fmt(close['gap'])}, "
                      f"95% interval {fmt(close['low'])} to {fmt(close['high'])}); "
-                     + (f"about **{more}** more votes to separate it at 95% (if the gap holds)."
+                     + (f"about **{more}** more vote{'s' * (more != 1)} to separate it at 95% (if the gap holds)."
                         if more is not None else "no estimate of the votes it needs yet."))
     if not c["weighted_order_agrees"]:
         lines.append("The pair-frequency-weighted order differs from this one: the ranking depends on "
@@ -87,24 +88,27 @@ def figure(tasks: list[dict]):
         rank_ax.set_yticks(y, names)
         rank_ax.invert_yaxis()
         rank_ax.grid(axis="x", alpha=0.3)
-        rank_ax.set_title(f"{c['task']}: strength, 95% (raters as clusters)")
+        rank_ax.set_title(f"{c['task']}\nstrength, 95% interval (raters as clusters)", fontsize=10)
         order = [c["methods"].index(m) for m in names]
         rate = np.array([[np.nan if v is None else v for v in c["win_rate"][i]] for i in order], float)[:, order]
         im = win_ax.imshow(rate, vmin=0, vmax=1, cmap="RdBu")
         count = np.array(c["pair_votes"])[np.ix_(order, order)]
-        n_im = n_ax.imshow(np.where(count > 0, count, np.nan), cmap="Greys")
+        blues = matplotlib.colormaps["Blues"].copy()
+        blues.set_bad("white")  # the diagonal and pairs that never met
+        n_im = n_ax.imshow(np.where(count > 0, count, np.nan), cmap=blues, vmin=0)
         for ax, title, values in ((win_ax, "win rate of row over column", rate),
                                   (n_ax, "votes per pair", count)):
             ax.set_xticks(y, names, rotation=45, ha="right")
             ax.set_yticks(y, names)
-            ax.set_title(title)
+            ax.set_title(title, fontsize=10)
+            top = np.nanmax(np.where(np.isfinite(values), values, np.nan)) if np.isfinite(values).any() else 1
             for i in y:
                 for j in y:
-                    if i != j and np.isfinite(values[i, j]):
-                        ax.text(j, i, f"{values[i, j]:.2f}" if values is rate else f"{int(values[i, j])}",
-                                ha="center", va="center", fontsize=8,
-                                color="black" if values is rate and 0.25 < values[i, j] < 0.75 else
-                                ("white" if values is rate else "tab:red"))
+                    if i != j and np.isfinite(values[i, j]) and (values is rate or values[i, j] > 0):
+                        v = values[i, j]
+                        dark = (v < 0.2 or v > 0.8) if values is rate else v > 0.6 * top
+                        ax.text(j, i, f"{v:.2f}" if values is rate else f"{int(v)}", ha="center",
+                                va="center", fontsize=8, color="white" if dark else "black")
         fig.colorbar(im, ax=win_ax, shrink=0.8)
         fig.colorbar(n_im, ax=n_ax, shrink=0.8)
     return fig
