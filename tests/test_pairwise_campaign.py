@@ -87,7 +87,7 @@ def test_every_method_pair_reaches_its_minimum_first_and_keeps_being_explored():
     minimum, pairs = 4, 15
     _, tally = _simulate("active", minimum * pairs, strength, minimum)
     assert sorted(tally.pair.values()) == [minimum] * pairs  # the minimum first, for every pair
-    (a, b, _, _), tally = _simulate("active", 600, strength, minimum)
+    _, tally = _simulate("active", 600, strength, minimum)
     counts = tally.pair
     assert len(counts) == pairs and min(counts.values()) > minimum  # exploration: no pair starves
     close = counts[("t", "m1", "m2")]

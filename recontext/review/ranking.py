@@ -29,7 +29,6 @@ import math
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 PRIOR = 0.5   # virtual wins each way per pair that met: the same as summary._bt_fit
 LEVEL = 0.95
@@ -73,12 +72,11 @@ def fit(wins: np.ndarray, prior: float = PRIOR, iters: int = 100, tol: float = 1
     return s
 
 
-def wins_matrix(n: int, a: np.ndarray, b: np.ndarray, y: np.ndarray, weight=None) -> np.ndarray:
+def wins_matrix(n: int, a: np.ndarray, b: np.ndarray, y: np.ndarray) -> np.ndarray:
     """wins[i, j] from votes (method indices `a`, `b`; `y` what each vote gives `a`)."""
-    weight = np.ones(len(a)) if weight is None else weight
     wins = np.zeros((n, n))
-    np.add.at(wins, (a, b), weight * y)
-    np.add.at(wins, (b, a), weight * (1.0 - y))
+    np.add.at(wins, (a, b), y)
+    np.add.at(wins, (b, a), 1.0 - y)
     return wins
 
 
@@ -229,8 +227,8 @@ def campaign(votes: pd.DataFrame | None, min_votes: int = 0) -> list[dict]:
                              "more_votes": to_separate(len(g), gap, low),
                              "z": _num(gap / (gap - low)) if gap > low else None})
         closest = min(adjacent, key=lambda p: p["z"] if p["z"] is not None else math.inf, default=None)
-        games = wins_matrix(n, a, b, np.ones(len(a))) + wins_matrix(n, a, b, np.zeros(len(a)))
         wins = wins_matrix(n, a, b, y)
+        games = wins + wins.T
         rate = np.where(games > 0, wins / np.maximum(games, 1e-300), np.nan)
         pairs = n * (n - 1) // 2
         at_min = int(sum(games[i, j] >= max(min_votes, 1) for i in range(n) for j in range(i + 1, n)))
