@@ -57,8 +57,12 @@ def predict(bench, garment, checkpoint: str | None = None) -> tuple[dict, bool]:
     return bench.cached(("weights", id(hyper), image_key(garment)), make)
 
 
-def load(bench, settings) -> None:
-    model(bench, settings.get("checkpoint"))
+def checkpoint(bench, settings) -> HyperLoRA:
+    """The hypernetwork of the checkpoint `settings` name (default: the preset's)."""
+    return model(bench, settings.get("checkpoint"))
+
+
+COMPONENTS = {"checkpoint": checkpoint}  # what SPEC.needs beyond the shared model, and how to load it
 
 
 def adapt(bench, garment, prompt, settings, seed, tick=None) -> Adapted:
