@@ -284,3 +284,14 @@ def test_a_need_no_one_loads_is_refused(tmp_path, monkeypatch):
                                    'SPEC = Spec("orphan", help="x", needs=("unet", "extra-model"))\n')
     with pytest.raises(RuntimeError, match="orphan needs extra-model"):
         Registry("needs_pkg", "test method").names()
+
+
+def test_files_stay_small_and_the_model_owner_keeps_only_what_is_shared():
+    """No module of the package over 600 lines; `ModelOwner` under 350 (what every method
+    shares: a method's own components live in the method's file)."""
+    long = {p.relative_to(PACKAGE).as_posix(): n for p in PACKAGE.rglob("*.py")
+            if (n := len(p.read_text().splitlines())) > 600}
+    assert not long, long
+    tree = ast.parse((PACKAGE / "models.py").read_text())
+    owner = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "ModelOwner")
+    assert owner.end_lineno - owner.lineno + 1 < 350
