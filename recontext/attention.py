@@ -19,6 +19,8 @@ import torch
 import torch.nn.functional as F
 from diffusers.models.attention_processor import IPAdapterAttnProcessor2_0
 
+from .precision import compute_in
+
 
 class Controlled(torch.nn.Module):
     # a Module like IP-Adapter's processor, so diffusers swaps it in and out of the
@@ -151,46 +153,25 @@ class FusedIPAdapter(IPAdapterAttnProcessor2_0):
         return finish(attn, out, residual, (b, c, h, w) if spatial else None)
 
 
-class GarmentAttention(torch.nn.Module):
-    """MagicClothing's self-attention (Chen et al. 2024; ShineChen1024/MagicClothing,
-    garment_adapter/attention_processor.py, `REFAttnProcessor2_0`), wrapping the processor it
-    replaces (a reference, not a copy).
+def fuse(unet, dtype: torch.dtype, weights: torch.dtype) -> dict:
+    """Fuse the transformer blocks' projections and install the fused processors (IP-Adapter's
+    image branch kept: `attention.FusedIPAdapter`); returns the processors they replaced."""
+    from diffusers.models.attention_processor import FusedAttnProcessor2_0
 
-    - "record", on the garment extractor: keeps the layer's input hidden states
-      (`recorded`, gradients kept for training), then runs the wrapped processor.
-    - "read", on the denoising UNet: the layer's keys and values are computed from its own
-      hidden states followed by the extractor's recorded ones for the same layer
-      (`states[name]`, times `scale`; rows whose `present` is 0 get zeros in their place, as
-      the authors' unconditional row). The authors run the queries over both halves and keep
-      the first; queries from the first half alone give the same output.
-    """
-
-    def __init__(self, inner, name: str, mode: str, states: dict | None = None, present=None,
-                 scale: float = 1.0):
-        super().__init__()
-        if mode not in ("record", "read"):
-            raise ValueError(f"GarmentAttention mode must be record or read, got {mode!r}")
-        self.inner, self.name, self.mode = inner, name, mode
-        self.states, self.scale, self.recorded = states or {}, float(scale), None
-        self.present = [1.0] if present is None else present  # read at each call: a list its owner may fill later
-
-    def forward(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None,
-                temb=None, *args, **kwargs):
-        if self.mode == "record":
-            self.recorded = hidden_states
-            return self.inner(attn, hidden_states, encoder_hidden_states, attention_mask, temb, *args, **kwargs)
-        ref = self.states.get(self.name)
-        if ref is None or encoder_hidden_states is not None or attention_mask is not None \
-                or attn.spatial_norm is not None or attn.group_norm is not None or hidden_states.ndim != 3:
-            return self.inner(attn, hidden_states, encoder_hidden_states, attention_mask, temb, *args, **kwargs)
-        batch = hidden_states.shape[0]
-        present = torch.as_tensor(list(self.present), dtype=hidden_states.dtype, device=hidden_states.device)
-        present = present.repeat_interleave(batch // len(present)) * self.scale
-        ref = ref.to(hidden_states.dtype).repeat(batch // ref.shape[0], 1, 1) * present[:, None, None]
-        context = torch.cat([hidden_states, ref], dim=1)
-        query, key, value = attn.to_q(hidden_states), attn.to_k(context), attn.to_v(context)
-        dim = key.shape[-1] // attn.heads
-        query, key, value = (t.view(batch, -1, attn.heads, dim).transpose(1, 2) for t in (query, key, value))
-        out = F.scaled_dot_product_attention(query, key, value, dropout_p=0.0, is_causal=False)
-        out = out.transpose(1, 2).reshape(batch, -1, attn.heads * dim).to(query.dtype)
-        return finish(attn, out, hidden_states)
+    originals = dict(unet.attn_processors)
+    modules = dict(unet.named_modules())
+    fused = {}
+    for name, proc in originals.items():
+        block = name.endswith(("attn1.processor", "attn2.processor")) and not name.startswith("encoder_hid_proj")
+        if block:
+            attn = modules[name.rsplit(".", 1)[0]]
+            if not getattr(attn, "fused_projections", False):
+                attn.fuse_projections()
+                proj = attn.to_kv if attn.is_cross_attention else attn.to_qkv
+                proj.requires_grad_(False)
+                if weights != dtype:
+                    compute_in(proj, dtype)
+        fused[name] = (proc if not block else FusedIPAdapter(proc) if hasattr(proc, "to_k_ip")
+                       else FusedAttnProcessor2_0())
+    unet.set_attn_processor(fused)
+    return originals

@@ -15,6 +15,12 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 
+# what the model owner (`models.ModelOwner`) gives every method: the pipeline and its model
+# call, image prompts through its IP-Adapter, LoRA adapters fitted through the model. Any
+# other need is a component the method's own module knows how to load (see `Spec.needs`).
+SHARED = ("unet", "image-prompt", "fine-tuning")
+
+
 @dataclass(frozen=True)
 class Option:
     """One setting of a method: `kind` "float", "int" or "bool" (checked against `lo`..`hi`),
@@ -83,8 +89,9 @@ class Spec:
     - `options`: its own settings; `edit_defaults`: the inversion settings (`skip`,
       `source_guidance`) an edit takes with this method (an inversion's, or an editing
       method's override on the inversion it `pairs_with`).
-    - `needs`: what must be loaded ("unet", "ip-adapter", "checkpoint", "garment-extractor",
-      ...); `guidance`: the names of its extra guidance scales; `slow`: left unchecked at
+    - `needs`: what must be loaded: what the model owner shares with every method (`SHARED`),
+      or a component the method's own module loads (its `COMPONENTS` = {need: loader}, e.g.
+      MagicClothing's "garment-extractor", HyperLoRA's "checkpoint"); `guidance`: the names of its extra guidance scales; `slow`: left unchecked at
       first on the page; `target_guidance`: an editing method's target branch runs at the
       edit's guidance (False: unguided, as LEDITS++'s concept branch).
     """
@@ -161,6 +168,10 @@ class Registry:
                 module = importlib.import_module(f"{self.package}.{info.name}")
                 spec = getattr(module, "SPEC", None)
                 if isinstance(spec, Spec):
+                    unknown = [n for n in spec.needs if n not in SHARED and n not in getattr(module, "COMPONENTS", {})]
+                    if unknown:
+                        raise RuntimeError(f"{self.what} {spec.name} needs {', '.join(unknown)}, which neither the "
+                                           f"model owner shares ({', '.join(SHARED)}) nor its module's COMPONENTS load")
                     found.append((spec.order, spec.name, module))
             names = [n for _, n, _ in found]
             dupes = {n for n in names if names.count(n) > 1}

@@ -35,9 +35,7 @@ class Preset:
     clip: str | None = None        # CLIPModel for edit alignment scores
     local: bool = False            # weights come from a folder built on this machine
     hyperlora: str | None = None   # HyperLoRA checkpoint (folder or Hub repo); None: not configured
-    # MagicClothing's garment extractor: (folder or Hub repo, file), a UNet state dict in
-    # diffusers' key layout; None: not configured
-    garment_extractor: tuple[str, str] | None = None
+    folder: str | None = None      # a local preset's folder, where `build` assembles its weights
     mirror: str | None = None      # RECONTEXT_MODELS_DIR: the repos are read from <mirror>/<org>/<name>
     guidance: float = 7.5          # default guidance of edits and generation
     max_sequence_length: int = 512  # flux: T5 tokens
@@ -130,8 +128,7 @@ def _tiny() -> Preset:
         clip=os.path.join(root, "clip"),
         local=True,
         hyperlora=os.path.join(root, "hyperlora"),  # trained with the world (tiny/train.py)
-        # trained by `python -m recontext.garment.train_extractor` (tiny/weights/, EXTRACTOR)
-        garment_extractor=(os.path.join(root, tiny.EXTRACTOR), tiny.EXTRACTOR_FILE),
+        folder=root,  # the garment extractor too (tiny/weights/, EXTRACTOR)
         safety_checker=os.path.join(root, "safety_checker"),  # a tiny one: flags nothing (safety.py)
         build=partial(tiny.build, root),
     )
@@ -160,6 +157,7 @@ def _tiny_flux() -> Preset:
         steps=28,
         clip=os.path.join(root, "clip"),
         local=True,
+        folder=root,
         guidance=3.5,
         max_sequence_length=flux.T5_LENGTH,
         safety_checker=os.path.join(root, "safety_checker"),
@@ -176,7 +174,6 @@ _HUB = {
         ip_adapter_subfolder="models",
         ip_adapter_weight="ip-adapter-plus_sd15.safetensors",
         image_encoder_folder="models/image_encoder",
-        garment_extractor=("ShineChen1024/MagicClothing", "magic_clothing_768_vitonhd_joint.safetensors"),
         resolution=512,
         steps=50,
         dtype="float16",

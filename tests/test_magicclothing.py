@@ -50,15 +50,31 @@ def test_joint_guidance_is_the_authors_formula():
 
 def test_missing_sd15_checkpoint_is_refused_with_the_file_named(monkeypatch, tmp_path):
     from recontext import presets
-    from recontext.models import ModelOwner
+    from recontext.garment.methods import magicclothing
+    from recontext.workbench import Workbench
 
     monkeypatch.setenv("RECONTEXT_MODELS_DIR", str(tmp_path))  # an empty models folder: offline
     preset = presets.get("sd15")
-    assert preset.garment_extractor[1] == "magic_clothing_768_vitonhd_joint.safetensors"
-    owner = ModelOwner(preset, device="cpu")
+    assert magicclothing.source(preset)[1] == "magic_clothing_768_vitonhd_joint.safetensors"
+    bench = Workbench(preset)
     with pytest.raises(ValueError, match="magic_clothing_768_vitonhd_joint.safetensors.*ShineChen1024/MagicClothing"):
-        owner.garment_extractor(preset.garment_extractor)
-    assert not owner.loaded  # refused before the base model loads
+        magicclothing.extractor(bench)
+    assert not bench.models.loaded  # refused before the base model loads
+
+
+def test_the_method_owns_its_extractor_and_attention():
+    """The garment extractor and its attention are MagicClothing's own (its spec `needs` them,
+    its module loads them); the model owner and the presets know nothing of them."""
+    import inspect
+
+    from recontext import attention, models, presets
+    from recontext.garment.methods import magicclothing
+
+    assert magicclothing.COMPONENTS["garment-extractor"] is magicclothing.extractor
+    for module in (models, attention, presets):
+        text = inspect.getsource(module)
+        assert "GarmentAttention" not in text and "garment_extractor" not in text, module.__name__
+    assert not hasattr(models.ModelOwner, "garment_attention")
 
 
 def test_the_spec_declares_the_licence_and_presets():
@@ -79,8 +95,9 @@ def test_sd15_at_true_shapes_loads_the_published_layout(monkeypatch):
     import torch
 
     from recontext import Studio, presets
-    from recontext.attention import GarmentAttention
     from recontext.fixtures import build_shapes
+    from recontext.garment.extractor import GarmentAttention
+    from recontext.garment.methods.magicclothing import extractor as magicclothing_extractor
     from recontext.logs import quiet_libraries
 
     quiet_libraries()
@@ -97,7 +114,7 @@ def test_sd15_at_true_shapes_loads_the_published_layout(monkeypatch):
     assert d.image.size == (256, 256)
     after = dict(unet.attn_processors)
     assert all(before[k] is after[k] for k in before)
-    extractor = studio.models.garment_extractor(studio.preset.garment_extractor)
+    extractor = magicclothing_extractor(studio.bench)
     recorded = [p for p in extractor.attn_processors.values() if isinstance(p, GarmentAttention)]
     assert len(recorded) == 16 and all(p.recorded is not None for p in recorded)  # SD 1.5: 16 self-attentions
     assert extractor.config.cross_attention_dim == 768 and extractor.dtype == torch.float16

@@ -29,8 +29,9 @@ def _twin(src: Path, dst: Path, old: str, new: str) -> None:
 
 @pytest.fixture(scope="module")
 def twins(tmp_path_factory) -> Path:
-    """A copy of the package with three methods added, each a copy of one file with only the
-    spec's name changed: ddim-twin, regen-twin and ip-adapter-twin."""
+    """A copy of the package with four methods added, each a copy of one file with only the
+    spec's name changed: ddim-twin, regen-twin, ip-adapter-twin and magicclothing-twin (a
+    method with its own component, the garment extractor, and its own attention processor)."""
     root = tmp_path_factory.mktemp("pkg")
     copy = root / "recontext"
     shutil.copytree(PACKAGE, copy, ignore=shutil.ignore_patterns("__pycache__"))
@@ -39,6 +40,8 @@ def twins(tmp_path_factory) -> Path:
     _twin(copy / "editing" / "regenerate.py", copy / "editing" / "regen_twin.py", "regenerate", "regen-twin")
     _twin(copy / "garment" / "methods" / "ip_adapter.py", copy / "garment" / "methods" / "ip_adapter_twin.py",
           "ip-adapter", "ip-adapter-twin")
+    _twin(copy / "garment" / "methods" / "magicclothing.py", copy / "garment" / "methods" / "magicclothing_twin.py",
+          "magicclothing", "magicclothing-twin")
     return root
 
 
@@ -69,6 +72,13 @@ def test_added_methods_appear_everywhere_and_run_as_their_originals(twins, tmp_p
         a = s.dress({str(PHOTO)!r}, "a person", method="ip-adapter", steps=3)
         b = s.dress({str(PHOTO)!r}, "a person", method="ip-adapter-twin", steps=3)
         out["dress_same"] = bool(np.array_equal(np.asarray(a.image), np.asarray(b.image)))
+        unet = s.models.pipe.unet
+        before = dict(unet.attn_processors)
+        a = s.dress({str(PHOTO)!r}, "a person", method="magicclothing", steps=3)
+        b = s.dress({str(PHOTO)!r}, "a person", method="magicclothing-twin", steps=3)
+        out["garment_twin_same"] = bool(np.array_equal(np.asarray(a.image), np.asarray(b.image)))
+        out["garment_twin_cached"] = b.cached  # its own garment states, not the original's
+        out["processors_back"] = all(before[k] is v for k, v in unet.attn_processors.items())
         out["batch_columns"] = list(batch.OPTIONAL)
         out["zerogpu"] = [r["handler"] for r in zerogpu.page_requests(s.preset)]
         demo = build_demo(s)
@@ -84,9 +94,10 @@ def test_added_methods_appear_everywhere_and_run_as_their_originals(twins, tmp_p
     assert r.returncode == 0, r.stderr[-3000:]
     out = json.loads(r.stdout.split("RESULT", 1)[1])
     assert "ddim-twin" in out["methods"] and "regen-twin" in out["edit_methods"]
-    assert "ip-adapter-twin" in out["garment_methods"]
+    assert "ip-adapter-twin" in out["garment_methods"] and "magicclothing-twin" in out["garment_methods"]
     assert out["inversion_same"] and out["edit_same"] and out["dress_same"]
-    for name in ("ddim-twin", "regen-twin", "ip-adapter-twin"):
+    assert out["garment_twin_same"] and out["garment_twin_cached"] is False and out["processors_back"]
+    for name in ("ddim-twin", "regen-twin", "ip-adapter-twin", "magicclothing-twin"):
         assert name in out["page_choices"], name  # the tabs' checkboxes and dropdowns
         assert name in out["api_docs"], name      # the API's parameter docs
 
@@ -106,9 +117,10 @@ def test_added_methods_appear_everywhere_and_run_as_their_originals(twins, tmp_p
 # -- no method named outside its own module -----------------------------------------------
 
 # where a method's name may appear besides its own module: the presets' tables, the tiny
-# world's training and claims (which pick methods to measure), and docs (docstrings)
-ALLOWED = {"presets.py", "tiny/__init__.py", "tiny/train.py", "tiny/claims.py", "tiny/swaps.py", "tiny/typical.py",
-           "tiny/flux_train.py"}
+# world's training (its stages are named, one after HyperLoRA) and claims (which pick methods
+# to measure), and docs (docstrings)
+ALLOWED = {"presets.py", "tiny/__init__.py", "tiny/train.py", "tiny/trainer.py", "tiny/claims.py", "tiny/swaps.py",
+           "tiny/typical.py", "tiny/flux_train.py"}
 
 
 def _docstrings(tree) -> set[int]:
@@ -253,3 +265,33 @@ def test_unknown_options_are_refused_and_other_methods_options_left_alone(studio
     a = studio.reconstruct(str(PHOTO), method="ddim", steps=2)
     b = studio.reconstruct(str(PHOTO), method="ddim", steps=2, renoise_steps=5, gamma=0.1)
     assert a.metrics == b.metrics
+
+
+def test_a_need_no_one_loads_is_refused(tmp_path, monkeypatch):
+    """A spec's `needs` is either shared by the model owner or loaded by the method's own
+    module (`COMPONENTS`); anything else is refused when the methods are found."""
+    from recontext.methods import Registry
+
+    pkg = tmp_path / "needs_pkg"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "owned.py").write_text('from recontext.methods import Spec\n'
+                                  'SPEC = Spec("owned", help="x", needs=("unet", "extra-model"))\n'
+                                  'COMPONENTS = {"extra-model": lambda bench, settings: None}\n')
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert Registry("needs_pkg", "test method").names() == ["owned"]
+    (pkg / "orphan.py").write_text('from recontext.methods import Spec\n'
+                                   'SPEC = Spec("orphan", help="x", needs=("unet", "extra-model"))\n')
+    with pytest.raises(RuntimeError, match="orphan needs extra-model"):
+        Registry("needs_pkg", "test method").names()
+
+
+def test_files_stay_small_and_the_model_owner_keeps_only_what_is_shared():
+    """No module of the package over 600 lines; `ModelOwner` under 350 (what every method
+    shares: a method's own components live in the method's file)."""
+    long = {p.relative_to(PACKAGE).as_posix(): n for p in PACKAGE.rglob("*.py")
+            if (n := len(p.read_text().splitlines())) > 600}
+    assert not long, long
+    tree = ast.parse((PACKAGE / "models.py").read_text())
+    owner = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "ModelOwner")
+    assert owner.end_lineno - owner.lineno + 1 < 350

@@ -67,11 +67,13 @@ def dress(bench, garment, prompt: str, method: str, steps: int, seed: int, guida
     img, notes = images.load_image(garment)
     with models.lock:
         setup = bench.setup(progress)
-        if hasattr(module, "load"):  # one-off loading (a checkpoint, an extra model): kept, timed as setup
+        own = [need for need in module.SPEC.needs if need in getattr(module, "COMPONENTS", {})]
+        if own:  # the method's own components (a checkpoint, an extra model): loaded once, kept, timed as setup
             start = time.perf_counter()
             if progress is not None:
                 progress(0, 0, f"{method}: loading")
-            module.load(bench, settings)
+            for need in own:
+                module.COMPONENTS[need](bench, settings)
             setup += time.perf_counter() - start
         start = time.perf_counter()
         todo = module.todo(bench, img, settings, seed) if hasattr(module, "todo") else 0

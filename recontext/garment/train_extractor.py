@@ -5,7 +5,7 @@
 The extractor starts as a copy of the tiny UNet and is the only thing trained: the
 denoising UNet stays the frozen base model, as with the published extractor. At each step
 the extractor reads the garments' latents at t = 0 under the empty prompt, the UNet's
-self-attention attends to its hidden states (`ModelOwner.garment_attention`), and the usual
+self-attention attends to its hidden states (`extractor.reading`), and the usual
 diffusion loss on the figure wearing the garment (the garment region weighted up) reaches
 the extractor through the UNet. Garments and prompts are dropped at random (10 % each), as
 joint garment/text guidance needs both unconditional branches. The weights are written in
@@ -25,8 +25,8 @@ import time
 import torch
 
 from .. import images
-from ..attention import GarmentAttention
 from ..tiny import EXTRACTOR, EXTRACTOR_FILE, WEIGHTS
+from .extractor import reading, recorded, recording
 from .train import MASK_WEIGHT, diffusion_loss, mask_area, synthetic_pairs
 
 FILE = EXTRACTOR_FILE
@@ -66,8 +66,7 @@ def main(argv=None):
     ref = UNet2DConditionModel.from_config(config)
     ref.load_state_dict({k: v for k, v in unet.state_dict().items() if k in ref.state_dict()})
     ref = ref.float().train()
-    ref.set_attn_processor({n: GarmentAttention(p, n, "record") if n.endswith("attn1.processor") else p
-                            for n, p in ref.attn_processors.items()})
+    recording(ref)
 
     res = models.preset.resolution
     data = []
@@ -93,8 +92,7 @@ def main(argv=None):
         ref(g, torch.zeros(len(idx), dtype=torch.long), encoder_hidden_states=extractor_empty.text.expand(len(idx), -1, -1),
             added_cond_kwargs={k: v.expand(len(idx), *v.shape[1:]) for k, v in extractor_empty.added.items()},
             return_dict=False)
-        states = {n: p.recorded for n, p in ref.attn_processors.items() if isinstance(p, GarmentAttention)}
-        with models.garment_attention(states, present):
+        with reading(models, recorded(ref), present):
             loss = diffusion_loss(models, lat, cat(conds), gen, weight=weight)
         opt.zero_grad()
         loss.backward()

@@ -54,7 +54,9 @@ def hyperlora_note(studio) -> str:
 def checkpoint_choices(studio) -> list[tuple[str, str]]:
     """The HyperLoRA checkpoints this server offers, as (label, key): only what its
     configuration names. A client picks a key; no path from a client is ever read."""
-    source = os.environ.get("RECONTEXT_HYPERLORA") or studio.preset.hyperlora
+    from ..garment.methods.hyperlora import source as hyperlora_source
+
+    source = hyperlora_source(studio.preset)
     if not source:
         return [("none configured for this preset", "none")]
     if os.environ.get("RECONTEXT_HYPERLORA"):

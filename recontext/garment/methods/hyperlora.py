@@ -24,15 +24,21 @@ SPEC = Spec("hyperlora", family="epsilon", label="HyperLoRA", order=0, cost=2, n
                             help="a HyperLoRA checkpoint folder or Hub repo (default: the preset's)")))
 
 
+def source(preset) -> str | None:
+    """The checkpoint this server uses: `RECONTEXT_HYPERLORA`, else the preset's (the tiny
+    preset's is trained with the tiny world); None where neither names one."""
+    return os.environ.get("RECONTEXT_HYPERLORA") or preset.hyperlora
+
+
 def find_checkpoint(bench) -> str:
-    """Where the HyperLoRA checkpoint lives: `RECONTEXT_HYPERLORA`, else the preset's (the
-    tiny preset's is trained with the tiny world). ValueError saying how to get one otherwise."""
-    source = os.environ.get("RECONTEXT_HYPERLORA") or bench.preset.hyperlora
-    if not source:
+    """Where the HyperLoRA checkpoint lives (`source`, resolved to a folder). ValueError
+    saying how to get one where none is configured."""
+    where = source(bench.preset)
+    if not where:
         raise ValueError("HyperLoRA is unavailable for this preset: " + GET_ONE.format(preset=bench.preset.name))
-    if bench.preset.local and source == bench.preset.hyperlora:
+    if bench.preset.local and where == bench.preset.hyperlora:
         bench.models.pipe  # the tiny preset's checkpoint is assembled with the preset
-    return resolve(source)  # a folder, or a Hub repo id (the models mirror, the Hub cache)
+    return resolve(where)  # a folder, or a Hub repo id (the models mirror, the Hub cache)
 
 
 def model(bench, path: str | None = None) -> HyperLoRA:
@@ -57,8 +63,12 @@ def predict(bench, garment, checkpoint: str | None = None) -> tuple[dict, bool]:
     return bench.cached(("weights", id(hyper), image_key(garment)), make)
 
 
-def load(bench, settings) -> None:
-    model(bench, settings.get("checkpoint"))
+def checkpoint(bench, settings) -> HyperLoRA:
+    """The hypernetwork of the checkpoint `settings` name (default: the preset's)."""
+    return model(bench, settings.get("checkpoint"))
+
+
+COMPONENTS = {"checkpoint": checkpoint}  # what SPEC.needs beyond the shared model, and how to load it
 
 
 def adapt(bench, garment, prompt, settings, seed, tick=None) -> Adapted:

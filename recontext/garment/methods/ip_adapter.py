@@ -5,7 +5,7 @@ from ...methods import Option, Spec
 from ..adapted import Adapted
 
 SPEC = Spec("ip-adapter", family="epsilon", label="IP-Adapter", order=10, cost=2,
-            needs=("unet", "ip-adapter"), help="the garment as IP-Adapter's image prompt",
+            needs=("unet", "image-prompt"), help="the garment as IP-Adapter's image prompt",
             options=(Option("scale", 0.6, 0.0, 1.5, "0 = the prompt alone … higher = the garment photo more strongly",
                             step=0.05, label="IP-Adapter scale"),))
 

@@ -16,6 +16,7 @@ net first; here the garment is taken as given (a garment on a plain background).
 
 from __future__ import annotations
 
+import os
 from dataclasses import replace
 
 import torch
@@ -23,11 +24,19 @@ import torch
 from ... import images
 from ...methods import Option, Spec
 from ...models import image_key
-from ...attention import GarmentAttention
+from ...tiny import EXTRACTOR, EXTRACTOR_FILE
+from .. import extractor as garment_extractor
 from ..adapted import Adapted
 
+# the garment extractor of each preset it runs on: (a folder or Hub repo, the file), a UNet
+# state dict in diffusers' key layout; a local preset's folder is inside the preset's own
+EXTRACTORS = {
+    "tiny": (EXTRACTOR, EXTRACTOR_FILE),  # trained by `python -m recontext.garment.train_extractor`
+    "sd15": ("ShineChen1024/MagicClothing", "magic_clothing_768_vitonhd_joint.safetensors"),
+}
+
 SPEC = Spec("magicclothing", family="epsilon", label="MagicClothing", order=15, cost=3,
-            presets=("tiny", "sd15"), needs=("unet", "garment-extractor"), guidance=("garment_guidance",),
+            presets=tuple(EXTRACTORS), needs=("unet", "garment-extractor"), guidance=("garment_guidance",),
             licence="non-commercial (the published MagicClothing weights)",
             help="a garment extractor (a UNet copy) feeds the garment into self-attention; joint "
                  "garment/text guidance. Non-commercial licence (the published weights)",
@@ -40,36 +49,46 @@ SPEC = Spec("magicclothing", family="epsilon", label="MagicClothing", order=15, 
 ROWS = (0.0, 1.0, 1.0)  # which guidance rows see the garment: unconditional, garment, garment + text
 
 
-def source(bench) -> tuple[str, str]:
+def source(preset) -> tuple[str, str]:
     """The preset's extractor checkpoint (folder or Hub repo, file); ValueError where none."""
-    src = bench.preset.garment_extractor
-    if not src:
-        raise ValueError(f"MagicClothing has no garment extractor for the {bench.preset.name} preset")
-    if bench.preset.local:
-        bench.models.pipe  # the tiny preset's extractor is assembled with the preset
-    return src
+    if preset.name not in EXTRACTORS:
+        raise ValueError(f"MagicClothing has no garment extractor for the {preset.name} preset")
+    where, file = EXTRACTORS[preset.name]
+    return (os.path.join(preset.folder, where) if preset.local else where), file
 
 
-def load(bench, settings) -> None:
-    bench.models.garment_extractor(source(bench))
+def extractor(bench, settings=None):
+    """The preset's garment extractor (`garment.extractor.load`), loaded once and kept by
+    the model owner. ValueError naming the file when it cannot be had, before the base
+    model loads (a Hub preset)."""
+    models, src = bench.models, source(bench.preset)
+
+    def make():
+        if bench.preset.local:
+            models.pipe  # the tiny preset's extractor is assembled with the preset
+        return garment_extractor.load(models, garment_extractor.find_file(*src, offline=bench.preset.offline))
+
+    return models.component(("garment-extractor", *src), make)
+
+
+COMPONENTS = {"garment-extractor": extractor}  # what SPEC.needs beyond the shared model, and how to load it
 
 
 def work(settings) -> dict:
     return {"encodes": 1, "evaluations": 1}  # the garment's latents, one extractor pass
 
 
-def extract(models, extractor, garment) -> dict:
+def extract(models, ref, garment) -> dict:
     """The extractor's self-attention inputs for `garment`: layer name -> (1, tokens, channels)."""
     img, _ = images.fit(garment.convert("RGB"), models.preset.resolution, models.size_multiple)
     latents = models.encode(img)
     empty = models.text_cond("", img.size, 1.0)
     t = torch.zeros(latents.shape[0], device=models.device, dtype=torch.long)
     with torch.no_grad():
-        extractor(latents.to(models.dtype), t, encoder_hidden_states=empty.text.to(models.dtype),
+        ref(latents.to(models.dtype), t, encoder_hidden_states=empty.text.to(models.dtype),
                   added_cond_kwargs=empty.added, return_dict=False)
     models.count_evaluations(latents.shape[0])
-    return {name: proc.recorded for name, proc in extractor.attn_processors.items()
-            if isinstance(proc, GarmentAttention)}
+    return garment_extractor.recorded(ref)
 
 
 def joint(cond, garment_guidance: float):
@@ -82,10 +101,8 @@ def joint(cond, garment_guidance: float):
 
 
 def adapt(bench, garment, prompt, settings, seed, tick=None) -> Adapted:
-    models = bench.models
-    extractor = models.garment_extractor(source(bench))
-    states, cached = bench.cached(("magicclothing", id(extractor), image_key(garment)),
-                                  lambda: extract(models, extractor, garment))
+    models, ref = bench.models, extractor(bench)
+    states, cached = bench.cached((SPEC.name, id(ref), image_key(garment)), lambda: extract(models, ref, garment))
     present = list(ROWS)
 
     def condition(cond):
@@ -94,5 +111,5 @@ def adapt(bench, garment, prompt, settings, seed, tick=None) -> Adapted:
             return cond
         return joint(cond, settings["garment_guidance"])
 
-    adapter = models.garment_attention(states, present, settings["scale"])
+    adapter = garment_extractor.reading(models, states, present, settings["scale"])
     return Adapted(prompt, adapter=adapter, cached=cached, condition=condition)
