@@ -343,3 +343,33 @@ def test_a_thin_upload_is_shown_no_smaller_than_the_working_size():
         shown = shown_size(working, (8000, 8))
         assert shown[0] >= working[0] and shown[1] >= working[1], (working, shown)
     assert shown_size((128, 128), (4000, 3000)) == (2048, 1536)  # a large photo: still its shape
+
+
+def test_a_personal_link_rates_in_headless_chromium(campaign):
+    """The page reads the rater's token from the link (?rater=...) and signs the ratings
+    with it: they are stored as the invited, verified rater."""
+    from playwright.sync_api import expect, sync_playwright
+
+    chromium = "/usr/bin/chromium"
+    if not os.path.exists(chromium):
+        pytest.skip("Debian chromium is not installed (.ci/run installs it)")
+    url, data, _, _ = campaign
+    token = raters.invite(data.root, data.secret, "cy", "pilot")
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=flags)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.goto(raters.link(token, url))
+        expect(page.get_by_label("Your name")).to_have_value(token, timeout=120_000)  # from the link
+        page.get_by_role("button", name="Next item").click()
+        page.get_by_text("left for you").first.wait_for(timeout=300_000)
+        for label in "ABCD":
+            for criterion in ("fidelity", "realism"):
+                page.locator("fieldset", has_text=f"{label}: {criterion}").first.get_by_test_id("4-radio-label").click()
+        page.get_by_role("button", name="Submit ratings").click()
+        page.get_by_text("ratings for item").first.wait_for(timeout=300_000)
+        assert "Saved 4 ratings" in page.get_by_text("ratings for item").first.inner_text()
+        browser.close()
+    mine = data.ratings.read().query("rater == '@cy'")
+    assert len(mine) == 4 and mine["signed"].all()
