@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import gradio as gr
 
-from . import edit_tab, garment_tab, inversion_tab, review_tab
+from . import edit_tab, garment_tab, inversion_tab, review_tab, served
 from ..data import open_data
 from .common import header
 
@@ -45,7 +45,7 @@ def css(studio) -> str:
 
 
 CACHE_DELETE = (3600, 24 * 3600)  # Gradio's delete_cache: hourly, files older than a day
-REVIEW_CACHE_DELETE = (600, review_tab.VIEW_TTL)  # a review-only deployment: every 10 min, older than an hour
+REVIEW_CACHE_DELETE = (600, served.VIEW_TTL)  # a review-only deployment: every 10 min, older than an hour
 
 
 def build_review_demo(data=None) -> gr.Blocks:

@@ -4,14 +4,10 @@ from __future__ import annotations
 
 import hmac
 import os
-import secrets
 import tempfile
-import threading
-import time
 
 import gradio as gr
 import pandas as pd
-from PIL import Image, PngImagePlugin
 
 from ..review import (CHOICES, OPEN_SECONDS, full_report, next_item as pick_next, next_pair as pick_pair,
                       rate as record, serve, summary_plot, target_raters, vote as record_vote)
@@ -20,6 +16,7 @@ from ..review.queue import LABELS
 from ..review.summary import GOLD_RULE, public_report
 from ..runs import MAX_OUTPUTS
 from .common import fmt, mcp_tool, not_mcp_tool, user_errors
+from .served import VIEW_TTL, VIEWS, serve_view, served  # noqa: F401 (served copies, bounded)
 
 SLOTS = MAX_OUTPUTS  # every run the studio can save fits on the page (a 12-scale sweep)
 SCORES = [1, 2, 3, 4, 5]
@@ -31,8 +28,8 @@ ABOUT = """Rate outputs **blind**: every run from the other tabs with two or mor
 item. Give your name, press **Next item**, and score each output 1–5 for **fidelity** (does it
 keep the source photo / garment / what the prompt asks for?) and **realism** (would it pass as a
 real photo?). Labels A, B, C… are shuffled for each rater; which method made which output is
-shown after you submit. Items with the fewest ratings come first. Some items are gold checks
-with a known answer: """ + GOLD_RULE + "."
+shown after you submit. Items with the fewest ratings come first."""
+GOLD_NOTE = "Some items are gold checks with a known answer: " + GOLD_RULE + "."
 PAIR_ABOUT = """**Pairwise**: press **Next pair**, see two outputs of one item (positions drawn at
 random) and say which is better, or that they are equally good or both bad."""
 
@@ -67,89 +64,6 @@ def _prompts(prompts: dict) -> str:
     names = (("prompt", "Prompt"), ("caption", "Caption"), ("source", "Source prompt"),
              ("target", "Target prompt"))
     return "\n".join(f"{name}: {prompts[key]}" for key, name in names if prompts.get(key))
-
-
-VIEWS = os.path.join(tempfile.gettempdir(), "recontext-views")
-VIEW_TTL = 3600  # seconds a served copy is kept (Gradio copies it into its cache at once)
-MAX_SERVED = 600  # served copies kept at most by this process, oldest removed first
-_served: dict[str, tuple] = {}  # copy -> (when, owner), oldest first
-_views: dict[tuple, list[str]] = {}  # owner (rater, mode) -> the copies of their current view
-_served_lock = threading.Lock()
-
-
-def cached_copy(path: str) -> str:
-    """Where Gradio keeps its copy of the file at `path` (its cache: a folder named by the
-    file's content hash, under `GRADIO_TEMP_DIR`)."""
-    from gradio.processing_utils import hash_file
-    from gradio.utils import get_upload_folder
-
-    return os.path.join(get_upload_folder(), hash_file(path), os.path.basename(path))
-
-
-def forget(path: str) -> None:
-    """Remove a served copy and Gradio's cached copy of it (and its folder, when empty)."""
-    try:
-        cached = cached_copy(path)
-    except OSError:
-        cached = None
-    for p in (cached, path):
-        try:
-            if p:
-                os.unlink(p)
-        except OSError:
-            pass
-    if cached:
-        try:
-            os.rmdir(os.path.dirname(cached))
-        except OSError:
-            pass
-
-
-def _prune(now: float) -> None:
-    """Served copies older than `VIEW_TTL`, and beyond `MAX_SERVED`, with Gradio's copies."""
-    for name in os.listdir(VIEWS):  # also the copies of processes that are gone
-        path = os.path.join(VIEWS, name)
-        try:
-            if path not in _served and now - os.path.getmtime(path) > VIEW_TTL:
-                forget(path)
-        except OSError:
-            pass
-    for path, (when, owner) in list(_served.items()):
-        if now - when > VIEW_TTL or len(_served) > MAX_SERVED:
-            _served.pop(path, None)
-            forget(path)
-
-
-def served(path: str, owner: tuple | None = None) -> str:
-    """A copy of the PNG at `path` for one view: a random name and a random note in its
-    metadata, so the URL it is served under (Gradio names files by their content's hash)
-    differs for every view and rater and tells nothing about which output it is. Never in
-    the data folder (which may be pushed). Bounded: see `serve_view`."""
-    os.makedirs(VIEWS, exist_ok=True)
-    info = PngImagePlugin.PngInfo()
-    info.add_text("view", secrets.token_hex(16))
-    out = os.path.join(VIEWS, f"{secrets.token_hex(12)}.png")
-    with Image.open(path) as im:
-        im.save(out, format="PNG", pnginfo=info)
-    with _served_lock:
-        _served[out] = (time.time(), owner)
-    return out
-
-
-def serve_view(paths: list, owner: tuple) -> list:
-    """`served` copies of `paths` (None stays None) as one view of `owner` (rater, mode):
-    the copies of their previous view are removed, with Gradio's cached copies, and so
-    are copies older than `VIEW_TTL` or beyond `MAX_SERVED`: the cache stays bounded
-    however many times a client asks for an item."""
-    with _served_lock:
-        for old in _views.pop(owner, []):
-            _served.pop(old, None)
-            forget(old)
-    out = [served(p, owner) if p else None for p in paths]
-    with _served_lock:
-        _views[owner] = [p for p in out if p]
-        _prune(time.time())
-    return out
 
 
 OAUTH = "OAUTH_CLIENT_ID"  # set on a Space with `hf_oauth: true`
@@ -429,7 +343,7 @@ def build(studio, data, demo, remembered):
     oauth = who_rates == "signin"
     mode = review_mode()
     likert, pairwise = mode in ("both", "likert"), mode in ("both", "pairwise")
-    gr.Markdown(ABOUT if likert else PAIR_ABOUT)
+    gr.Markdown((ABOUT if likert else PAIR_ABOUT) + "  \n" + GOLD_NOTE)
     gr.Markdown(RATERS_NOTE[who_rates])
     with gr.Row(equal_height=True):
         rater = gr.Textbox(label="Your name", placeholder="e.g. ana", max_lines=1, scale=3,
