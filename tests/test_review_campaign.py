@@ -253,6 +253,7 @@ def test_a_strangers_failed_gold_never_touches_an_invited_rater_and_deleting_gol
     for name in ("ana", "@ana", "stranger", "note by", "stuffer", "hon1", "hon2", "cross"):
         assert not re.search(rf"(?<![\w@]){re.escape(name)}\b", text), name
     assert "rating_id" not in text and "comment" not in text
+    assert not {p["item_id"] for p in public["coverage"]["per_item"]} & set(answers)  # nor which items are gold
     assert public["flagged"]["raters"] >= 1 and public["methods"]  # counted, not named
     # deleting the gold runs: no gold in the scores, the same flags
     for item_id in answers:

@@ -258,12 +258,14 @@ def serve(ratings: pd.DataFrame, votes: pd.DataFrame | None = None, runs=None,
             "votes": votes[~v_out & ~votes["item_id"].isin(gold)],
             "flagged_ratings": ratings[r_out & ~ratings["item_id"].isin(gold)],
             "flagged_votes": votes[v_out & ~votes["item_id"].isin(gold)],
-            "gold": checks, "waiting": waiting}
+            "gold": checks, "waiting": waiting, "gold_items": set(gold)}
 
 
-def coverage(ratings: pd.DataFrame, votes: pd.DataFrame | None, runs, target: int) -> dict:
-    """Each item's raters so far (Likert or pairwise) against the target number."""
+def coverage(ratings: pd.DataFrame, votes: pd.DataFrame | None, runs, target: int, skip=()) -> dict:
+    """Each item's raters so far (Likert or pairwise) against the target number; items in
+    `skip` (gold items: listing them would tell which they are) left out."""
     items = [r["run_id"] for r in runs.items()] if runs is not None else sorted(set(ratings["item_id"]))
+    items = [i for i in items if i not in set(skip)]
     raters: dict[str, set] = {}
     for df in (ratings, votes):
         if df is not None and len(df):
@@ -293,7 +295,7 @@ def full_report(picked: dict, runs=None, target: int = 3) -> dict:
                       "methods": summarize(picked["flagged_ratings"]).to_dict(orient="records")
                       if len(picked["flagged_ratings"]) else []}
     out["waiting"] = picked["waiting"]
-    out["coverage"] = coverage(r, v, runs, target)
+    out["coverage"] = coverage(r, v, runs, target, picked.get("gold_items", ()))
     return out
 
 
