@@ -1,4 +1,6 @@
-"""recontext studio: `python app.py [--preset tiny|tiny-flux|sd15|sdxl|sdxl-turbo|flux|auto] [--port N] [--mcp]`."""
+"""recontext studio: `python app.py [--preset tiny|tiny-flux|sd15|sdxl|sdxl-turbo|flux|auto] [--port N] [--mcp]`.
+`RECONTEXT_APP=review` serves the Review tab only (public rating campaigns: no generation
+endpoint, no model loaded)."""
 
 import argparse
 import logging
@@ -10,8 +12,19 @@ from gradio import utils as gr_utils
 from recontext import Studio
 from recontext.data import check_secret, open_data
 from recontext.logs import quiet_libraries
-from recontext.ui import build_demo, css, theme
+from recontext.review.raters import raters_mode
+from recontext.ui import build_demo, build_review_demo, css, theme
 from recontext.ui.review_tab import review_mode
+
+APPS = ("studio", "review")
+
+
+def app_kind() -> str:
+    """`$RECONTEXT_APP`: studio (default: every tab) or review (the Review tab only)."""
+    kind = os.environ.get("RECONTEXT_APP", "").strip().lower() or "studio"
+    if kind not in APPS:
+        raise ValueError(f"RECONTEXT_APP must be one of {', '.join(APPS)}, got {kind!r}")
+    return kind
 
 MAX_FILE_SIZE = "20mb"  # per upload; $RECONTEXT_MAX_FILE_SIZE overrides (e.g. "50mb", "5gb", bytes)
 
@@ -45,13 +58,18 @@ def main(argv=None):
         check_secret(data.root)  # a short secret would make the blind order guessable: refuse now
         gr_utils._parse_file_size(max_file_size())
         review_mode()
+        raters_mode()
+        kind = app_kind()
     except ValueError as e:
         sys.exit(f"error: {e}")
-    studio = Studio(args.preset)
-    demo = build_demo(studio, data)
+    if kind == "review":
+        demo, page_css = build_review_demo(data), css(None)
+    else:
+        studio = Studio(args.preset)
+        demo, page_css = build_demo(studio, data), css(studio)
     demo.queue(default_concurrency_limit=1).launch(
         server_name=args.host, server_port=args.port, share=args.share, mcp_server=args.mcp,
-        theme=theme(), css=css(studio), max_file_size=max_file_size())
+        theme=theme(), css=page_css, max_file_size=max_file_size())
 
 
 if __name__ == "__main__":

@@ -323,7 +323,7 @@ def cmd_ratings_summarize(args) -> int:
     problems += [f"votes: {p}" for p in vote_problems]
     for p in problems:
         print(f"warning: {args.csv}: {p}", file=sys.stderr)
-    picked = serve(df, votes, runs)
+    picked = serve(df, votes, runs, root=folder)
     if args.json:
         print(dump_json({**full_report(picked, runs, target_raters()), "problems": problems}))
     else:
@@ -367,6 +367,25 @@ def cmd_ratings_gold(args) -> int:
     data = open_data(args.data, push=False)
     for run_id in args.runs:
         print(f"gold item {make_gold(data.runs, run_id)} made from run {run_id}")
+    return 0
+
+
+def cmd_ratings_invite(args) -> int:
+    from .data import open_data
+    from .review import raters
+
+    data = open_data(args.data, push=False)
+    print(raters.link(raters.invite(data.root, data.secret, args.name, args.campaign), args.url))
+    return 0
+
+
+def cmd_ratings_revoke(args) -> int:
+    from .data import open_data
+    from .review import raters
+
+    data = open_data(args.data, push=False)
+    raters.revoke(data.root, args.name)
+    print(f"revoked {args.name}'s link")
     return 0
 
 
@@ -418,10 +437,21 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     p.add_argument("--push", metavar="REPO", help="push as a Hugging Face dataset with images (needs HF_TOKEN)")
     p.add_argument("--hash-raters", action="store_true", help="replace names by a keyed hash")
     p.set_defaults(func=cmd_ratings_export)
-    p = rsub.add_parser("gold", help="make gold items (the photo itself and a degraded copy) from runs")
+    p = rsub.add_parser("gold", help="make gold items (a run's outputs, one replaced by a degraded copy of "
+                        "another, see recontext.review.gold) from runs")
     p.add_argument("runs", nargs="+", help="run ids whose source image the gold items show")
     p.add_argument("--data", default=None, help="the data folder (default: $RECONTEXT_DATA_DIR or ./data)")
     p.set_defaults(func=cmd_ratings_gold)
+    p = rsub.add_parser("invite", help="print a rater's personal link (a signed, revocable token)")
+    p.add_argument("name")
+    p.add_argument("--campaign", default="", help="the campaign the link is for ($RECONTEXT_CAMPAIGN)")
+    p.add_argument("--url", default=None, help="the studio's address (default: $RECONTEXT_PUBLIC_URL)")
+    p.add_argument("--data", default=None, help="the data folder (default: $RECONTEXT_DATA_DIR or ./data)")
+    p.set_defaults(func=cmd_ratings_invite)
+    p = rsub.add_parser("revoke", help="stop a rater's personal link from working")
+    p.add_argument("name")
+    p.add_argument("--data", default=None, help="the data folder (default: $RECONTEXT_DATA_DIR or ./data)")
+    p.set_defaults(func=cmd_ratings_revoke)
 
     p = sub.add_parser("fixtures", help="test fixtures: a model mirror at the real presets' shapes")
     fsub = p.add_subparsers(dest="fixtures_command", required=True)

@@ -13,6 +13,8 @@ import os
 import secrets
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from .errors import StorageError
 from .review import RatingStore
 from .review.votes import VoteStore
@@ -38,6 +40,7 @@ class DataFolder:
 
 SECRET = ".blind-secret"
 MIN_SECRET = 32  # characters
+MIN_BITS = 128  # estimated entropy (`entropy_bits`)
 
 
 def check_secret(root: str) -> None:
@@ -52,11 +55,24 @@ def check_secret(root: str) -> None:
         return
     except OSError as e:
         raise StorageError(f"the review's secret cannot be read ({e.strerror or e})") from e
+    fix = ("Delete that file to have a new one made at start (blind orders, open view tokens and "
+           "rater links change), or put a random secret in it (e.g. `openssl rand -hex 32`).")
     if len(value) < MIN_SECRET:
         raise ValueError(
             f"the review's secret ({SECRET} in the data folder) is {len(value)} characters long; it "
-            f"needs at least {MIN_SECRET} random ones. Delete that file to have a new one made at "
-            "start (blind orders and open view tokens change), or put a longer secret in it.")
+            f"needs at least {MIN_SECRET} random ones. {fix}")
+    bits = entropy_bits(value)
+    if len(set(value)) == 1 or bits < MIN_BITS:
+        raise ValueError(f"the review's secret ({SECRET} in the data folder) is not random enough "
+                         f"(about {bits:.0f} bits by its characters' frequencies; it needs {MIN_BITS}). {fix}")
+
+
+def entropy_bits(value: bytes) -> float:
+    """A simple estimate of a secret's entropy: its length times the Shannon entropy of its
+    characters' frequencies (64 random hex digits: about 240 bits; 32 × "a": 0)."""
+    counts = np.unique(np.frombuffer(value, dtype=np.uint8), return_counts=True)[1]
+    p = counts / counts.sum()
+    return float(-(p * np.log2(p)).sum() * len(value))
 
 
 def deployment_secret(root: str) -> bytes:

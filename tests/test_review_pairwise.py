@@ -2,6 +2,7 @@
 intervals, gold checks that flag a careless rater, per-rating seconds and coverage."""
 
 import itertools
+import json
 import os
 
 import numpy as np
@@ -12,7 +13,7 @@ from PIL import Image
 from recontext.data import open_data
 from recontext.metrics import psnr
 from recontext.review import bradley_terry, full_report, next_pair, rate, serve, vote
-from recontext.review.gold import BOTTOM, TOP, make_gold
+from recontext.review.gold import make_gold
 from recontext.runs import Output
 from review_helpers import view
 
@@ -107,27 +108,48 @@ def test_bradley_terry_ties_and_both_bad_count_half():
 
 
 # 3: gold checks, seconds, coverage ---------------------------------------------------------
-def test_a_rater_who_fails_gold_checks_is_flagged_and_left_out(tmp_path):
-    data = open_data(tmp_path)
-    ids = _inversion_items(data, n_items=2)
-    gold = make_gold(data.runs, ids[0])
-    record = data.runs.get(gold)
-    assert record["gold"] == {"top": TOP, "bottom": BOTTOM}
-    src = Image.open(os.path.join(record["dir"], record["source"]))
-    top = Image.open(os.path.join(record["dir"], record["outputs"][0]["image"]))
-    assert np.array_equal(np.asarray(src), np.asarray(top))  # the identical copy is the photo
-    for rater, careful in (("ana", True), ("bo", False)):
-        for run_id in [*ids, gold]:
-            item_view = view(data, rater, run_id)
-            n = len(data.runs.get(run_id)["outputs"])
-            scores = {chr(65 + i): [3, 3] for i in range(n)}
-            if run_id == gold:
-                from recontext.review import blind_order
-                from recontext.review.names import rater_key
+def _method_of(data, item_id, shown_path):
+    """The method of the output a rater was shown at `shown_path` (a per-view copy): by pixels."""
+    record = data.runs.get(item_id)
+    pixels = np.asarray(Image.open(shown_path).convert("RGB"))
+    for o in record["outputs"]:
+        if np.array_equal(np.asarray(Image.open(os.path.join(record["dir"], o["image"])).convert("RGB")), pixels):
+            return o["method"]
+    raise AssertionError("shown output not found")
 
-                order = blind_order(data.secret, rater_key(rater), gold, 2)
-                top_label = "AB"[order.index(0)]
-                scores = {label: ([5, 5] if (label == top_label) == careful else [2, 2]) for label in "AB"}
+
+def test_a_rater_who_fails_gold_checks_is_flagged_and_left_out(tmp_path):
+    """Issue 37 changed gold items (they were the source photo and a degraded copy of it,
+    which a bot could spot): now a run's own outputs, one replaced by a degraded copy of
+    another, the answers kept in gold.json; a rater is flagged only after
+    GOLD_MIN_CHECKS checks. The same careful and careless raters as before, over 3 gold items."""
+    from recontext.review import blind_order
+    from recontext.review.gold import answers_for
+    from recontext.review.names import rater_key
+    from recontext.review.summary import GOLD_MIN_CHECKS
+
+    data = open_data(tmp_path)
+    ids = _inversion_items(data, n_items=3)
+    golds = [make_gold(data.runs, run_id) for run_id in ids]
+    answers = answers_for(data.runs)
+    assert set(answers) == set(golds) and GOLD_MIN_CHECKS == 3
+    for gold in golds:
+        record = data.runs.get(gold)
+        assert "gold" not in record and "gold_of" not in json.dumps(record)  # reads as any run
+        src = np.asarray(Image.open(os.path.join(record["dir"], record["source"])))
+        for o in record["outputs"]:  # never the source's pixels
+            assert not np.array_equal(np.asarray(Image.open(os.path.join(record["dir"], o["image"]))), src)
+    for rater, careful in (("ana", True), ("bo", False)):
+        for run_id in [*ids, *golds]:
+            item_view = view(data, rater, run_id)
+            methods = [o["method"] for o in data.runs.get(run_id)["outputs"]]
+            n = len(methods)
+            scores = {chr(65 + i): [3, 3] for i in range(n)}
+            if run_id in answers:
+                order = blind_order(data.secret, rater_key(rater), run_id, n)
+                label = {methods[k]: chr(65 + pos) for pos, k in enumerate(order)}
+                good, bad = answers[run_id]["top"], answers[run_id]["bottom"]
+                scores[label[good]], scores[label[bad]] = ([5, 5], [2, 2]) if careful else ([2, 2], [5, 5])
             elif rater == "bo":
                 scores = {chr(65 + i): [1, 1] for i in range(n)}
             rate(data.runs, data.ratings, rater, run_id, scores, data.secret, item_view, reveal=True)
@@ -135,20 +157,22 @@ def test_a_rater_who_fails_gold_checks_is_flagged_and_left_out(tmp_path):
     picked = serve(df, data.votes.read(), data.runs)
     gold_table = picked["gold"].set_index("rater")
     assert not gold_table.loc["ana", "flagged"] and gold_table.loc["bo", "flagged"]
+    assert gold_table.loc["bo", "checks"] == 3 and gold_table.loc["bo", "failed"] == 3
     assert set(picked["ratings"]["rater"]) == {"ana"} and set(picked["flagged_ratings"]["rater"]) == {"bo"}
-    assert not picked["ratings"]["method"].str.startswith("gold:").any()  # gold never counts for a method
+    assert not picked["ratings"]["item_id"].isin(golds).any()  # gold never counts for a method
     rep = full_report(picked, data.runs, target=2)
     assert rep["flagged"]["raters"] == ["bo"] and rep["flagged"]["methods"]
     assert {m["fidelity_mean"] for m in rep["methods"]} == {3.0}  # bo's 1s are not in the means
     assert serve(df, None, data.runs, include_flagged=True)["ratings"]["rater"].nunique() == 2
-    # a pairwise gold check: preferring the degraded copy fails it
+    # pairwise gold checks: on a gold item only its gold pair is served; preferring the degraded copy fails it
     while (pair := next_pair(data.runs, data.votes, "cy", data.secret)) is not None:
-        if pair.item_id != gold:
+        if pair.item_id not in answers:
             vote(data.runs, data.votes, "cy", pair.item_id, pair.view_token, "tie", data.secret)
             continue
-        shown = [o for o in data.runs.get(gold)["outputs"]]
-        first_is_top = os.path.basename(pair.outputs[0]) == shown[0]["image"]
-        vote(data.runs, data.votes, "cy", gold, pair.view_token, "B" if first_is_top else "A", data.secret)
+        shown = [_method_of(data, pair.item_id, p) for p in pair.outputs]
+        assert set(shown) == {answers[pair.item_id]["top"], answers[pair.item_id]["bottom"]}
+        vote(data.runs, data.votes, "cy", pair.item_id, pair.view_token,
+             "AB"[shown.index(answers[pair.item_id]["bottom"])], data.secret)
     picked = serve(df, data.votes.read(), data.runs)
     assert picked["gold"].set_index("rater").loc["cy", "flagged"] and not len(picked["votes"])
 
@@ -186,7 +210,9 @@ def test_gold_items_are_made_from_the_command_line(tmp_path, capsys):
     (run_id,) = _inversion_items(data, n_items=1)
     assert main(["ratings", "gold", run_id, "--data", str(tmp_path)]) == 0
     gold_id = capsys.readouterr().out.split()[2]
-    assert data.runs.get(gold_id)["gold"]["top"] == TOP
+    from recontext.review.gold import answers_for
+
+    assert answers_for(data.runs)[gold_id]["top"] in METHODS  # an output of the run's own methods
     assert main(["ratings", "gold", "20990101-000000-nothere", "--data", str(tmp_path)]) == 2
 
 

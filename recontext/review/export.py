@@ -24,7 +24,7 @@ from .summary import fast, fast_votes, gold_checks, gold_items
 
 SCHEMA = [  # (column, type, meaning)
     ("kind", "string", "rating (Likert scores) or vote (a pairwise vote)"),
-    ("id", "string", "the rating's or vote's id"),
+    ("id", "string", "the rating's or vote's id (with hashed raters: a keyed hash of it)"),
     ("timestamp", "string", "when it was given (ISO 8601, UTC)"),
     ("item_id", "string", "the review item (a run of the studio)"),
     ("task", "string", "inversion, edit or dress"),
@@ -36,7 +36,7 @@ SCHEMA = [  # (column, type, meaning)
     ("choice", "string", "a vote's answer: A, B, tie or both_bad; empty for a rating"),
     ("winner", "string", "a vote's preferred method; empty for a tie, both bad or a rating"),
     ("rater", "string", "the rater's name key, or its keyed hash (h:...) with hashing on"),
-    ("signed", "bool", "the rater was signed in with an account (a Space with OAuth)"),
+    ("signed", "bool", "the rater was verified: an invite link or a signed-in account (see review.raters)"),
     ("seconds", "float", "seconds from showing to submitting; empty when not recorded"),
     ("fast", "bool", "implausibly fast (summary.FAST_SECONDS per output)"),
     ("gold_item", "bool", "the item is a gold check (its answer is known)"),
@@ -51,9 +51,23 @@ COLUMNS = [c for c, _, _ in SCHEMA]
 __doc__ += "\n".join(f"- `{c}` ({t}): {m}" for c, t, m in SCHEMA) + "\n"
 
 
+def _hash(secret: bytes, purpose: str, text: str) -> str:
+    if not secret:
+        raise ValueError("hashing raters needs the data folder's secret")
+    key = hmac.new(secret, b"recontext export " + purpose.encode(), hashlib.sha256).digest()
+    return hmac.new(key, text.encode(), hashlib.sha256).hexdigest()
+
+
 def rater_hash(secret: bytes, rater: str) -> str:
-    """A stable pseudonym: HMAC-SHA256 of the name key under the deployment's secret."""
-    return "h:" + hmac.new(secret or b"", rater.encode(), hashlib.sha256).hexdigest()[:16]
+    """A stable pseudonym: HMAC-SHA256 of the rater's id under a key derived from the data
+    folder's secret (`.blind-secret`): without that secret no name can be tried against it."""
+    return "h:" + _hash(secret, "rater", rater)[:16]
+
+
+def id_hash(secret: bytes, rating_id: str) -> str:
+    """The id a hashed export gives a rating or vote: keyed too, so that no table holding
+    the stored ids (an older public CSV, a log) can be joined to it to undo `rater_hash`."""
+    return _hash(secret, "id", rating_id)[:32]
 
 
 def table(data, hash_raters: bool = False, with_images: bool = False) -> pd.DataFrame:
@@ -62,7 +76,7 @@ def table(data, hash_raters: bool = False, with_images: bool = False) -> pd.Data
     ratings, _ = data.ratings.read_checked()
     votes, _ = data.votes.read_checked() if data.votes is not None else (None, [])
     ratings = ratings[final(ratings)]
-    gold = gold_items(data.runs)
+    gold = gold_items(data.runs, data.root)
     checks = gold_checks(ratings, votes if votes is not None else pd.DataFrame(), gold)
     flagged = set(checks.loc[checks["flagged"], "rater"]) if len(checks) else set()
     records = {}
@@ -113,6 +127,7 @@ def table(data, hash_raters: bool = False, with_images: bool = False) -> pd.Data
             r["source"] = os.path.join(rec["dir"], rec["source"]) if rec.get("source") else None
         if hash_raters:
             r["rater"] = rater_hash(data.secret, r["rater"])
+            r["id"] = id_hash(data.secret, r["id"])
     columns = COLUMNS + (["image", "image_b", "source"] if with_images else [])
     df = pd.DataFrame(rows, columns=columns)
     df = df.sort_values(["kind", "task", "item_id", "method", "method_b", "rater", "id"],

@@ -72,13 +72,17 @@ class BlindItem:
     view_token: str = ""     # signed: this rater, this item, this order (required by `rate`)
 
 
-def next_item(runs, ratings, rater: str, secret: bytes, target: int | None = None) -> BlindItem | None:
+def next_item(runs, ratings, rater: str, secret: bytes, target: int | None = None,
+              votes=None) -> BlindItem | None:
     """An item `rater` has not rated yet, fewest raters first (items that reached `target`
-    come last), oldest first among equals. None when they have rated every item."""
+    come last), oldest first among equals. None when they have rated every item. With
+    `votes`, an item they compared in pairwise votes is not served (see `seen_items`)."""
     rater = _rater(rater)
     target = target or target_raters()
     df, _ = ratings.read_checked()
     done = set(df.loc[df["rater"] == rater, "item_id"])
+    if votes is not None:
+        done |= voted_items(votes.read_checked(latest=False)[0], rater)
     counts = df.groupby("item_id")["rater"].nunique().to_dict() if len(df) else {}
     todo = [r for r in runs.items() if r["run_id"] not in done]
     if not todo:
@@ -97,14 +101,16 @@ def next_item(runs, ratings, rater: str, secret: bytes, target: int | None = Non
 
 
 def rate(runs, ratings, rater: str, item_id: str, scores, secret: bytes, view_token: str = "",
-         comment: str = "", preset: str = "", reveal: bool = False, signed: bool = False) -> list[dict]:
+         comment: str = "", preset: str = "", reveal: bool = False, signed: bool = False,
+         votes=None) -> list[dict]:
     """Record `scores` for one item: {label: (fidelity, realism)} (or {label: {"fidelity":
     …, "realism": …}}, or a list in label order), labels as `rater` saw them in the view
     `view_token` describes (from `next_item`). All outputs must be scored; nothing is
     written unless every score is valid and the token is this rater's for this item. A
     rater may rate an item again (the latest rating counts) until they have seen its
-    methods (`reveal`); after that a new rating is refused. Returns the rows written, with
-    their methods."""
+    methods (`reveal`); after that a new rating is refused. With `votes`, an item the
+    rater compared in pairwise votes (which named its methods) is refused. Returns the rows
+    written, with their methods."""
     rater = _rater(rater)
     record = runs.get(item_id)
     n = len(record["outputs"])
@@ -123,6 +129,9 @@ def rate(runs, ratings, rater: str, item_id: str, scores, secret: bytes, view_to
             for pos, (i, (fid, real)) in enumerate(zip(view.order, pairs))]
 
     def not_seen(df):  # run under the store's lock, so two submissions cannot both pass
+        if votes is not None and item_id in voted_items(votes.read_checked(latest=False)[0], rater):
+            raise ValueError(CROSS_MODE.format(item=item_id, did="compared its outputs in pairwise votes",
+                                               then="rating it now"))
         mine = df[(df["rater"] == rater) & (df["item_id"] == item_id)]
         if mine["revealed"].any():
             raise ValueError(f"you have already rated item {item_id!r} and seen which method made "
@@ -151,31 +160,106 @@ class BlindPair:
     view_token: str
 
 
-def next_pair(runs, votes, rater: str, secret: bytes) -> BlindPair | None:
-    """Two outputs of one item that `rater` has not compared yet, the pair chosen by
-    `sampling.choose` (uniform or active), at random positions (A or B, drawn per
-    showing and logged with the vote). None when they have compared every pair."""
+CROSS_MODE = ("you already {did} for item {item!r}, which showed you which method made some of "
+              "its outputs: {then} would not be blind, so it is refused. Press Next item (or Next "
+              "pair) for another one.")
+
+
+def pair_key(item_id: str, method_a: str, method_b: str) -> tuple:
+    """One key for a pair of methods on an item, whichever was shown as A."""
+    return (item_id, min(method_a, method_b), max(method_a, method_b))
+
+
+def voted_items(votes_df: pd.DataFrame, rater: str) -> set:
+    """Items `rater` has voted on (any pair): not served to them blind in Likert mode."""
+    if votes_df is None or not len(votes_df):
+        return set()
+    return set(votes_df.loc[votes_df["rater"] == rater, "item_id"])
+
+
+def rated_items(ratings_df: pd.DataFrame, rater: str) -> set:
+    """Items `rater` has rated in Likert mode (revealed or not): not served to them blind
+    as pairs (a vote names the two methods, which would map their Likert labels)."""
+    if ratings_df is None or not len(ratings_df):
+        return set()
+    return set(ratings_df.loc[ratings_df["rater"] == rater, "item_id"])
+
+
+def already_voted(votes_df: pd.DataFrame, rater: str, item_id: str, method_a: str, method_b: str) -> bool:
+    """Whether `rater` has voted on this item's pair of methods (in either order, from any
+    view): one vote per rater, item and method pair; the first counts."""
+    if votes_df is None or not len(votes_df):
+        return False
+    key = pair_key(item_id, method_a, method_b)
+    mine = votes_df[(votes_df["rater"] == rater) & (votes_df["item_id"] == item_id)]
+    return any(pair_key(item_id, a, b) == key for a, b in zip(mine["method_a"], mine["method_b"]))
+
+
+def eligible_pairs(runs, votes_df: pd.DataFrame, rater: str, ratings_df: pd.DataFrame | None = None,
+                   gold: dict | None = None) -> list[tuple]:
+    """Every pair `rater` may be shown blind, as (run record, i, j) with i < j output
+    indices: not one they voted on already (one vote per rater, item and method pair), not
+    on an item they rated in Likert mode (cross-mode: `rated_items`), and on a gold item
+    only its gold pair (`gold`: {item_id: {"top", "bottom"}}). A sampler picks among these."""
     rater = _rater(rater)
-    df, _ = votes.read_checked()
-    pair_key = lambda item, a, b: (item, min(a, b), max(a, b))  # noqa: E731
     mine = set()
-    for row in df.itertuples():
-        key = pair_key(row.item_id, row.method_a, row.method_b)
-        if row.rater == rater:
-            mine.add(key)
-    candidates = []
+    if votes_df is not None and len(votes_df):
+        for row in votes_df[votes_df["rater"] == rater].itertuples():
+            mine.add(pair_key(row.item_id, row.method_a, row.method_b))
+    skip = rated_items(ratings_df, rater)
+    out = []
     for record in runs.items():
+        if record["run_id"] in skip:
+            continue
         methods = [o["method"] for o in record["outputs"]]
+        answer = (gold or {}).get(record["run_id"])
         for i, j in itertools.combinations(range(len(methods)), 2):
-            key = pair_key(record["run_id"], methods[i], methods[j])
-            if key in mine:
+            if pair_key(record["run_id"], methods[i], methods[j]) in mine:
                 continue
-            candidates.append(sampling.Candidate(record["task"], record["run_id"], methods[i], methods[j],
-                                                 (record["created"], record["run_id"], i, j), (record, i, j)))
-    best = sampling.choose(candidates, df, rater)  # which pair: $RECONTEXT_PAIR_SAMPLING
-    if best is None:
+            if answer and {methods[i], methods[j]} != {answer["top"], answer["bottom"]}:
+                continue
+            out.append((record, i, j))
+    return out
+
+
+def fewest_votes(candidates: list[tuple], votes_df: pd.DataFrame) -> tuple:
+    """The default choice among `eligible_pairs`: the pair with the fewest votes, the
+    oldest item among equals."""
+    counts: dict = {}
+    if votes_df is not None and len(votes_df):
+        for key in map(pair_key, votes_df["item_id"], votes_df["method_a"], votes_df["method_b"]):
+            counts[key] = counts.get(key, 0) + 1
+
+    def rank(c):
+        record, i, j = c
+        key = pair_key(record["run_id"], record["outputs"][i]["method"], record["outputs"][j]["method"])
+        return (counts.get(key, 0), record["created"], record["run_id"], i, j)
+    return min(candidates, key=rank)
+
+
+def next_pair(runs, votes, rater: str, secret: bytes, ratings=None, choose=None) -> BlindPair | None:
+    """Two outputs of one item that `rater` may compare blind (`eligible_pairs`), chosen by
+    `choose(candidates, votes_df)` (default `fewest_votes`), at random positions (A or B,
+    drawn per showing and logged with the vote). With `ratings`, items the rater rated in
+    Likert mode are left out. None when nothing is left for them."""
+    from .gold import answers_for
+
+    rater = _rater(rater)
+    df, _ = votes.read_checked(latest=False)
+    rdf = ratings.read_checked(latest=False)[0] if ratings is not None else None
+    candidates = eligible_pairs(runs, df, rater, rdf, gold=answers_for(runs))
+    if not candidates:
         return None
-    record, i, j = best
+    if choose is not None:
+        record, i, j = choose(candidates, df)
+    else:  # which pair: $RECONTEXT_PAIR_SAMPLING (uniform or active), counting each rater's first vote
+        best = sampling.choose([sampling.Candidate(r["task"], r["run_id"], r["outputs"][a]["method"],
+                                                   r["outputs"][b]["method"], (r["created"], r["run_id"], a, b),
+                                                   (r, a, b)) for r, a, b in candidates],
+                               votes.read_checked()[0], rater)
+        if best is None:
+            return None
+        record, i, j = best
     order = [i, j] if secrets.randbelow(2) else [j, i]
     path = lambda name: f"{record['dir']}/{name}"  # noqa: E731
     return BlindPair(item_id=record["run_id"], task=record["task"],
@@ -186,9 +270,11 @@ def next_pair(runs, votes, rater: str, secret: bytes) -> BlindPair | None:
 
 
 def vote(runs, votes, rater: str, item_id: str, view_token: str, choice: str, secret: bytes,
-         preset: str = "", signed: bool = False) -> dict:
+         preset: str = "", signed: bool = False, ratings=None) -> dict:
     """Record one pairwise vote on the pair the view `view_token` showed: `A`, `B`, `tie`
-    or `both_bad`. One vote per showing (a second one with the same token is refused).
+    or `both_bad`. One vote per rater, item and method pair, however many views of it they
+    were given: decided under the votes' lock, the first counts and later ones are refused.
+    With `ratings`, an item the rater rated in Likert mode is refused (cross-mode).
     Returns the row written, with both methods."""
     rater = _rater(rater)
     if choice not in CHOICES:
@@ -204,9 +290,16 @@ def vote(runs, votes, rater: str, item_id: str, view_token: str, choice: str, se
                output_a=a, output_b=b, choice=choice, seconds=max(0.0, time.time() - view.issued),
                preset=preset or record.get("preset", ""), signed=signed, view_id=view.view_id)
 
-    def once(df):
+    def once(df):  # under the votes' lock: two submissions cannot both pass
         if (df["view_id"] == view.view_id).any():
             raise ValueError("this pair was already voted on in this view: press Next pair for another one")
+        if already_voted(df, rater, item_id, row["method_a"], row["method_b"]):
+            raise ValueError(f"you already voted on this pair of outputs of item {item_id!r} (from another "
+                             "view): one vote per rater and pair counts, the first. Press Next pair "
+                             "for another one.")
+        if ratings is not None and item_id in rated_items(ratings.read_checked(latest=False)[0], rater):
+            raise ValueError(CROSS_MODE.format(item=item_id, did="rated its outputs in Likert mode",
+                                               then="voting on its outputs now"))
     return votes.add_many([row], check=once)[0]
 
 

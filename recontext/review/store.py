@@ -46,6 +46,7 @@ DEFAULTS = {"revealed": "0", "seconds": "", "signed": "0", "view_id": ""}
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 MAX_COMMENT = 2000
 MAX_JOINED = 20  # lines an old multi-line comment may span (one rating was one line since 0.2)
+VERIFIED = "@"  # a verified rater's id starts with it (`raters`); a typed name never does
 _RATING_ID = re.compile(r"[0-9a-f]{32}")
 
 

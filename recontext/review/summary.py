@@ -171,36 +171,56 @@ def bradley_terry(votes: pd.DataFrame, n_boot: int = 200, seed: int = 0) -> list
 # -- gold checks, timing, coverage: which ratings are served ---------------------------------
 FAST_SECONDS = 1.0      # a Likert rating faster than this per output, or a vote faster than this, is flagged
 GOLD_FAIL_SHARE = 0.25  # a rater who fails more than this share of their gold checks is flagged
+GOLD_MIN_CHECKS = 3     # ... once they have made at least this many
+GOLD_RULE = (f"a rater is left out once they have answered at least {GOLD_MIN_CHECKS} gold checks "
+             f"and failed more than {GOLD_FAIL_SHARE:.0%} of them")
 
 
-def gold_items(runs) -> dict[str, dict]:
-    """{item_id: {"top": method, "bottom": method}} for the gold items among the runs."""
-    if runs is None:
-        return {}
-    return {r["run_id"]: r["gold"] for r in runs.items() if r.get("gold")}
+def gold_items(runs, root: str | None = None) -> dict[str, dict]:
+    """{item_id: {"top": method, "bottom": method}} for the gold items: the data folder's
+    gold answers (kept apart from the runs, see `gold`), whether or not their runs remain."""
+    from .gold import answers_for
+
+    return answers_for(runs, root)
+
+
+def _verified_only_as_verified(df):
+    """Without the rows that carry a verified rater's id (`@name`) but were not verified (an
+    older file, or a hand edit): they can never make a verified rater fail a gold check."""
+    if df is None or not len(df) or "signed" not in df:
+        return df
+    return df[~(df["rater"].str.startswith("@") & ~df["signed"].astype(bool))]
 
 
 def gold_checks(ratings: pd.DataFrame, votes: pd.DataFrame, gold: dict) -> pd.DataFrame:
-    """One row per rater with gold answers: checks, failed, flagged. A rating passes when
-    the identical copy gets fidelity 4 or 5 and more than the degraded one; a vote passes
-    when it prefers the identical copy."""
+    """One row per rater with gold answers: checks, failed, flagged. Each rater's first
+    decision per gold item counts, however many views or votes followed. A rating passes
+    when the reference scores at least as high as its degraded copy on both criteria and
+    higher on one; a vote passes when it prefers the reference. Flagged: at least
+    `GOLD_MIN_CHECKS` checks and more than `GOLD_FAIL_SHARE` of them failed."""
     results = []
+    ratings, votes = _verified_only_as_verified(ratings), _verified_only_as_verified(votes)
     if len(ratings):
         for (rater, item), g in ratings[ratings["item_id"].isin(gold)].groupby(["rater", "item_id"]):
-            fid = g.set_index("method")["fidelity"]
+            g = g.sort_values("timestamp", kind="stable")
+            first = g[g["view_id"] == g["view_id"].iloc[0]].drop_duplicates("method", keep="last")
+            s = first.set_index("method")[["fidelity", "realism"]]
             top, bottom = gold[item]["top"], gold[item]["bottom"]
-            if top in fid and bottom in fid:
-                results.append((rater, bool(fid[top] >= 4 and fid[top] > fid[bottom])))
+            if top in s.index and bottom in s.index:
+                diff = s.loc[top] - s.loc[bottom]
+                results.append((rater, item, first["timestamp"].min(), bool((diff >= 0).all() and diff.sum() > 0)))
     if votes is not None and len(votes):
         for row in votes[votes["item_id"].isin(gold)].itertuples():
-            top = gold[row.item_id]["top"]
-            if top in (row.method_a, row.method_b):
+            answer = gold[row.item_id]
+            if {row.method_a, row.method_b} == {answer["top"], answer["bottom"]}:
                 picked = {"A": row.method_a, "B": row.method_b}.get(row.choice)
-                results.append((row.rater, picked == top))
-    df = pd.DataFrame(results, columns=["rater", "passed"])
+                results.append((row.rater, row.item_id, row.timestamp, picked == answer["top"]))
+    df = pd.DataFrame(results, columns=["rater", "item_id", "timestamp", "passed"])
+    df = df.sort_values("timestamp", kind="stable").drop_duplicates(["rater", "item_id"], keep="first")
     table = df.groupby("rater")["passed"].agg(checks="size", passed="sum").reset_index()
     table["failed"] = table["checks"] - table["passed"]
-    table["flagged"] = table["failed"] / table["checks"].clip(lower=1) > GOLD_FAIL_SHARE
+    table["flagged"] = (table["checks"] >= GOLD_MIN_CHECKS) & (
+        table["failed"] / table["checks"].clip(lower=1) > GOLD_FAIL_SHARE)
     return table[["rater", "checks", "failed", "flagged"]].astype({"checks": int, "failed": int})
 
 
@@ -220,7 +240,7 @@ def fast_votes(votes: pd.DataFrame) -> pd.Series:
 
 
 def serve(ratings: pd.DataFrame, votes: pd.DataFrame | None = None, runs=None,
-          include_flagged: bool = False) -> dict:
+          include_flagged: bool = False, root: str | None = None) -> dict:
     """The one filter behind the page's summary, the API's, the CLI's and the export:
     final ratings only (see `queue.final`), gold items and the ratings of raters flagged
     by gold checks left out (kept apart under `flagged_*`; with `include_flagged` they
@@ -232,7 +252,7 @@ def serve(ratings: pd.DataFrame, votes: pd.DataFrame | None = None, runs=None,
     done = final(ratings)
     waiting = int((~done).sum())
     ratings = ratings[done]
-    gold = gold_items(runs)
+    gold = gold_items(runs, root)
     checks = gold_checks(ratings, votes, gold)
     flagged = set(checks.loc[checks["flagged"], "rater"]) if not include_flagged else set()
     r_out = ratings["rater"].isin(flagged)
@@ -241,12 +261,14 @@ def serve(ratings: pd.DataFrame, votes: pd.DataFrame | None = None, runs=None,
             "votes": votes[~v_out & ~votes["item_id"].isin(gold)],
             "flagged_ratings": ratings[r_out & ~ratings["item_id"].isin(gold)],
             "flagged_votes": votes[v_out & ~votes["item_id"].isin(gold)],
-            "gold": checks, "waiting": waiting}
+            "gold": checks, "waiting": waiting, "gold_items": set(gold)}
 
 
-def coverage(ratings: pd.DataFrame, votes: pd.DataFrame | None, runs, target: int) -> dict:
-    """Each item's raters so far (Likert or pairwise) against the target number."""
+def coverage(ratings: pd.DataFrame, votes: pd.DataFrame | None, runs, target: int, skip=()) -> dict:
+    """Each item's raters so far (Likert or pairwise) against the target number; items in
+    `skip` (gold items: listing them would tell which they are) left out."""
     items = [r["run_id"] for r in runs.items()] if runs is not None else sorted(set(ratings["item_id"]))
+    items = [i for i in items if i not in set(skip)]
     raters: dict[str, set] = {}
     for df in (ratings, votes):
         if df is not None and len(df):
@@ -278,5 +300,16 @@ def full_report(picked: dict, runs=None, target: int = 3) -> dict:
                       "methods": summarize(picked["flagged_ratings"]).to_dict(orient="records")
                       if len(picked["flagged_ratings"]) else []}
     out["waiting"] = picked["waiting"]
-    out["coverage"] = coverage(r, v, runs, target)
+    out["coverage"] = coverage(r, v, runs, target, picked.get("gold_items", ()))
+    return out
+
+
+def public_report(rep: dict) -> dict:
+    """What anyone may see of `full_report`: aggregates only (per method: counts, means,
+    intervals, win rates, Bradley–Terry; agreement; coverage; how many ratings were fast
+    or left out). No rater's name, comment or gold result: the per-rater gold table is
+    dropped and the flagged raters are counted, not named."""
+    out = {k: v for k, v in rep.items() if k != "gold"}
+    out["flagged"] = {"raters": len(rep["flagged"]["raters"]), "methods": rep["flagged"]["methods"]}
+    out["gold"] = {"raters_checked": len(rep["gold"]), "rule": GOLD_RULE}
     return out

@@ -54,7 +54,14 @@ class VoteStore(RatingStore):
         return row
 
     def _latest(self, df):
-        return df.drop_duplicates(["view_id"], keep="first") if len(df) else df
+        """One vote per rater, item and method pair (whichever was shown as A): the first.
+        `queue.vote` refuses the later ones; this also drops those an older version stored."""
+        if not len(df):
+            return df
+        lo = df[["method_a", "method_b"]].min(axis=1)
+        hi = df[["method_a", "method_b"]].max(axis=1)
+        keep = ~pd.DataFrame({"r": df["rater"], "i": df["item_id"], "lo": lo, "hi": hi}).duplicated(keep="first")
+        return df[keep]
 
     def _frame(self, rows):
         df = pd.DataFrame(rows, columns=self.header)

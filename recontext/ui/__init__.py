@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import gradio as gr
 
-from . import edit_tab, garment_tab, inversion_tab, review_tab
+from . import edit_tab, garment_tab, inversion_tab, review_tab, served
 from ..data import open_data
 from .common import header
 
@@ -40,15 +40,33 @@ PIXELATED = """
 
 def css(studio) -> str:
     """The page's CSS; for presets below 256 px (the tiny world's 128 px) results are
-    enlarged pixel for pixel."""
-    return CSS + (PIXELATED if studio.preset.resolution < 256 else "")
+    enlarged pixel for pixel. `studio` None: a review-only page (no preset)."""
+    return CSS + (PIXELATED if studio is not None and studio.preset.resolution < 256 else "")
+
+
+CACHE_DELETE = (3600, 24 * 3600)  # Gradio's delete_cache: hourly, files older than a day
+REVIEW_CACHE_DELETE = (600, served.VIEW_TTL)  # a review-only deployment: every 10 min, older than an hour
+
+
+def build_review_demo(data=None) -> gr.Blocks:
+    """A review-only page (`RECONTEXT_APP=review`), for public rating campaigns: the Review
+    tab and its endpoints only. No generation endpoint and no model: a visitor who could
+    run a method on the served photo and prompt would reproduce the outputs pixel for
+    pixel and see which method made which, so blind public rating needs this."""
+    data = data or open_data()
+    with gr.Blocks(title="recontext review", delete_cache=REVIEW_CACHE_DELETE) as demo:
+        gr.Markdown("# recontext review\nRate image outputs blind. The methods are named after you rate.")
+        gr.Markdown(review_tab.saving_note(data))
+        rater = review_tab.remembered_rater()
+        review_tab.build(None, data, demo, rater)
+    return demo
 
 
 def build_demo(studio, data=None) -> gr.Blocks:
     """The studio page. `data` is the data folder (runs and ratings; default: open it
     from `RECONTEXT_DATA_DIR`)."""
     data = data or open_data()
-    with gr.Blocks(title="recontext studio") as demo:
+    with gr.Blocks(title="recontext studio", delete_cache=CACHE_DELETE) as demo:
         gr.Markdown(header(studio))
         gr.Markdown(review_tab.saving_note(data))
         rater = review_tab.remembered_rater()

@@ -448,7 +448,10 @@ def shown_size(working: tuple[int, int], uploaded: tuple[int, int] | None) -> tu
     if not uploaded or max(uploaded) < max(working):
         return tuple(working)
     k = min(1.0, SHOWN_MAX / max(uploaded))
-    return (max(1, round(uploaded[0] * k)), max(1, round(uploaded[1] * k)))
+    shown = (max(1, round(uploaded[0] * k)), max(1, round(uploaded[1] * k)))
+    if shown[0] < working[0] or shown[1] < working[1]:  # a thin upload (8000×8): not below the working size
+        return tuple(working)
+    return shown
 
 
 LPIPS_MISSING = ("LPIPS: unavailable (install the optional `lpips` package), so the table leaves "

@@ -2,21 +2,22 @@
 
 from __future__ import annotations
 
+import hmac
 import os
-import secrets
 import tempfile
-import time
 
 import gradio as gr
 import pandas as pd
-from PIL import Image, PngImagePlugin
 
 from ..review import (CHOICES, OPEN_SECONDS, full_report, next_item as pick_next, next_pair as pick_pair,
                       rate as record, serve, summary_plot, target_raters, vote as record_vote)
+from ..review import raters as rater_ids
 from ..review.queue import LABELS
+from ..review.summary import GOLD_RULE, public_report
 from ..runs import MAX_OUTPUTS
 from . import campaign
 from .common import fmt, mcp_tool, not_mcp_tool, user_errors
+from .served import VIEW_TTL, VIEWS, serve_view, served  # noqa: F401 (served copies, bounded)
 
 SLOTS = MAX_OUTPUTS  # every run the studio can save fits on the page (a 12-scale sweep)
 SCORES = [1, 2, 3, 4, 5]
@@ -29,6 +30,7 @@ item. Give your name, press **Next item**, and score each output 1–5 for **fid
 keep the source photo / garment / what the prompt asks for?) and **realism** (would it pass as a
 real photo?). Labels A, B, C… are shuffled for each rater; which method made which output is
 shown after you submit. Items with the fewest ratings come first."""
+GOLD_NOTE = "Some items are gold checks with a known answer: " + GOLD_RULE + "."
 PAIR_ABOUT = """**Pairwise**: press **Next pair**, see two outputs of one item (positions drawn at
 random) and say which is better, or that they are equally good or both bad."""
 
@@ -65,31 +67,6 @@ def _prompts(prompts: dict) -> str:
     return "\n".join(f"{name}: {prompts[key]}" for key, name in names if prompts.get(key))
 
 
-VIEWS = os.path.join(tempfile.gettempdir(), "recontext-views")
-VIEW_TTL = 3600  # seconds a served copy is kept (Gradio copies it into its cache at once)
-
-
-def served(path: str) -> str:
-    """A copy of the PNG at `path` for one view: a random name and a random note in its
-    metadata, so the URL it is served under (Gradio names files by their content's hash)
-    differs for every view and rater and tells nothing about which output it is. Never in
-    the data folder (which may be pushed); old copies are removed."""
-    os.makedirs(VIEWS, exist_ok=True)
-    now = time.time()
-    for name in os.listdir(VIEWS):
-        try:
-            if now - os.path.getmtime(os.path.join(VIEWS, name)) > VIEW_TTL:
-                os.unlink(os.path.join(VIEWS, name))
-        except OSError:
-            pass
-    info = PngImagePlugin.PngInfo()
-    info.add_text("view", secrets.token_hex(16))
-    out = os.path.join(VIEWS, f"{secrets.token_hex(12)}.png")
-    with Image.open(path) as im:
-        im.save(out, format="PNG", pnginfo=info)
-    return out
-
-
 OAUTH = "OAUTH_CLIENT_ID"  # set on a Space with `hf_oauth: true`
 
 
@@ -104,21 +81,28 @@ def signed_rater(typed, profile) -> str:
     return typed or ""
 
 
-def item(data, rater):
+def who(data, rater, username: str | None = None) -> tuple[str, bool]:
+    """(rater id, verified) for what a request carries: a typed name, a rater token from a
+    personal link, or a signed-in account (`review.raters`, `RECONTEXT_RATERS`)."""
+    return rater_ids.identify(data.root, data.secret, rater or "", username)
+
+
+def item(data, rater, username: str | None = None):
     """The next blind item for `rater`, plain: a dict {"item_id", "view_token",
     "description" (Markdown, only text the studio made), "prompts" (plain text), "labels"
     (the outputs' labels A, B, … in this rater's order), "message"}, then the source image
     (or None) and one image per slot, labelled in order, None beyond the item's outputs."""
-    found = pick_next(data.runs, data.ratings, rater or "", data.secret)
+    rater, _ = who(data, rater, username)
+    found = pick_next(data.runs, data.ratings, rater, data.secret, votes=data.votes)
     if found is None:
         return ({"item_id": "", "view_token": "", "description": "", "prompts": "", "labels": [],
                  "message": "You have rated every item. Thank you! Make more runs in the other tabs, "
                             "or see the summary below."}, None, *[None] * SLOTS)
     n = len(found.outputs)
+    images = serve_view([found.source, *found.outputs], (rater, "likert"))
     return ({"item_id": found.item_id, "view_token": found.view_token, "description": _describe(found),
              "prompts": _prompts(found.prompts), "labels": list(LABELS[:n]), "message": ""},
-            served(found.source) if found.source else None,
-            *[served(found.outputs[i]) if i < n else None for i in range(SLOTS)])
+            images[0], *[images[1 + i] if i < n else None for i in range(SLOTS)])
 
 
 def item_page(result: dict):
@@ -131,11 +115,11 @@ def item_page(result: dict):
             result["prompts"], *shown, *radios, "")
 
 
-def next_item(data, rater):
+def next_item(data, rater, username: str | None = None):
     """`item` as the page shows it: item id, view token, description, prompts (plain
     text), source, then one image per slot (labelled A, B, … in this rater's order, the
     rest hidden) and cleared scores."""
-    result, source, *outputs = item(data, rater)
+    result, source, *outputs = item(data, rater, username)
     n = len(result["labels"])
     shown = [gr.Image(value=outputs[i], label=f"Output {LABELS[i]}", visible=True) if i < n
              else gr.Image(value=None, visible=False) for i in range(SLOTS)]
@@ -144,7 +128,7 @@ def next_item(data, rater):
             result["prompts"], source, *shown, *radios, "")
 
 
-def rate(data, preset, rater, item_id, scores, comment="", reveal=True, view_token="", signed=False):
+def rate(data, preset, rater, item_id, scores, comment="", reveal=True, view_token="", username=None):
     """Record one item's scores, {label: {"fidelity": 1–5, "realism": 1–5}} (or label →
     [fidelity, realism]), for the view `view_token` (from `next_item`). Returns a
     thank-you and, with `reveal`, what each label was; once revealed, the item cannot be
@@ -153,9 +137,10 @@ def rate(data, preset, rater, item_id, scores, comment="", reveal=True, view_tok
         raise ValueError("this studio collects pairwise votes only: use Next pair (/next_pair, /vote)")
     if not item_id:
         raise ValueError("press Next item first")
-    rows = record(data.runs, data.ratings, rater or "", item_id, scores, data.secret,
+    rater, verified = who(data, rater, username)
+    rows = record(data.runs, data.ratings, rater, item_id, scores, data.secret,
                   view_token=view_token or "", comment=comment or "", preset=preset,
-                  reveal=bool(reveal), signed=signed)
+                  reveal=bool(reveal), signed=verified, votes=data.votes)
     text = f"Saved {len(rows)} ratings for item `{item_id}`. Press **Next item** to go on."
     if reveal:
         text += "  \n" + "  \n".join(f"**{r['label']}** was `{r['method']}`" for r in rows)
@@ -166,24 +151,25 @@ def rate(data, preset, rater, item_id, scores, comment="", reveal=True, view_tok
     return text
 
 
-def next_pair(data, rater):
+def next_pair(data, rater, username: str | None = None):
     """({item_id, view_token, prompts}, output A, output B, source or None) for `rater`."""
-    pair = pick_pair(data.runs, data.votes, rater or "", data.secret)
+    rater, _ = who(data, rater, username)
+    pair = pick_pair(data.runs, data.votes, rater, data.secret, ratings=data.ratings)
     if pair is None:
         return ({"item_id": "", "view_token": "", "prompts": {},
                  "message": "You have compared every pair. Thank you!"}, None, None, None)
-    return ({"item_id": pair.item_id, "view_token": pair.view_token, "prompts": pair.prompts},
-            served(pair.outputs[0]), served(pair.outputs[1]),
-            served(pair.source) if pair.source else None)
+    a, b, source = serve_view([*pair.outputs, pair.source], (rater, "pair"))
+    return ({"item_id": pair.item_id, "view_token": pair.view_token, "prompts": pair.prompts}, a, b, source)
 
 
-def vote(data, preset, rater, item_id, view_token, choice, signed=False) -> str:
+def vote(data, preset, rater, item_id, view_token, choice, username=None) -> str:
     if review_mode() == "likert":
         raise ValueError("this studio collects Likert ratings only: use Next item (/next_item, /rate)")
     if not item_id:
         raise ValueError("press Next pair first")
-    row = record_vote(data.runs, data.votes, rater or "", item_id, view_token or "", choice,
-                      data.secret, preset=preset, signed=signed)
+    rater, verified = who(data, rater, username)
+    row = record_vote(data.runs, data.votes, rater, item_id, view_token or "", choice,
+                      data.secret, preset=preset, signed=verified, ratings=data.ratings)
     said = {"A": "A is better", "B": "B is better", "tie": "a tie", "both_bad": "both bad"}[choice]
     return (f"Vote saved for item `{item_id}`: {said}. A was `{row['method_a']}`, B was "
             f"`{row['method_b']}`. Press **Next pair** to go on.")
@@ -201,22 +187,24 @@ def plural(n: int, word: str) -> str:
     return f"{n} {word}{'' if n == 1 else 's'}"
 
 
-def summary_report(data) -> tuple[dict, str | None]:
+def summary_report(data, admin: bool = False) -> tuple[dict, str | None]:
     """The summary of the served ratings (`review.serve`: final only, gold items and
-    raters flagged by gold checks apart) as plain data: the full report (per-method scores
+    raters flagged by gold checks apart) as plain data: the report (per-method scores
     with 95% intervals, agreement, win rates, the Bradley–Terry ranking of the pairwise
-    votes, coverage, ...) with "text", the summary in words; then the ratings CSV to
-    download (without the blind labels; None when there is nothing to export)."""
+    votes, coverage, ...) with "text", the summary in words; then a CSV to download (None
+    when there is nothing in it). Public (the default): aggregates only, no rater's name,
+    comment or gold result (`summary.public_report`), and the CSV is the per-method table.
+    With `admin`: everything, and the CSV is the full export (`review.export`)."""
     df, problems = data.ratings.read_checked()
     votes, vote_problems = data.votes.read_checked() if data.votes is not None else (None, [])
-    picked = serve(df, votes, data.runs)
+    picked = serve(df, votes, data.runs, root=data.root)
     r = picked["ratings"]
     rep = full_report(picked, data.runs, target_raters())
     if len(r):
         alpha = ", ".join(f"{c} {fmt(a) if a is not None else 'n/a (too few overlapping ratings)'}"
                           for c, a in rep["agreement"].items())
-        signed_in = (f" {rep['signed_in_raters']} of them signed in with an account; the other names "
-                     "are unverified." if rep["signed_in_raters"] else "")
+        signed_in = (f" {rep['signed_in_raters']} of them verified (an invite link or an account); the "
+                     "other names are unverified." if rep["signed_in_raters"] else "")
         text = (f"{plural(rep['ratings'], 'rating')} from {plural(rep['raters'], 'rater')}.{signed_in} "
                 f"Agreement between raters (Krippendorff's α, ordinal): {alpha}.")
     else:
@@ -239,8 +227,10 @@ def summary_report(data) -> tuple[dict, str | None]:
     problems = problems + [f"votes: {p}" for p in vote_problems]
     if problems:
         text += "  \n**The ratings file has problems** (the rest was read): " + "; ".join(problems) + "."
-    csv = _export(data, picked) if len(r) or problems else None
-    return {**rep, "text": text}, csv
+    if admin:
+        return {**rep, "text": text}, _export(data) if len(df) or (votes is not None and len(votes)) else None
+    rep = public_report(rep)
+    return {**rep, "text": text}, _aggregates(rep) if rep["methods"] or rep["bradley_terry"] else None
 
 
 def summary_view(report: dict, csv: str | None):
@@ -266,23 +256,59 @@ def summary(data):
 FAST_TEXT = "1 s per output"
 
 
-def _export(data, picked) -> str | None:
-    """The downloadable ratings, in a temporary folder (never in the data folder, which
-    may be pushed), named by content so repeated refreshes reuse one file. The same rows
-    the summary counts (`serve`)."""
+def _temp_csv(df: pd.DataFrame, stem: str) -> str:
+    """`df` as a CSV in a temporary folder (never in the data folder, which may be pushed),
+    named by content so repeated refreshes reuse one file."""
     import hashlib
+
+    from ..review.export import write
 
     folder = os.path.join(tempfile.gettempdir(), "recontext-exports")
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(suffix=".csv", dir=folder)
     os.close(fd)
-    ids = set(picked["ratings"]["rating_id"])
-    data.ratings.export(tmp, keep=lambda df: df["rating_id"].isin(ids))
+    write(df, tmp, "csv") if stem == "ratings" else df.to_csv(tmp, index=False)
     with open(tmp, "rb") as f:
         digest = hashlib.sha256(f.read()).hexdigest()[:16]
-    path = os.path.join(folder, f"ratings-{digest}.csv")
+    path = os.path.join(folder, f"{stem}-{digest}.csv")
     os.replace(tmp, path)
     return path
+
+
+def _aggregates(report: dict) -> str:
+    """The public CSV: one row per task and method, the Likert means and intervals and the
+    Bradley–Terry strength with its interval; no rater, no id, no comment."""
+    likert = pd.DataFrame(report["methods"])
+    bt = pd.DataFrame(report["bradley_terry"], columns=BT_COLUMNS).rename(columns={
+        "strength": "bt_strength", "low": "bt_low", "high": "bt_high"})
+    if len(likert) and len(bt):
+        table = likert.merge(bt, on=["task", "method"], how="outer")
+    else:
+        table = likert if len(likert) else bt
+    return _temp_csv(table.sort_values(["task", "method"]), "summary")
+
+
+def _export(data) -> str:
+    """The admin's CSV: every final rating and vote with its rater, comment, gold and
+    flags (`review.export.table`)."""
+    from ..review.export import table
+
+    return _temp_csv(table(data), "ratings")
+
+
+ADMIN = "RECONTEXT_REVIEW_ADMIN"
+
+
+def admin_summary(data, key) -> tuple[dict, str | None]:
+    """`summary_report` with everything (per-rater gold checks, flagged raters, comments in
+    the CSV), for whoever gives the deployment's admin secret (`$RECONTEXT_REVIEW_ADMIN`)."""
+    secret = os.environ.get(ADMIN, "")
+    if not secret:
+        raise ValueError(f"the admin view is off on this studio (set {ADMIN} to turn it on), or use "
+                         "`python -m recontext ratings export` where the data folder is")
+    if not isinstance(key, str) or not hmac.compare_digest(key.encode(), secret.encode()):
+        raise ValueError("wrong admin key")
+    return summary_report(data, admin=True)
 
 
 def remembered_rater() -> gr.BrowserState:
@@ -300,17 +326,29 @@ def saving_note(data) -> str:
                                             else "") + ".")
 
 
+RATERS_NOTE = {
+    "invite": "**Rating by invitation**: open the personal link you were sent (it signs your ratings); "
+              "a typed name is not accepted.",
+    "signin": "Sign in with Hugging Face: your account signs your ratings.",
+    "open": "**Names are not verified** (there is no sign-in here): anyone can type any name; "
+            "variants of one name (case, full-width or look-alike letters) count as one rater. Unverified "
+            "names are counted apart from invited or signed-in raters and never affect theirs.",
+}
+
+
 def build(studio, data, demo, remembered):
-    oauth = bool(os.environ.get(OAUTH))
+    """The Review tab. `studio` may be None (a review-only deployment: the rows take the
+    preset from each run)."""
+    preset = studio.preset.name if studio is not None else ""
+    who_rates = rater_ids.raters_mode()
+    oauth = who_rates == "signin"
     mode = review_mode()
     likert, pairwise = mode in ("both", "likert"), mode in ("both", "pairwise")
-    gr.Markdown(ABOUT if likert else PAIR_ABOUT)
-    if not oauth:
-        gr.Markdown("**Names are not verified** (there is no sign-in here): anyone can type any name; "
-                    "variants of one name (case, full-width or look-alike letters) count as one rater.")
+    gr.Markdown((ABOUT if likert else PAIR_ABOUT) + "  \n" + GOLD_NOTE)
+    gr.Markdown(RATERS_NOTE[who_rates])
     with gr.Row(equal_height=True):
         rater = gr.Textbox(label="Your name", placeholder="e.g. ana", max_lines=1, scale=3,
-                           interactive=not oauth,
+                           interactive=who_rates == "open", visible=who_rates != "invite",
                            info="your Hugging Face account signs your ratings" if oauth
                            else "remembered in this browser; ratings are signed with it (unverified)")
         if oauth:
@@ -374,13 +412,13 @@ def build(studio, data, demo, remembered):
     bt = gr.Dataframe(value=pd.DataFrame(columns=BT_COLUMNS), interactive=False, wrap=True,
                       label="Pairwise votes: Bradley–Terry strength (log scale) with bootstrap 95% "
                             "intervals, best first")
-    download = gr.File(label="All ratings (CSV, without the blind labels)", interactive=False)
+    download = gr.File(label="Per-method summary (CSV: aggregates only)", interactive=False)
     report_json = gr.JSON(label="Everything as JSON", visible=False)
     campaign.build(report_json)  # ranking with clustered intervals, heatmaps, fragility
     summary_outputs = [table, chart, stats, wins, download, bt, report_json]
 
-    def signed(profile) -> bool:
-        return bool(oauth and profile is not None)
+    def account(profile) -> str | None:
+        return profile.username if oauth and profile is not None else None
 
     @not_mcp_tool
     @user_errors
@@ -389,13 +427,12 @@ def build(studio, data, demo, remembered):
         "description", "prompts", "labels" (the labels of the outputs shown), "message"}; the
         item's source image (or null); then one output image per label A, B, … (null beyond
         the item's outputs)."""
-        return item(data, signed_rater(rater, profile))
+        return item(data, rater, account(profile))
 
     @user_errors
     def on_rate_page(profile: gr.OAuthProfile | None, rater, item_id, view_token, *values):
-        return rate(data, studio.preset.name, signed_rater(rater, profile), item_id,
-                    page_scores(values), values[2 * SLOTS], values[2 * SLOTS + 1], view_token,
-                    signed(profile))
+        return rate(data, preset, rater, item_id, page_scores(values), values[2 * SLOTS],
+                    values[2 * SLOTS + 1], view_token, account(profile))
 
     @not_mcp_tool
     @user_errors
@@ -414,9 +451,8 @@ def build(studio, data, demo, remembered):
         """
         if not isinstance(reveal, bool):
             raise ValueError(f"reveal must be true or false, got {reveal!r}")
-        return {"item_id": item_id, "message": rate(data, studio.preset.name, signed_rater(rater, profile),
-                                                    item_id, scores, comment, reveal, view_token,
-                                                    signed(profile))}
+        return {"item_id": item_id, "message": rate(data, preset, rater, item_id, scores, comment, reveal,
+                                                    view_token, account(profile))}
 
     @not_mcp_tool
     @user_errors
@@ -427,7 +463,7 @@ def build(studio, data, demo, remembered):
         Args:
             rater: your name (on a Space with sign-in, your account is used instead)
         """
-        return next_pair(data, signed_rater(rater, profile))
+        return next_pair(data, rater, account(profile))
 
     @not_mcp_tool
     @user_errors
@@ -443,19 +479,18 @@ def build(studio, data, demo, remembered):
             choice: A, B, tie or both_bad
         """
         return {"item_id": item_id, "choice": choice,
-                "message": vote(data, studio.preset.name, signed_rater(rater, profile), item_id,
-                                view_token, choice, signed(profile))}
+                "message": vote(data, preset, rater, item_id, view_token, choice, account(profile))}
 
     @mcp_tool("summary")
     @user_errors
     def on_summary():
-        """The human ratings so far. Returns, in this order: a dict (the full report:
-        "ratings", "raters", "methods" (per task and method: mean fidelity and realism with
-        bootstrap 95% intervals), "agreement" (Krippendorff's alpha), "win_rates",
-        "bradley_terry" (the pairwise votes' ranking), "campaign" (per task: that ranking with
-        intervals that treat raters as clusters, win rates, votes per pair, fragility), "coverage", gold checks, fast ratings,
-        and "text", the page's summary in words), then the ratings as a CSV file (without
-        the blind labels; null when there are none)."""
+        """The human ratings so far, as aggregates. Returns, in this order: a dict ("ratings",
+        "raters", "methods" (per task and method: mean fidelity and realism with bootstrap 95%
+        intervals), "agreement" (Krippendorff's alpha), "win_rates", "bradley_terry" (the
+        pairwise votes' ranking), "campaign" (per task: that ranking with intervals that treat
+        raters as clusters, win rates, votes per pair, fragility), "coverage", how many raters were flagged by gold checks, fast
+        ratings, and "text", the page's summary in words), then the per-method table as a CSV
+        file (null when empty). No rater's name, comment or gold result."""
         return summary_report(data)
 
     item_json = gr.JSON(visible=False, label="Item")
@@ -467,6 +502,18 @@ def build(studio, data, demo, remembered):
                  ).success(user_errors(lambda: summary(data)), None, summary_outputs,
                            api_visibility="private")
     gr.api(api_rate, api_name="rate")
+
+    @not_mcp_tool
+    @user_errors
+    def api_admin_summary(admin_key: str) -> tuple[dict, str | None]:
+        """The full summary for the campaign's admin: per-rater gold checks, flagged raters,
+        and a CSV of every rating and vote with its rater and comment.
+
+        Args:
+            admin_key: the deployment's admin secret ($RECONTEXT_REVIEW_ADMIN)
+        """
+        return admin_summary(data, admin_key)
+    gr.api(api_admin_summary, api_name="admin_summary")
     pair_outputs = [pair, pair_a, pair_b, pair_source]
     pair_go.click(api_next_pair, rater, pair_outputs, api_name="next_pair").then(
         lambda p: (_prompts((p or {}).get("prompts") or {}) or (p or {}).get("message", ""), ""),
@@ -476,8 +523,8 @@ def build(studio, data, demo, remembered):
     def vote_for(choice):
         def on_vote_page(profile: gr.OAuthProfile | None, rater, shown):
             shown = shown or {}
-            return vote(data, studio.preset.name, signed_rater(rater, profile), shown.get("item_id"),
-                        shown.get("view_token"), choice, signed(profile))
+            return vote(data, preset, rater, shown.get("item_id"), shown.get("view_token"), choice,
+                        account(profile))
         return user_errors(on_vote_page)
 
     for button, choice in zip(choice_buttons, CHOICES):
@@ -486,10 +533,12 @@ def build(studio, data, demo, remembered):
                                api_visibility="private")
     refresh.click(on_summary, None, [report_json, download], api_name="summary").success(
         summary_view, [report_json, download], summary_outputs, api_visibility="private", queue=False)
-    if not oauth:
+    if not oauth:  # a personal link's token (?rater=...) first, else the name remembered
+        def from_link(saved, request: gr.Request):
+            link = request.query_params.get("rater", "") if request is not None else ""
+            return link or (saved if who_rates == "open" or rater_ids.is_token(saved) else "") or gr.skip()
         rater.change(lambda name: name, rater, remembered, api_visibility="private", queue=False)
-        demo.load(lambda saved: saved or gr.skip(), remembered, rater, api_visibility="private",
-                  queue=False)
+        demo.load(from_link, remembered, rater, api_visibility="private", queue=False)
     else:
         def from_login(profile: gr.OAuthProfile | None):
             return profile.username if profile else ""
