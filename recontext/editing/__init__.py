@@ -140,6 +140,7 @@ def edit(bench, image, source_prompt: str, target_prompt: str, method: str, tigh
                                         alphas, seed, guidance=source_guidance, tick=tick, options=own)
             cached = bench.inversion_cache.put(key, Inverted(state, models.decode(z_rec, f"{method} (reconstruction)")))
             bench.inversions += 1
+        notes += list(getattr(cached.state, "notes", []))  # what the inversion says of its run
         source = bench.condition(source_prompt, photo.image, tight, scale, source_guidance)
         target = bench.condition(target_prompt, photo.image, tight, scale,
                                  guidance if editor.SPEC.target_guidance else 1.0)
