@@ -298,3 +298,22 @@ def test_presets_say_which_unconditional_branch_they_use():
     assert presets.get("tiny").encode_empty_negative
     for name in ("sdxl", "sdxl-turbo"):
         assert not presets.get(name).encode_empty_negative
+
+
+def test_ledits_base_branch_is_an_option(studio, scene):
+    """LEDITS++'s base branch: the source conditioning or, as diffusers runs it, the null prompt."""
+    photo, caption, target, _, _ = scene
+    runs = {base: studio.edit(photo.image, caption, target, edit_method="ledits++", steps=4, base=base)
+            for base in ("source", "null")}
+    assert runs["source"].settings["base"] == "source" and runs["null"].settings["base"] == "null"
+    assert not np.array_equal(np.asarray(runs["source"].output), np.asarray(runs["null"].output))
+    with pytest.raises(ValueError, match="base must be 'source' or 'null'"):
+        studio.edit(photo.image, caption, target, edit_method="ledits++", steps=2, base="nothing")
+
+
+def test_rf_inversion_timestep_is_checked():
+    from recontext.inversion import rf_inversion
+
+    assert inversion.options("rf-inversion", "tiny-flux")["timestep"] == rf_inversion.TIMESTEP == "linear"
+    with pytest.raises(ValueError, match="timestep must be 'shifted' or 'linear'"):
+        inversion.options("rf-inversion", "tiny-flux", timestep="sideways")

@@ -56,16 +56,18 @@ def _above(m, q):
 
 
 def edit(unet_call, attention, state, timesteps, alphas, source, target, reconstruct,
-         tokens, edit_guidance=5.0, threshold=0.9, callback=None):
+         tokens, edit_guidance=5.0, threshold=0.9, callback=None, null=None):
+    """`null` (an unguided Cond of the empty prompt): the base branch and the direction's origin,
+    as diffusers' LEDITS++ runs it; None: the source conditioning (exact replay without an edit)."""
     if target.guided:
         raise ValueError("LEDITS++: the concept branch is unguided (pass guidance 1.0)")
-    conds = [source, target]
+    conds = [source if null is None else null, target]
     batched = branches.batch(conds)
     record = Record(branches.rows(conds)[1], tokens)
 
     def guided(x, t, _cond):
         rows, concept = branches.split(unet_call, [x, x], t, conds, batched)
-        base = branches.guide(rows, source)
+        base = branches.guide(rows, conds[0])
         direction = edit_guidance * (concept - rows[-1:])  # against the source's conditional row
         attn = _above(_smooth(record.take(x.shape[-2:])), threshold)
         strength = _above(direction.abs().sum(1, keepdim=True), threshold)
@@ -75,11 +77,19 @@ def edit(unet_call, attention, state, timesteps, alphas, source, target, reconst
         return reconstruct(guided, state, timesteps, alphas, None, callback=callback)
 
 
+def _base(value) -> str:
+    value = str(value).strip().lower()
+    if value not in ("source", "null"):
+        raise ValueError(f"base must be 'source' or 'null', got {value!r}")
+    return value
+
+
 def arguments(models, source_prompt: str, target_prompt: str, settings: dict) -> dict:
     """What `edit` takes beyond the shared arguments: the edited words' token positions."""
     return dict(tokens=[p for p in words.changed(source_prompt, target_prompt, models.word_tokens)
                         if p < models.text_length],
-                edit_guidance=settings["edit_guidance"], threshold=settings["edit_threshold"])
+                edit_guidance=settings["edit_guidance"], threshold=settings["edit_threshold"],
+                null=settings.get("base", "source") == "null")  # editing.edit makes the null Cond
 
 
 # diffusers' LEditsPP defaults: edit guidance 5, threshold 0.9, skip 0.15 on edit-friendly
@@ -93,4 +103,7 @@ SPEC = Spec(
         Option("edit_guidance", 5.0, 0.0, 30.0, "strength toward the target", step=0.5, label="Edit guidance"),
         Option("edit_threshold", 0.9, 0.0, 0.999, "mask quantile: higher edits a smaller region", step=0.01,
                label="Mask threshold"),
+        Option("base", "source", kind="text", parse=_base, label="Base branch",
+               help="what each step denoises and edits away from: 'source' (the inversion's own "
+                    "conditioning: exact replay) or 'null' (the empty prompt, as diffusers' LEDITS++)"),
     ))
