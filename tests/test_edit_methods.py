@@ -157,7 +157,7 @@ def test_renoise_window_early_steps_and_regularisation():
 @pytest.mark.parametrize("method,edit_method,skip,source_guidance", [
     ("edit-friendly", "regenerate", 0.36, 3.5),      # DDPM_inversion: T_skip 36 of 100, cfg_src 3.5
     ("edit-friendly", "prompt-to-prompt", 0.36, 3.5),
-    ("edit-friendly", "ledits++", 0.15, 3.5),        # LEDITS++: skip 0.15
+    ("edit-friendly", "ledits++", 0.15, 1.0),        # LEDITS++: skip 0.15; source guidance 1 (#39's bench)
     ("ddim", "prompt-to-prompt", 0.0, 1.0),          # Tight Inversion Space: inversion guidance 1.0
     ("renoise", "regenerate", 0.0, 1.0),
 ])
