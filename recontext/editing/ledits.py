@@ -61,7 +61,7 @@ def edit(unet_call, attention, state, timesteps, alphas, source, target, reconst
     as diffusers' LEDITS++ runs it; None: the source conditioning (exact replay without an edit)."""
     if target.guided:
         raise ValueError("LEDITS++: the concept branch is unguided (pass guidance 1.0)")
-    conds = [source if null is None else null, target]
+    conds = [null or source, target]  # (arguments() says null=True/False; editing.edit makes the Cond)
     batched = branches.batch(conds)
     record = Record(branches.rows(conds)[1], tokens)
 
