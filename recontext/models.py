@@ -182,7 +182,9 @@ class ModelOwner:
             if self.preset.pipeline == "sdxl":
                 text, neg, pooled, neg_pooled = pipe.encode_prompt(
                     prompt, device=self.device, num_images_per_prompt=1,
-                    do_classifier_free_guidance=guided, negative_prompt=negative)
+                    do_classifier_free_guidance=guided,
+                    # None lets diffusers zero it per force_zeros_for_empty_prompt (presets.encode_empty_negative)
+                    negative_prompt=None if not negative and not self.preset.encode_empty_negative else negative)
                 hw = (size[1], size[0])
                 time_ids = pipe._get_add_time_ids(
                     hw, (0, 0), hw, dtype=text.dtype,

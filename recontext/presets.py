@@ -41,6 +41,9 @@ class Preset:
     max_sequence_length: int = 512  # flux: T5 tokens
     safety_checker: str | None = "CompVis/stable-diffusion-safety-checker"  # see recontext.safety
     build: Callable[[], None] | None = None  # makes the local weights (the tiny world) before loading
+    # SDXL, an empty negative prompt: False follows diffusers (zeros where the pipeline's config sets
+    # force_zeros_for_empty_prompt, as SDXL base and Turbo do); True encodes "" (the tiny world was trained so)
+    encode_empty_negative: bool = False
 
     @property
     def flow(self) -> bool:
@@ -131,6 +134,7 @@ def _tiny() -> Preset:
         folder=root,  # the garment extractor too (tiny/weights/, EXTRACTOR)
         safety_checker=os.path.join(root, "safety_checker"),  # a tiny one: flags nothing (safety.py)
         build=partial(tiny.build, root),
+        encode_empty_negative=True,  # its UNet learnt the unconditional branch from the encoded ""
     )
 
 

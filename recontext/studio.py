@@ -115,8 +115,9 @@ class Studio:
             notes = photo.notes + self.prompt_notes(prompt)
             timesteps, alphas = self.models.levels(steps, photo.latents)
             tick = ticker(progress, 2 * steps, f"{method}{' + tight' if tight else ''}")
-            _, z_rec = self.invert(photo, prompt, module, tight, image_scale, timesteps, alphas,
-                                   seed, guidance, tick, own)
+            state, z_rec = self.invert(photo, prompt, module, tight, image_scale, timesteps, alphas,
+                                       seed, guidance, tick, own)
+            notes = notes + list(getattr(state, "notes", []))  # what the method says of its run
             output = self.models.decode(z_rec, f"{method}{' + tight' if tight else ''}")
         result = metrics.reconstruction(photo.image, output, photo.latents, z_rec, photo.vae_roundtrip)
         return Reconstruction(

@@ -103,9 +103,11 @@ def test_bad_edit_settings_get_clear_messages(studio, photo):
 # (preset, renoise steps, averaged window late / early, lambda_ac, lambda_kl, noise correction)
 RENOISE_TABLE = [
     ("sdxl-turbo", 9, (8, 10), (0, 5), 20.0, 0.065, True),  # official RunConfig (SDXL-Turbo)
-    ("sdxl", 1, None, None, 0.0, 0.0, False),               # official DDIM examples
-    ("sd15", 1, None, None, 0.0, 0.0, False),
-    ("tiny", 1, None, None, 0.0, 0.0, False),                # DDIM, like sd15 / sdxl
+    # official DDIM examples: RunConfig with 1 renoise step and no noise correction (the windows and
+    # the regularisation are RunConfig's)
+    ("sdxl", 1, (8, 10), (0, 5), 20.0, 0.065, False),
+    ("sd15", 1, (8, 10), (0, 5), 20.0, 0.065, False),
+    ("tiny", 1, (8, 10), (0, 5), 20.0, 0.065, False),        # DDIM, like sd15 / sdxl
 ]
 
 
@@ -120,8 +122,9 @@ def test_renoise_runs_the_preset_defaults(studio, photo):
     d = inversion.options("renoise", "tiny")
     before = studio.models.unet_evaluations()
     studio.reconstruct(photo, CAT, method="renoise", steps=4)
-    # per step: the plain prediction and each renoise step inverting, one call rebuilding
-    assert studio.models.unet_evaluations() - before == 4 * (1 + d["renoise_steps"]) + 4
+    # per step inverting: the prediction at the photo noised forward (the regularisation's reference),
+    # the plain prediction, each renoise step, the final estimate's residual (keep_best); one call rebuilding
+    assert studio.models.unet_evaluations() - before == 4 * (3 + d["renoise_steps"]) + 4
 
 
 def test_renoise_window_early_steps_and_regularisation():
@@ -138,7 +141,7 @@ def test_renoise_window_early_steps_and_regularisation():
     x = torch.randn(1, 4, 16, 16, generator=torch.Generator().manual_seed(0))
     alphas = torch.tensor([0.99, 0.9, 0.5, 0.2])
     settings = {k: v for k, v in inversion.options("renoise", "sdxl-turbo").items()}
-    settings.update(lambda_ac=0.0, lambda_kl=0.0)
+    settings.update(lambda_ac=0.0, lambda_kl=0.0, keep_best=False)
     renoise.invert(unet_call, x, torch.tensor([100, 500, 900]), alphas, None, **settings)
     # t < 250: iterations 0-4 (5 calls); t >= 250: iterations 0-9 (10 calls)
     assert calls == [100] * 5 + [500] * 10 + [900] * 10
@@ -154,7 +157,7 @@ def test_renoise_window_early_steps_and_regularisation():
 @pytest.mark.parametrize("method,edit_method,skip,source_guidance", [
     ("edit-friendly", "regenerate", 0.36, 3.5),      # DDPM_inversion: T_skip 36 of 100, cfg_src 3.5
     ("edit-friendly", "prompt-to-prompt", 0.36, 3.5),
-    ("edit-friendly", "ledits++", 0.15, 3.5),        # LEDITS++: skip 0.15
+    ("edit-friendly", "ledits++", 0.15, 1.0),        # LEDITS++: skip 0.15; source guidance 1 (#39's bench)
     ("ddim", "prompt-to-prompt", 0.0, 1.0),          # Tight Inversion Space: inversion guidance 1.0
     ("renoise", "regenerate", 0.0, 1.0),
 ])

@@ -82,8 +82,8 @@ def test_rf_inversion_without_controllers_is_flow_euler(fstudio):
         cond = fstudio.condition(cap, photo.image, True, 0.4)
         noise = flow_euler.invert(models.velocity, photo.latents, timesteps, sigmas, cond)
         state = rf_inversion.invert(models.velocity, photo.latents, timesteps, sigmas, cond,
-                                    generator=torch.Generator().manual_seed(0), gamma=0.0)
-        assert torch.equal(noise, state[0])
+                                    generator=torch.Generator().manual_seed(0), gamma=0.0, timestep="shifted")
+        assert torch.equal(noise, state[0])  # (the community pipeline's "linear" timesteps are not flow-Euler's)
         assert torch.equal(flow_euler.reconstruct(models.velocity, noise, timesteps, sigmas, cond),
                            rf_inversion.reconstruct(models.velocity, state, timesteps, sigmas, cond, eta=0.0))
 
@@ -97,7 +97,9 @@ def test_flow_euler_improves_with_steps(fstudio):
 
 def test_the_controllers_pull_toward_their_targets(fstudio):
     """At full strength over the whole trajectory, gamma lands the inversion on its Gaussian
-    sample and eta brings the reconstruction back onto the photo's latents."""
+    sample (telling the transformer the shifted levels; with the community pipeline's i/(N+1) the
+    controller's steps do not telescope onto the sample) and eta brings the reconstruction back
+    onto the photo's latents."""
     models = fstudio.models
     img, cap = scene(3)
     photo = fstudio.prepare(img)
@@ -105,7 +107,7 @@ def test_the_controllers_pull_toward_their_targets(fstudio):
     with models.lock, torch.no_grad():
         cond = fstudio.condition(cap, photo.image, False, 0.0)
         state = rf_inversion.invert(models.velocity, photo.latents, timesteps, sigmas, cond,
-                                    generator=torch.Generator().manual_seed(0), gamma=1.0)
+                                    generator=torch.Generator().manual_seed(0), gamma=1.0, timestep="shifted")
         back = rf_inversion.reconstruct(models.velocity, state, timesteps, sigmas, cond, eta=1.0, stop=1.0)
     noise = torch.randn(photo.latents.shape, generator=torch.Generator().manual_seed(0))
     assert torch.allclose(state[0], noise, atol=1e-4)

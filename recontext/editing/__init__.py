@@ -140,11 +140,16 @@ def edit(bench, image, source_prompt: str, target_prompt: str, method: str, tigh
                                         alphas, seed, guidance=source_guidance, tick=tick, options=own)
             cached = bench.inversion_cache.put(key, Inverted(state, models.decode(z_rec, f"{method} (reconstruction)")))
             bench.inversions += 1
+        notes += list(getattr(cached.state, "notes", []))  # what the inversion says of its run
         source = bench.condition(source_prompt, photo.image, tight, scale, source_guidance)
         target = bench.condition(target_prompt, photo.image, tight, scale,
                                  guidance if editor.SPEC.target_guidance else 1.0)
         given = own_settings(edit_method, **editor.SPEC.own(settings))
         extra = editor.arguments(models, source_prompt, target_prompt, given) if hasattr(editor, "arguments") else {}
+        if extra.get("null") is True:  # the method edits against the empty prompt (same image conditioning)
+            extra["null"] = bench.condition("", photo.image, tight, scale, 1.0)
+        elif "null" in extra:
+            extra["null"] = None
         with torch.no_grad():
             z = editor.edit(models.model_call, models.attention, cached.state, timesteps, alphas,
                             source, target, inversion.reconstructor(module, own), callback=tick, **extra)

@@ -21,7 +21,9 @@ REGISTRY = Registry(__name__, "inversion method")
 
 # the inversion settings every edit takes; each method's spec may give its own defaults
 EDIT_OPTIONS = (
-    Option("skip", 0.0, 0.0, 0.9, "fraction of the noisiest steps neither inverted nor edited", step=0.01),
+    Option("skip", 0.0, 0.0, 0.9, "fraction of the step grid's noisiest steps neither inverted nor edited, "
+           "counted on the full grid: steps 50, skip 0.2 runs the 40 least noisy (diffusers' LEDITS++ counts "
+           "from the kept steps: its num_inversion_steps 40 with skip 0.25 is the same run)", step=0.01),
     Option("source_guidance", 1.0, 1.0, 20.0, "classifier-free guidance while inverting under the source prompt",
            step=0.5),
 )
