@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from recontext import presets, zerogpu
+from recontext import jobs, presets, zerogpu
 from recontext.garment import METHODS, spec
 
 FINETUNE_STEPS = spec("finetune-lora").option("finetune_steps").default
@@ -93,13 +93,17 @@ def test_a_request_too_long_for_zerogpu_is_refused_with_what_to_lower(monkeypatc
     monkeypatch.setitem(sys.modules, "spaces", types.SimpleNamespace(GPU=GPU))
     monkeypatch.setenv("SPACES_ZERO_GPU", "true")
     p = presets.get("sdxl")
-    handler = on_gpu(lambda methods, ft: "done", lambda methods, ft: zerogpu.dress(
-        p, methods, 50, dict.fromkeys(methods, {"finetune_steps": ft})), p)
-    assert handler(["finetune-lora"], 200) == "done"
+    handler = on_gpu(lambda job, *args: "done", p)
+
+    def job(ft):
+        return jobs.Dress(garment=jobs.Input(path=GARMENT), prompt="a person", methods=["finetune-lora"], steps=50,
+                          options={"finetune-lora": {"finetune_steps": ft}})
+
+    assert handler(job(200)) == "done"
     work = zerogpu.dress(p, ["finetune-lora"], 50, {"finetune-lora": {"finetune_steps": 200}})
-    assert 1.2 * zerogpu.estimate(p, work) <= seen["duration"](["finetune-lora"], 200) <= zerogpu.LIMIT_S
+    assert 1.2 * zerogpu.estimate(p, work) <= seen["duration"](job(200)) <= zerogpu.LIMIT_S
     with pytest.raises(gr.Error, match="fine-tune steps"):
-        handler(["finetune-lora"], 1000)
+        handler(job(1000))
 
 
 def test_the_command_prints_every_handler():
