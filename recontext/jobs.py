@@ -335,7 +335,7 @@ def from_dict(data: dict, base: str | None = None):
         raise ValueError(f"task must be one of {', '.join(TASKS)}, got {task!r}")
     cls = TASKS[task]
     names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - names - {"task"})
+    unknown = sorted(set(data) - names - {"task", "preset"})  # preset: where it ran (`preset_in`)
     if unknown:
         raise ValueError(f"a {task} job has no field {', '.join(unknown)}; its fields: {', '.join(sorted(names))}")
     values = {}
@@ -365,6 +365,13 @@ def load(path: str):
         if ref.sha256 and ref.path and file_hash(ref.path) not in (None, ref.sha256):
             raise ValueError(f"{name}: {ref.path} is not the image the job was made with (its sha256 differs)")
     return job
+
+
+def preset_in(path: str) -> str | None:
+    """The preset a job file says it ran on (None: not said)."""
+    with open(path) as f:
+        data = json.load(f)
+    return data.get("preset") if isinstance(data, dict) else None
 
 
 def replace(job, **changes):

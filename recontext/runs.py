@@ -99,7 +99,7 @@ class RunStore:
             if source is not None:
                 source.save(os.path.join(tmp, "source.png"))
             if job is not None:
-                write_job(job, tmp)
+                write_job(job, tmp, preset)
             for i, o in enumerate(outputs):
                 o.image.save(os.path.join(tmp, f"output-{i}.png"))
             with open(os.path.join(tmp, "run.json"), "w") as f:
@@ -160,10 +160,12 @@ class RunStore:
         return len(record["outputs"]) >= 2 and any(o["method"] == method for o in record["outputs"])
 
 
-def write_job(job, folder: str) -> str:
+def write_job(job, folder: str, preset: str | None = None) -> str:
     """`job` as `folder/job.json`, each input's bytes copied beside it (read from its path,
     or the in-memory image as PNG) and named relative to it, with its sha256."""
     data = job.to_dict()
+    if preset:
+        data["preset"] = preset
     for name, ref in job.inputs().items():
         if ref.image is not None:
             raw, ext = ref.png_bytes(), ".png"
@@ -182,6 +184,15 @@ def write_job(job, folder: str) -> str:
     with open(path, "w") as f:
         json.dump(data, f, indent=1, allow_nan=False)
     return path
+
+
+def output_images(results) -> list:
+    """The images a run saves for `Studio.run`'s results, in order: each reconstruction's and
+    edit's output at working size, each dressed image, each generated image."""
+    out = []
+    for r in results:
+        out.append(r if isinstance(r, Image.Image) else getattr(r, "output", None) or r.image)
+    return out
 
 
 # -- what each task saves ------------------------------------------------------------------

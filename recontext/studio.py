@@ -237,12 +237,18 @@ class Studio:
         """Invert a photo with `method` (None: the preset's first) and reconstruct it;
         metrics against the input. `options`: the method's own settings (its spec's); other
         inversion methods' settings are ignored, so one set serves several methods."""
+        job = self.reconstruct_job(image, prompt, method, tight, image_scale, steps, seed, guidance, **options)
+        return self.run(job, progress).results[0]
+
+    def reconstruct_job(self, image, prompt: str = "", method: str | None = None, tight: bool = False,
+                        image_scale: float = SHARED["image_scale"].default, steps: int | None = None,
+                        seed: int = 0, guidance: float | None = None, **options) -> jobs.Reconstruct:
+        """The `jobs.Reconstruct` of `reconstruct`'s loose arguments (flat `options`)."""
         _refuse_unknown(options, map(inversion.spec, inversion.names()))
         method = method or self.methods[0]
-        job = jobs.Reconstruct(image=Input.of(image), prompt=prompt, methods=[method],
-                               variants=jobs.tight_variants(tight), image_scale=image_scale, steps=steps,
-                               guidance=guidance, seed=seed, options=_per_method(options, [method], inversion))
-        return self.run(job, progress).results[0]
+        return jobs.Reconstruct(image=Input.of(image), prompt=prompt, methods=[method],
+                                variants=jobs.tight_variants(tight), image_scale=image_scale, steps=steps,
+                                guidance=guidance, seed=seed, options=_per_method(options, [method], inversion))
 
     def edit_job(self, image, source_prompt: str, target_prompt: str, kind: str = "one", method: str | None = None,
                  tight: bool = True, image_scale: float = SHARED["image_scale"].default,
@@ -315,13 +321,18 @@ class Studio:
         `options`: the method's own settings (its spec's: scales, steps, checkpoint...);
         other garment methods' settings are ignored, so one set serves several methods.
         `guidance` None: the preset's."""
+        job = self.dress_job(garment_image, prompt, method, steps, seed, guidance, **options)
+        return self.run(job, progress).results[0]
+
+    def dress_job(self, garment_image, prompt: str, method: str | None = None, steps: int | None = None,
+                  seed: int = 0, guidance: float | None = None, **options) -> jobs.Dress:
+        """The `jobs.Dress` of `dress`'s loose arguments (flat `options`)."""
         if not self.garment_methods:
-            return self.run(jobs.Dress(garment=Input.of(garment_image), prompt=prompt), progress).results[0]
+            return jobs.Dress(garment=Input.of(garment_image), prompt=prompt)  # Studio.run says why not
         method = method or self.garment_methods[0]
         _refuse_unknown(options, [garments.spec(m) for m in garments.names()])
-        job = jobs.Dress(garment=Input.of(garment_image), prompt=prompt, methods=[method], steps=steps,
-                         guidance=guidance, seed=seed, options=_per_method(options, [method], garments))
-        return self.run(job, progress).results[0]
+        return jobs.Dress(garment=Input.of(garment_image), prompt=prompt, methods=[method], steps=steps,
+                          guidance=guidance, seed=seed, options=_per_method(options, [method], garments))
 
 
 class _Editing:  # the inversion and editing methods together: an edit job's options name either
