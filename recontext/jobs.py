@@ -308,6 +308,19 @@ class Generate(_Job):
         return self
 
 
+def edit_runs(job: Edit, method: str, edit_methods, inversion_for) -> list[tuple[Edit, str]]:
+    """The one-edit jobs an edit job runs, with a label each: a sweep's one per scale; a
+    comparison's one per editing method (on `inversion_for(edit_method, method)`) × variant,
+    tight first; one per variant otherwise. What `Studio.run` runs and `zerogpu.calls` prices."""
+    if job.kind == "sweep":
+        return [(replace(job, kind="one", image_scale=s, scales=()), f"scale {s:g}: ") for s in job.scales]
+    if job.kind == "compare":
+        order = sorted(job.variants, key=lambda v: v != "tight")
+        return [(replace(job, kind="one", method=inversion_for(m, method), edit_method=m, variants=(v,), scales=()),
+                 f"{m}{' + tight' if v == 'tight' else ''}: ") for m in edit_methods for v in order]
+    return [(replace(job, variants=(v,)), f"{v}: ") for v in job.variants]
+
+
 TASKS = {"reconstruct": Reconstruct, "edit": Edit, "dress": Dress, "generate": Generate}
 TASK_OF = {v: k for k, v in TASKS.items()}
 Job = Reconstruct | Edit | Dress | Generate

@@ -164,17 +164,9 @@ class Studio:
         method = job.method or self.methods[0]
         self.method(method)
         self._known(job.options, _Editing)
-        if job.kind == "sweep":
-            subs = [(jobs.replace(job, kind="one", image_scale=s, scales=()), f"scale {s:g}: ") for s in job.scales]
-        elif job.kind == "compare":
-            order = sorted(job.variants, key=lambda v: v != "tight")  # tight first, then plain
-            subs = [(jobs.replace(job, kind="one", method=editing.inversion_for(m, method), edit_method=m,
-                                  variants=(v,), scales=()), f"{m}{' + tight' if v == 'tight' else ''}: ")
-                    for m in self.edit_methods for v in order]
-        elif len(job.variants) > 1:
-            subs = [(jobs.replace(job, variants=(v,)), f"{v}: ") for v in job.variants]
-        else:
+        if job.kind == "one" and len(job.variants) == 1:
             return Ran(job, [self._edit_one(job, progress)])
+        subs = jobs.edit_runs(job, method, self.edit_methods, editing.inversion_for)
         out = []
         for i, (sub, label) in enumerate(subs):
             stop(cancel)

@@ -221,10 +221,7 @@ def calls(job, preset) -> list:
     if not isinstance(job, jobs.Edit) or job.kind == "one":
         return [job]
     method = job.method or inversion.names(preset)[0]
-    if job.kind == "sweep":
-        return [jobs.replace(job, kind="one", image_scale=s, scales=()) for s in job.scales]
-    return [jobs.replace(job, kind="one", method=editing.inversion_for(m, method), edit_method=m, variants=(v,),
-                         scales=()) for m in editing.names(preset) for v in job.variants]
+    return [sub for sub, _ in jobs.edit_runs(job, method, editing.names(preset), editing.inversion_for)]
 
 
 def seconds(job, preset, loaded: bool = True) -> float:
@@ -248,32 +245,32 @@ def fits(estimated_s: float) -> bool:
     return MARGIN * estimated_s <= LIMIT_S
 
 
+def page_jobs(preset) -> list[tuple[str, object]]:
+    """(handler, the job it runs) for every GPU handler at the page's defaults, and the
+    garment handler with every method."""
+    from . import garment, jobs
+
+    photo = jobs.Input(path="photo.png")
+    edit = jobs.Edit(image=photo, target="an edit")  # the edit tab's defaults: tight, the first methods
+    out = [("reconstruct", jobs.Reconstruct(image=photo, methods=inversion.names(preset), variants=jobs.VARIANTS)),
+           ("edit", edit), ("edit_sweep", jobs.replace(edit, kind="sweep")),
+           ("edit_compare", jobs.replace(edit, kind="compare", variants=jobs.VARIANTS))]
+    if garment.names(preset):
+        garment_photo = jobs.Input(path="garment.png")
+        out += [("dress", jobs.Dress(garment=garment_photo, prompt="a person", methods=garment.page_methods(preset))),
+                ("dress (every method)", jobs.Dress(garment=garment_photo, prompt="a person",
+                                                    methods=garment.names(preset)))]
+    return out
+
+
 def page_requests(preset) -> list[dict]:
     """Every GPU handler at the page's defaults, and the garment handler with every method:
     [{"handler", "calls", "requested_s", "estimated_s", "fits"}], the figures of its longest GPU
-    call (sweeps and comparisons run each edit as a call of its own). What `python -m
-    recontext zerogpu` prints."""
-    from . import garment
-
-    steps = preset.steps
-    method = inversion.names(preset)[0]
-    methods = editing.names(preset)
-    first = methods[0]  # the page's default editing method
-    requests = [  # (handler, its GPU calls: a sweep or a comparison makes one per edit)
-        ("reconstruct", [reconstruct(preset, inversion.names(preset), ("plain", "tight"), steps)]),
-        ("edit", [edit(preset, method, first, steps)]),
-        ("edit_sweep", [edit(preset, method, first, steps)] * len(editing.SWEEP_SCALES)),
-        ("edit_compare", [edit(preset, editing.inversion_for(m, method), m, steps)
-                          for m in methods for _ in (True, False)]),
-    ]
-    if garment.names(preset):
-        requests += [
-            ("dress", [dress(preset, garment.page_methods(preset), steps)]),
-            ("dress (every method)", [dress(preset, garment.names(preset), steps)]),
-        ]
+    call (sweeps and comparisons run each edit as a call of its own), priced from the job the
+    handler runs. What `python -m recontext zerogpu` prints."""
     out = []
-    for name, calls in requests:
-        est = max(estimate(preset, w) for w in calls)  # the longest call
-        out.append({"handler": name, "calls": len(calls), "requested_s": requested(est),
+    for name, job in page_jobs(preset):
+        est = seconds(job, preset)
+        out.append({"handler": name, "calls": len(calls(job, preset)), "requested_s": requested(est),
                     "estimated_s": round(est, 2), "fits": fits(est)})
     return out
