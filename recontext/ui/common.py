@@ -286,7 +286,9 @@ _runners: dict = {}
 def execute(studio, job, progress=None, cancel=None):
     """Run `job` on `studio` (`Studio.run`): on ZeroGPU one GPU call priced by the job, and
     for a sweep or a comparison one GPU call per edit, each priced by its own edit's job."""
-    key = (id(studio), os.environ.get("SPACES_ZERO_GPU"))
+    import sys
+
+    key = (id(studio), os.environ.get("SPACES_ZERO_GPU"), id(sys.modules.get("spaces")))
     if key not in _runners:
         _runners[key] = on_gpu(studio.run, studio.preset, lambda: studio.models.loaded)
     runner = _runners[key]
