@@ -380,9 +380,44 @@ def shared_slider(name: str, **kwargs) -> "Slider":
     return Slider(o.lo, o.hi, step=o.step, **({"precision": 0} if o.kind == "int" else {}), **kwargs)
 
 
-def reproduce(job, run_id=None) -> dict:
-    """What the page's Reproduce section shows: the job (JSON) and the command that replays it."""
-    return {"job": job.to_dict(), "command": f"python -m recontext run {'job.json' if run_id is None else f'data/runs/{run_id}/job.json'}"}
+def reproduce_section():
+    """The page's small "Reproduce" section: the command that replays the last result and its
+    job.json to download. Returns (command, download), which `show_reproduce` fills."""
+    with gr.Accordion("Reproduce", open=False):
+        command = gr.Markdown("Run something first: its job appears here.")
+        download = gr.File(label="job.json", interactive=False)
+    return command, download
+
+
+def show_reproduce(event, result, command, download) -> None:
+    """After `event` succeeds, fill the Reproduce section from its plain result (its "job")."""
+    event.success(reproduce_view, result, [command, download], api_visibility="private", queue=False)
+
+
+def reproduce_view(result: dict):
+    """(the command in words, a job.json file) for a plain result: the saved run's job when
+    there is one (its inputs lie beside it), else the job itself to save beside its inputs."""
+    import json
+    import tempfile
+
+    job = (result or {}).get("job")
+    if not job:
+        return "", None
+    run_id = result.get("run_id")
+    if run_id:
+        where = f"data/runs/{run_id}/job.json"
+        text = (f"Saved with run `{run_id}`: `python -m recontext run {where}` reproduces it (same pixels on "
+                f"this preset and device), from the folder the studio runs in.")
+    else:
+        text = ("Not saved as a run: download the job, put its input image beside it under the name it "
+                "gives, and run `python -m recontext run job.json`.")
+    job = {k: {**v, "path": os.path.basename(v["path"] or "")} if isinstance(v, dict) and "sha256" in v else v
+           for k, v in job.items()}  # inputs named as they lie beside the job (never a server path)
+    folder = tempfile.mkdtemp(prefix="recontext-job-")
+    path = os.path.join(folder, "job.json")
+    with open(path, "w") as f:
+        json.dump({**job, "preset": result.get("preset")}, f, indent=1)
+    return text, path
 
 
 # -- controls and API parameters built from the method specs ----------------------------------

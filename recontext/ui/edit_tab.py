@@ -13,10 +13,10 @@ from ..tiny import typical
 from ..editing import SWEEP_SCALES, sweep_plot
 from ..runs import save_edits
 from .. import images
-from .common import (Choice, Flag, LPIPS_MISSING, bullets, cancel_button, fmt, mcp_tool, not_mcp_tool,
-                     number, option_controls, option_params, photo_input, progress_fn, run_job, saved,
-                     seed_number, settings_of, shared_slider, shown_size, size_note, steps_slider, uploaded_size,
-                     user_errors, with_cancel, with_options)
+from .common import (Choice, Flag, LPIPS_MISSING, bullets, cancel_button, fmt, mcp_tool, not_mcp_tool, number,
+                    option_controls, option_params, photo_input, progress_fn, reproduce_section, run_job,
+                    saved, seed_number, settings_of, shared_slider, show_reproduce, shown_size, size_note,
+                    steps_slider, uploaded_size, user_errors, with_cancel, with_options)
 
 ABOUT = """Invert the photo under its **source prompt**, then edit it from that noise toward
 the **target prompt**. With **Tight** on, the photo also conditions both passes through
@@ -273,6 +273,7 @@ def build(studio, runs=None):
                                   elem_classes="result-gallery")
             with gr.Accordion("Result as the API returns it (JSON)", open=False):
                 plain = gr.JSON(label="Result", show_label=False)
+            command, download = reproduce_section()
     gr.Examples(typical.order("edit", examples(), studio.preset.name), inputs=[photo, source, target],
                 label="Examples (tiny-world scenes: a colour word edited; scikit-image photos)")
     gr.Markdown(typical.note("edit", studio.preset.name) or "")
@@ -375,6 +376,7 @@ def build(studio, runs=None):
                                    [plain, compared], api_name="edit_compare")
     for event, button in ((edited, cancel), (swept, cancel_sweep), (compared_event, cancel_compare)):
         with_cancel(event, button)
+        show_reproduce(event, plain, command, download)
     edited.success(lambda r: page(r)[:2], plain, [table, notes], api_visibility="private", queue=False)
     def swept_page(r):
         table_, notes_, figure = page(r)

@@ -14,8 +14,8 @@ from .. import jobs
 from ..progress import weighted  # noqa: F401  (the dress job's progress, moved to the core)
 from ..runs import save_dressed
 from .common import (Choice, Choices, bullets, cancel_button, mcp_tool, option_controls, option_params,
-                     photo_input, progress_fn, run_job, saved, seed_number, settings_of, show_chosen, steps_slider,
-                     user_errors, with_cancel, with_options)
+                    photo_input, progress_fn, reproduce_section, run_job, saved, seed_number, settings_of,
+                    show_chosen, show_reproduce, steps_slider, user_errors, with_cancel, with_options)
 
 ABOUT = """Upload a garment and describe a scene: each method below puts the garment on a
 generated person, side by side. Each result says how long adapting to the garment took,
@@ -175,6 +175,7 @@ def build(studio, runs=None):
             notes = gr.Markdown()
             with gr.Accordion("Result as the API returns it (JSON)", open=False):
                 plain = gr.JSON(label="Result", show_label=False)
+            command, download = reproduce_section()
     gr.Markdown(typical.note("garment", studio.preset.name) or "")
     gr.Examples(typical.order("garment", examples(), studio.preset.name), inputs=[garment, prompt],
                 label="Example garments (procedural drawings, see assets/garments/SOURCES.md)")
@@ -207,5 +208,6 @@ def build(studio, runs=None):
                       [garment, prompt, methods, checkpoint, steps, seed, *controls.values()],
                       [plain, *images], api_name="dress")
     with_cancel(event, cancel)
+    show_reproduce(event, plain, command, download)
     event.success(page, plain, [*images, table, notes], api_visibility="private", queue=False)
     show_chosen(methods, groups)

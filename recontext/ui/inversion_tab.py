@@ -11,9 +11,9 @@ from ..tiny import typical
 from ..runs import save_reconstructions
 from .. import images
 from .common import (Choices, LPIPS_MISSING, bullets, cancel_button, fmt, mcp_tool, number, option_controls,
-                     option_params, photo_input, progress_fn, run_job, saved, seed_number, settings_of,
-                     shared_slider, show_chosen, shown_size, size_note, steps_slider, uploaded_size, user_errors,
-                     with_cancel, with_options)
+                    option_params, photo_input, progress_fn, reproduce_section, run_job, saved, seed_number,
+                    settings_of, shared_slider, show_chosen, show_reproduce, shown_size, size_note,
+                    steps_slider, uploaded_size, user_errors, with_cancel, with_options)
 
 VARIANTS = jobs.VARIANTS  # the one encoding of plain / tight
 FIXED = ["photo", "prompt", "methods", "variants", "image_scale", "steps", "seed"]  # then each method's options
@@ -187,6 +187,7 @@ def build(studio, runs=None):
                             elem_classes="whole-image"))
             with gr.Accordion("Result as the API returns it (JSON)", open=False):
                 plain = gr.JSON(label="Result", show_label=False)
+            command, download = reproduce_section()
     gr.Examples(typical.order("inversion", EXAMPLES, studio.preset.name), inputs=[photo, prompt],
                 label="Examples (tiny-world scenes with their captions; scikit-image photos)")
     gr.Markdown(typical.note("inversion", studio.preset.name) or "")
@@ -221,6 +222,7 @@ def build(studio, runs=None):
                       [photo, prompt, methods, variants, scale, steps, seed, *controls.values()], [plain, *sliders],
                       api_name="reconstruct")
     with_cancel(event, cancel)
+    show_reproduce(event, plain, command, download)
     event.success(lambda r: page(studio, r), plain, [*sliders, table, notes], api_visibility="private",
                   queue=False)
     show_chosen(methods, groups)
