@@ -140,3 +140,38 @@ def test_a_client_that_disconnects_stops_its_sweep(served, studio):
     assert end - before < 12 * 100 * 3
     assert saved_runs(runs) == before_runs
     assert watch["now"] == 0
+
+
+CHROMIUM = "/usr/bin/chromium"
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+@pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="Debian chromium is not installed (.ci/run installs it)")
+def test_the_pages_cancel_button_stops_the_sweep_in_chromium(served, studio):
+    from playwright.sync_api import sync_playwright
+
+    url, watch, runs = served
+    before_runs = saved_runs(runs)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        page = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
+        page.goto(url)
+        page.get_by_role("tab", name="Text editing").click()
+        page.get_by_text("a photo of a tiger").first.click()
+        page.locator("input[aria-label='number input for Steps']:visible").first.fill("100")
+        page.get_by_label("Image scales").fill(SCALES)
+        before = studio.models.unet_evaluations()
+        page.get_by_role("button", name="Sweep scales").click()
+        time.sleep(max(0.0, started(studio, before) + 2 - time.time()))
+        page.get_by_role("button", name="Cancel", exact=True).locator("visible=true").nth(1).click()
+        clicked = studio.models.unet_evaluations()
+        end = settled(studio)
+        print(f"page cancel: {clicked - before} evaluations before the click, {end - clicked} after it")
+        assert end - clicked <= STEP, (clicked, end)
+        assert saved_runs(runs) == before_runs
+        page.locator("input[aria-label='number input for Steps']:visible").first.fill("2")
+        page.get_by_role("button", name="Edit", exact=True).click()  # the next request runs, alone
+        page.get_by_text("Saved as run").first.wait_for(timeout=120_000)
+        assert watch["most"] == 1 and len(saved_runs(runs)) == len(before_runs) + 1
+        browser.close()
