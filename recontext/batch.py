@@ -114,32 +114,35 @@ def run_row(studio, job: dict, out: str, runs: RunStore) -> dict:
     steps = _num(job, "steps", int, None)
     seed = _num(job, "seed", int, 0)
     preset = studio.preset.name
-    scale = _num(job, "scale", float, None if task == "dress" else 0.4)
-    guidance = _num(job, "guidance", float, 7.5)
+    scale = _num(job, "scale", float, None)
+    guidance = _num(job, "guidance", float, None)  # None: the preset's
     options = {c: job[c] for c in OPTIONAL[1:] if job.get(c)}
-    if task == "invert":
-        r = studio.reconstruct(job["path"], job["prompt"], method=method, tight=tight,
-                               image_scale=scale, steps=steps, seed=seed, **options)
+    if task == "invert":  # each row is parsed into a job (recontext.jobs), run and saved with it
+        todo = studio.reconstruct_job(job["path"], job["prompt"], method=method, tight=tight, steps=steps,
+                                      seed=seed, **({} if scale is None else {"image_scale": scale}), **options)
+        r = studio.run(todo).results[0]
         image, metrics, seconds, name = r.image, r.metrics, r.seconds, method_name(method, tight)
-        run_id = save_reconstructions(runs, preset, [r], job["prompt"], steps, seed, scale)
+        run_id = save_reconstructions(runs, preset, [r], job["prompt"], steps, seed, todo.image_scale, todo)
     elif task == "edit":
-        e = studio.edit(job["path"], job["prompt"], job["target"], method=method, tight=tight,
-                        image_scale=scale, guidance=guidance, steps=steps, seed=seed,
-                        edit_method=job.get("edit_method") or None, **options)
+        todo = studio.edit_job(job["path"], job["prompt"], job["target"], method=method, tight=tight,
+                               guidance=guidance, steps=steps, seed=seed, edit_method=job.get("edit_method") or None,
+                               **({} if scale is None else {"image_scale": scale}), **options)
+        e = studio.run(todo).results[0]
         image, metrics, seconds = e.image, e.metrics, e.seconds
         name = method_name(method, tight, edit_method=e.edit_method)
         run_id = save_edits(runs, preset, [e], job["prompt"], job["target"], method, tight,
-                            guidance, steps, seed, sweep=False, settings=e.settings)
+                            guidance, steps, seed, sweep=False, settings=e.settings, job=todo)
     else:
         if scale is not None:
             options["scale"] = scale
-        g = studio.dress(job["path"], job["prompt"], method=method, steps=steps,
-                         seed=seed, guidance=guidance, **options)
+        todo = studio.dress_job(job["path"], job["prompt"], method=method, steps=steps, seed=seed,
+                                guidance=guidance, **options)
+        g = studio.run(todo).results[0]
         image, seconds, name = g.image, g.adapt_seconds + g.generate_seconds, method
         metrics = {"adapt_seconds": g.adapt_seconds, "generate_seconds": g.generate_seconds,
                    "setup_seconds": g.setup_seconds}
         run_id = save_dressed(runs, preset, {method: g}, job["prompt"],
-                              {**g.settings, "steps": steps, "guidance": guidance}, seed)
+                              {**g.settings, "steps": steps, "guidance": guidance}, seed, todo)
     png = os.path.join(out, f"row{job['row']:04d}-{task}-{name.replace('+', '_').replace(':', '-')}.png")
     image.save(png, format="PNG")
     return {"task": task, "input": job["input"], "method": name, "prompt": job["prompt"],

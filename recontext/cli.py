@@ -71,6 +71,20 @@ def _options(args) -> dict:
     return {k: getattr(args, k) for k in args.option_names if getattr(args, k) is not None}
 
 
+def _shared_flags(p, *names: str) -> None:
+    """`--steps`, `--seed`, `--scale`, `--guidance`...: each shared setting's flag, its help and
+    default read from `jobs.SHARED` (declared once; None: the preset's or the methods' own)."""
+    from .jobs import SHARED
+
+    flags = {"image_scale": "--scale"}
+    for name in names:
+        o = SHARED[name]
+        kind = int if o.kind == "int" else float
+        p.add_argument(flags.get(name, "--" + name.replace("_", "-")), type=kind, default=o.default, dest=name,
+                       help=f"{o.help} ({o.lo:g}-{o.hi:g}" + ("" if o.default is None else f"; default {o.default:g}")
+                       + ")")
+
+
 def _invert_flags(p) -> None:
     _method_flag(p, "inversion")
     _option_flags(p, "inversion")
@@ -91,19 +105,22 @@ def _dress_flags(p) -> None:
 
 def cmd_invert(args) -> int:
     studio = _studio(args)
-    r = studio.reconstruct(args.photo, prompt=args.prompt, method=args.method, tight=args.tight,
-                           image_scale=args.scale, steps=args.steps, seed=args.seed, **_options(args))
+    job = studio.reconstruct_job(args.photo, prompt=args.prompt, method=args.method, tight=args.tight,
+                                 image_scale=args.image_scale, steps=args.steps, seed=args.seed, **_options(args))
+    r = studio.run(job).results[0]
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     r.image.save(args.out, format="PNG")
     print(dump_json({"photo": args.photo, "out": args.out, "preset": studio.preset.name,
                      "method": r.method, "tight": r.tight, "image_scale": r.image_scale,
                      "steps": args.steps or studio.preset.steps, "seed": args.seed,
-                     "seconds": r.seconds, "metrics": r.metrics, "notes": r.notes}))
+                     "seconds": r.seconds, "metrics": r.metrics, "notes": r.notes, "job": job.to_dict()}))
     return 0
 
 
 def cmd_edit(args) -> int:
+    from . import jobs
     from .editing import sweep_plot
+    from .runs import write_job
 
     if args.compare and args.sweep:
         raise ValueError("--compare and --sweep are two different runs: give one of them")
@@ -113,18 +130,16 @@ def cmd_edit(args) -> int:
     edit_method = args.edit_method or studio.edit_methods[0]
     common = dict(method=method, guidance=args.guidance, steps=args.steps, seed=args.seed)
     settings = _options(args)
-    if args.compare:
-        edits = studio.edit_compare(args.photo, args.source, args.target, image_scale=args.scale,
-                                    **common, **settings)
-    elif args.sweep:
-        scales = [float(s) for s in args.sweep.split(",") if s.strip()]
-        edits = studio.edit_sweep(args.photo, args.source, args.target, scales=scales,
-                                  edit_method=edit_method, **common, **settings)
+    kind = "compare" if args.compare else "sweep" if args.sweep else "one"
+    scales = _floats(args.sweep, "--sweep") if args.sweep else ()
+    job = studio.edit_job(args.photo, args.source, args.target, kind, tight=args.tight or kind == "sweep",
+                          image_scale=args.image_scale, scales=scales,
+                          edit_method=None if args.compare else edit_method,
+                          variants=jobs.VARIANTS if args.compare else None, **common, **settings)
+    edits = studio.run(job).results
+    if args.sweep:
         sweep_plot(edits, args.target).savefig(os.path.join(args.out, "sweep.png"))
-    else:
-        edits = [studio.edit(args.photo, args.source, args.target, tight=args.tight,
-                             image_scale=args.scale, edit_method=edit_method, **common,
-                             **settings)]
+    write_job(job, args.out, studio.preset.name)  # python -m recontext run OUT/job.json replays it
     report = {"photo": args.photo, "source": args.source, "target": args.target,
               "preset": studio.preset.name, **common, "steps": args.steps or studio.preset.steps,
               "edit_method": None if args.compare else edit_method, "settings": settings, "edits": []}
@@ -144,15 +159,16 @@ def cmd_edit(args) -> int:
 
 def cmd_dress(args) -> int:
     studio = _studio(args)
-    g = studio.dress(args.garment, args.prompt, method=args.method, steps=args.steps, seed=args.seed,
-                     guidance=args.guidance, **_options(args))
+    job = studio.dress_job(args.garment, args.prompt, method=args.method, steps=args.steps, seed=args.seed,
+                           guidance=args.guidance, **_options(args))
+    g = studio.run(job).results[0]
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     g.image.save(args.out, format="PNG")
     print(dump_json({"garment": args.garment, "prompt": args.prompt, "out": args.out,
                      "preset": studio.preset.name, "method": g.method, "settings": g.settings,
                      "steps": args.steps or studio.preset.steps, "seed": args.seed,
                      "adapt_seconds": g.adapt_seconds, "generate_seconds": g.generate_seconds,
-                     "notes": g.notes}))
+                     "notes": g.notes, "job": job.to_dict()}))
     return 0
 
 
@@ -300,7 +316,10 @@ def _add_evaluation(p, out: str):
     p.add_argument("--limit", type=int, default=None, help="the first N images (sessions' turns)")
     p.add_argument("--tight", default="both", choices=("both", "on", "off"),
                    help="tight (the photo through IP-Adapter), plain, or both side by side")
-    p.add_argument("--scales", default="0.4", help="image scales of the tight runs, comma-separated")
+    from .jobs import SHARED
+
+    p.add_argument("--scales", default=f"{SHARED['image_scale'].default:g}",
+                   help="image scales of the tight runs, comma-separated")
     p.add_argument("--steps", type=int, default=None, help="default: the preset's")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=out, help="folder for rows.csv, results.parquet, table.csv, "
@@ -398,6 +417,28 @@ def cmd_fixtures_shapes(args) -> int:
     return 0
 
 
+def cmd_run(args) -> int:
+    """Replay a job file (a saved run's job.json, or one written by hand): the outputs as
+    output-<i>.png in --out (as the run saved them), the job and what ran printed as JSON."""
+    from . import jobs
+    from .runs import output_images, write_job
+
+    job = jobs.load(args.job)
+    if args.preset is None:
+        args.preset = jobs.preset_in(args.job)
+    studio = _studio(args)
+    ran = studio.run(job)
+    os.makedirs(args.out, exist_ok=True)
+    names = []
+    for i, image in enumerate(output_images(ran.results)):
+        names.append(f"output-{i}.png")
+        image.save(os.path.join(args.out, names[-1]), format="PNG")
+    write_job(job, args.out, studio.preset.name)
+    print(dump_json({"job": args.job, "preset": studio.preset.name, "out": args.out, "outputs": names,
+                     "notes": ran.notes}))
+    return 0
+
+
 def cmd_zerogpu(args) -> int:
     from . import presets, zerogpu
 
@@ -469,13 +510,17 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help='print [{"handler", "requested_s", "estimated_s", "fits"}]')
     p.set_defaults(func=cmd_zerogpu)
 
+    p = sub.add_parser("run", help="run a job file (a saved run's job.json): reproduce the run")
+    p.add_argument("job", help="the job's JSON file (its inputs are read relative to it)")
+    p.add_argument("--out", default="reproduced", help="folder for output-<i>.png and job.json")
+    p.add_argument("--preset", default=None, help="default: the job file's own, else $RECONTEXT_PRESET or auto")
+    p.set_defaults(func=cmd_run)
+
     p = sub.add_parser("invert", help="invert a photo and reconstruct it; print metrics as JSON")
     p.add_argument("photo")
     p.add_argument("--prompt", default="", help="caption of the photo (optional)")
     p.add_argument("--tight", action="store_true", help="condition on the photo (Tight Inversion)")
-    p.add_argument("--scale", type=float, default=0.4, help="IP-Adapter scale for --tight")
-    p.add_argument("--steps", type=int, default=None, help="default: the preset's")
-    p.add_argument("--seed", type=int, default=0)
+    _shared_flags(p, "image_scale", "steps", "seed")
     p.add_argument("--out", default="reconstruction.png")
     _add_preset(p)
     p.set_defaults(func=cmd_invert)
@@ -486,15 +531,12 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     p.add_argument("--source", default="", help="what the photo shows")
     p.add_argument("--target", required=True, help="what the edit should show")
     p.add_argument("--tight", action="store_true", help="condition on the photo (Tight Inversion)")
-    p.add_argument("--scale", type=float, default=0.4, help="IP-Adapter scale for --tight")
+    _shared_flags(p, "image_scale", "guidance", "steps", "seed")
     p.add_argument("--sweep", default=None,
                    help="comma-separated image scales, e.g. 0,0.2,0.4,0.6,0.8,1.0 (tight edits)")
     p.add_argument("--compare", action="store_true",
                    help="run every editing method, tight and plain (ignores --edit-method, --tight)")
-    p.add_argument("--guidance", type=float, default=None, help="default: the preset's (7.5; flux 3.5)")
-    p.add_argument("--steps", type=int, default=None, help="default: the preset's")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default="edits", help="folder for the PNGs and metrics.json")
+    p.add_argument("--out", default="edits", help="folder for the PNGs, metrics.json and job.json")
     _add_preset(p)
     p.set_defaults(func=cmd_edit)
     from_specs["edit"] = (p, _edit_flags)
@@ -502,9 +544,7 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     p = sub.add_parser("dress", help="put a garment onto a generated person or scene")
     p.add_argument("garment", help="garment photo")
     p.add_argument("--prompt", required=True, help="the scene, e.g. 'a woman walking in a park'")
-    p.add_argument("--guidance", type=float, default=7.5)
-    p.add_argument("--steps", type=int, default=None, help="default: the preset's")
-    p.add_argument("--seed", type=int, default=0)
+    _shared_flags(p, "guidance", "steps", "seed")
     p.add_argument("--out", default="dressed.png")
     _add_preset(p)
     p.set_defaults(func=cmd_dress)

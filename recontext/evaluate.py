@@ -29,6 +29,7 @@ from PIL import Image
 
 from . import editing, metrics
 from .batch import Results, file_hash, process_state, run_rows
+from .jobs import SHARED
 from .tiny import world
 
 SHORT_WORDS = 3
@@ -173,10 +174,35 @@ def reconstruction_jobs(items, methods, pairs, prompts, steps, seed) -> list[dic
             for it in items for m in methods for t, s in pairs for kind in prompts]
 
 
-def reconstruct_row(studio, job: dict) -> dict:
-    r = studio.reconstruct(job["path"], job["prompt"], method=job["method"], tight=job["tight"],
-                           image_scale=job["scale"] if job["tight"] else 0.4, steps=job["steps"],
-                           seed=job["seed"])
+def row_job(studio, row: dict):
+    """The job (`recontext.jobs`) an evaluation row runs: a reconstruction, or an edit when it
+    has a target. A plain row's image scale is unused (the shared default)."""
+    scale = {"image_scale": row["scale"]} if row["tight"] else {}
+    if "target" in row:
+        return studio.edit_job(row["path"], row["prompt"], row["target"], method=row["method"], tight=row["tight"],
+                               steps=row["steps"], seed=row["seed"], edit_method=row["edit_method"], **scale)
+    return studio.reconstruct_job(row["path"], row["prompt"], method=row["method"], tight=row["tight"],
+                                  steps=row["steps"], seed=row["seed"], **scale)
+
+
+def save_job(todo, out: str | None, row: int) -> None:
+    """A row's job as `out/jobs/row<N>.json` (its inputs named relative to it, with their
+    sha256): `python -m recontext run` replays the row."""
+    if out is None:
+        return
+    folder = os.path.join(out, "jobs")
+    os.makedirs(folder, exist_ok=True)
+    data = todo.to_dict()
+    for name, ref in todo.inputs().items():
+        data[name] = {"path": os.path.relpath(os.path.abspath(ref.path), folder), "sha256": ref.digest()}
+    with open(os.path.join(folder, f"row{row:05d}.json"), "w") as f:
+        json.dump(data, f, indent=1, allow_nan=False)
+
+
+def reconstruct_row(studio, job: dict, out: str | None = None) -> dict:
+    todo = row_job(studio, job)
+    r = studio.run(todo).results[0]
+    save_job(todo, out, job.get("row", 0))
     return {**job, **{k: r.metrics.get(k) for k in RECONSTRUCTION_METRICS}, "seconds": r.seconds}
 
 
@@ -191,10 +217,10 @@ def editing_jobs(items, edit_methods, method, pairs, steps, seed) -> list[dict]:
             for it in items for e in edit_methods for t, s in pairs]
 
 
-def edit_row(studio, job: dict) -> dict:
-    e = studio.edit(job["path"], job["prompt"], job["target"], method=job["method"], tight=job["tight"],
-                    image_scale=job["scale"] if job["tight"] else 0.4, steps=job["steps"],
-                    seed=job["seed"], edit_method=job["edit_method"])
+def edit_row(studio, job: dict, out: str | None = None) -> dict:
+    todo = row_job(studio, job)
+    e = studio.run(todo).results[0]
+    save_job(todo, out, job.get("row", 0))
     truth = Image.open(job["ground_truth"]).convert("RGB").resize(e.output.size, Image.LANCZOS)
     return {**job, "clip_t": e.metrics["clip_target"],
             "clip_i": editing.clip_image_similarity(studio.models, e.output, truth),
@@ -335,7 +361,7 @@ def finish(results: Results, out: str, groups: list[str], names, plot) -> dict:
 
 # -- the commands ----------------------------------------------------------------------------
 def evaluate_reconstruction(studio, coco: str, images: str | None, out: str, limit=None, methods=None,
-                            tight="both", scales=(0.4,), prompts=("full",), steps=None, seed=0,
+                            tight="both", scales=(SHARED['image_scale'].default,), prompts=("full",), steps=None, seed=0,
                             progress=True) -> dict:
     os.makedirs(out, exist_ok=True)
     if coco == "tiny":
@@ -355,7 +381,7 @@ def evaluate_reconstruction(studio, coco: str, images: str | None, out: str, lim
 
 
 def evaluate_editing(studio, magicbrush: str, out: str, limit=None, edit_methods=None, method=None,
-                     tight="both", scales=(0.4,), turns="first", steps=None, seed=0, progress=True) -> dict:
+                     tight="both", scales=(SHARED['image_scale'].default,), turns="first", steps=None, seed=0, progress=True) -> dict:
     os.makedirs(out, exist_ok=True)
     if magicbrush == "tiny":
         if process_state().is_main_process:
@@ -376,7 +402,7 @@ def _run(studio, jobs, out, files, work, desc, groups, names, plot, progress) ->
         job["row"] = n
     results = Results(out, ID_COLUMNS + list(names), "rows.csv")
     preset = studio.preset.name
-    report = run_rows(jobs, lambda job: _key(job, preset, files), lambda job: work(studio, job),
+    report = run_rows(jobs, lambda job: _key(job, preset, files), lambda job: work(studio, job, out),
                       results, desc, progress)
     if report.pop("main"):
         report.update(finish(results, out, groups, names, plot))

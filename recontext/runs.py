@@ -65,9 +65,11 @@ class RunStore:
 
     def save(self, task: str, preset: str, outputs: list[Output], source: Image.Image | None = None,
              prompts: dict | None = None, params: dict | None = None, seed: int | None = None,
-             timings: dict | None = None, gold: dict | None = None) -> str:
+             timings: dict | None = None, gold: dict | None = None, job=None) -> str:
         """Save one run; `gold` ({"top": method, "bottom": method}) marks a gold item, whose
-        right answer is known (see `review.gold`)."""
+        right answer is known (see `review.gold`). `job` (a `jobs` dataclass): written as
+        `job.json` beside its inputs' bytes (`input-<field>.<ext>`), so `python -m recontext
+        run <run>/job.json` replays it. The review serves neither (only run.json's outputs)."""
         from . import __version__
 
         if not outputs:
@@ -96,6 +98,8 @@ class RunStore:
             tmp = tempfile.mkdtemp(prefix=".tmp-", dir=self.root)
             if source is not None:
                 source.save(os.path.join(tmp, "source.png"))
+            if job is not None:
+                write_job(job, tmp, preset)
             for i, o in enumerate(outputs):
                 o.image.save(os.path.join(tmp, f"output-{i}.png"))
             with open(os.path.join(tmp, "run.json"), "w") as f:
@@ -156,6 +160,41 @@ class RunStore:
         return len(record["outputs"]) >= 2 and any(o["method"] == method for o in record["outputs"])
 
 
+def write_job(job, folder: str, preset: str | None = None) -> str:
+    """`job` as `folder/job.json`, each input's bytes copied beside it (read from its path,
+    or the in-memory image as PNG) and named relative to it, with its sha256."""
+    data = job.to_dict()
+    if preset:
+        data["preset"] = preset
+    for name, ref in job.inputs().items():
+        if ref.image is not None:
+            raw, ext = ref.png_bytes(), ".png"
+        elif ref.path:
+            with open(ref.path, "rb") as f:
+                raw = f.read()
+            ext = os.path.splitext(ref.path)[1].lower()
+            ext = ext if re.fullmatch(r"\.[a-z0-9]{1,5}", ext) else ""
+        else:
+            continue
+        filename = f"input-{name}{ext}"
+        with open(os.path.join(folder, filename), "wb") as f:
+            f.write(raw)
+        data[name] = {"path": filename, "sha256": ref.digest()}
+    path = os.path.join(folder, "job.json")
+    with open(path, "w") as f:
+        json.dump(data, f, indent=1, allow_nan=False)
+    return path
+
+
+def output_images(results) -> list:
+    """The images a run saves for `Studio.run`'s results, in order: each reconstruction's and
+    edit's output at working size, each dressed image, each generated image."""
+    out = []
+    for r in results:
+        out.append(r if isinstance(r, Image.Image) else getattr(r, "output", None) or r.image)
+    return out
+
+
 # -- what each task saves ------------------------------------------------------------------
 def method_name(method: str, tight: bool, scale: float | None = None,
                 edit_method: str | None = None, digits: int = 6) -> str:
@@ -171,18 +210,18 @@ def method_name(method: str, tight: bool, scale: float | None = None,
 
 
 def save_reconstructions(runs: RunStore, preset: str, results, prompt: str, steps: int,
-                         seed: int, image_scale: float) -> str:
+                         seed: int, image_scale: float, job=None) -> str:
     """One inversion-tab run: every method × variant reconstruction of one photo."""
     return runs.save(
         "inversion", preset, [Output(method_name(r.method, r.tight), r.output, r.metrics, r.seconds)
                               for r in results],
         source=results[0].source, prompts={"caption": prompt},
-        params={"steps": steps, "image_scale": image_scale}, seed=seed)
+        params={"steps": steps, "image_scale": image_scale}, seed=seed, job=job)
 
 
 def save_edits(runs: RunStore, preset: str, edits, source_prompt: str, target_prompt: str,
                method: str, tight: bool, guidance: float, steps: int, seed: int,
-               sweep: bool, settings: dict | None = None) -> str:
+               sweep: bool, settings: dict | None = None, job=None) -> str:
     """One editing-tab run: an edit, a sweep's edits (one output per image scale), or a
     comparison (one output per editing method × inversion variant, each named by both)."""
     names = _distinct([[method_name(e.method, e.tight, e.scale if sweep else None,
@@ -193,7 +232,7 @@ def save_edits(runs: RunStore, preset: str, edits, source_prompt: str, target_pr
                      params={"method": method, "tight": tight, "guidance": guidance, "steps": steps,
                              "image_scales": [e.scale for e in edits], "sweep": sweep,
                              "edit_methods": sorted({e.edit_method for e in edits}),
-                             **(settings or {})}, seed=seed)
+                             **(settings or {})}, seed=seed, job=job)
 
 
 def _distinct(candidates: list[list[str]]) -> list[str]:
@@ -207,7 +246,7 @@ def _distinct(candidates: list[list[str]]) -> list[str]:
 
 
 def save_dressed(runs: RunStore, preset: str, results: dict, prompt: str, params: dict,
-                 seed: int) -> str:
+                 seed: int, job=None) -> str:
     """One garment-tab run: the garment and one output per method ({method: Dressed})."""
     first = next(iter(results.values()))
     return runs.save(
@@ -215,4 +254,4 @@ def save_dressed(runs: RunStore, preset: str, results: dict, prompt: str, params
                           for m, g in results.items()],
         source=first.garment.convert("RGB"), prompts={"prompt": prompt}, params=params, seed=seed,
         timings={m: {"adapt_seconds": g.adapt_seconds, "generate_seconds": g.generate_seconds}
-                 for m, g in results.items()})
+                 for m, g in results.items()}, job=job)

@@ -12,21 +12,27 @@ from dataclasses import dataclass, field
 
 from PIL import Image
 
-from . import editing, images, inversion, metrics, presets
+from . import editing, images, inversion, jobs, metrics, presets
 from . import garment as garments
-from .methods import Option
-from .progress import Progress, segment, ticker
+from .jobs import SHARED, Input
+from .progress import Progress, segment, stop, ticker, watched, weighted
 from .workbench import Workbench
-
-# the shared settings every job takes; a method's own settings live in its spec
-SHARED = {o.name: o for o in (
-    Option("steps", 50, 1, 200, kind="int"), Option("image_scale", 0.4, 0.0, 1.5),
-    Option("guidance", 7.5, 1.0, 20.0), Option("seed", 0, 0, 2**32 - 1, kind="int"))}
 
 
 def check_range(name: str, value):
     """A shared setting checked (ValueError naming it and its range)."""
-    return SHARED[name].check(value)
+    return jobs.check_shared(name, value)
+
+
+@dataclass
+class Ran:
+    """What `Studio.run` returns: the job, its results in order (Reconstruction, editing.Edit,
+    garment.Dressed or a PIL image per run), and notes on runs left out (a garment method
+    unavailable on this server)."""
+
+    job: object
+    results: list
+    notes: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -87,48 +93,174 @@ class Studio:
         does not run on this preset."""
         return inversion.get(name, self.preset)
 
-    def _checked(self, image_scale, guidance, steps, seed):
-        return (check_range("image_scale", image_scale), check_range("guidance", guidance),
-                check_range("steps", self.preset.steps if steps is None else steps),
-                check_range("seed", seed))
-
     def inversion_options(self, method: str, **given) -> dict:
         """An inversion method's own settings on this preset (its authors' defaults unless given)."""
         return inversion.options(method, self.preset.name, **given)
 
-    # -- inversion tab -------------------------------------------------------------------
-    def reconstruct(self, image, prompt: str = "", method: str | None = None, tight: bool = False,
-                    image_scale: float = 0.4, steps: int | None = None, seed: int = 0,
-                    guidance: float = 1.0, progress: Progress | None = None, **options) -> Reconstruction:
-        """Invert a photo with `method` (None: the preset's first) and reconstruct it;
-        metrics against the input. `options`: the method's own settings (its spec's); other
-        inversion methods' settings are ignored, so one set serves several methods."""
-        method = method or self.methods[0]
-        module = self.method(method)
-        _refuse_unknown(options, map(inversion.spec, inversion.names()))
-        own = self.inversion_options(method, **module.SPEC.own(options))
-        image_scale, guidance, steps, seed = self._checked(image_scale, guidance, steps, seed)
+    def edit_settings(self, method: str, edit_method: str, **given) -> dict:
+        """`skip` and `source_guidance` of an edit's inversion: those given (checked), else
+        the editing method's or the inversion's defaults (their specs')."""
+        return editing.inversion_settings(method, edit_method, **given)
+
+    # -- the one path that executes ----------------------------------------------------------
+    def run(self, job, progress: Progress | None = None, cancel=None, each=None) -> Ran:
+        """Execute `job` (a `jobs.Reconstruct`, `Edit`, `Dress` or `Generate`, checked here).
+        `cancel`: anything with `is_set()` (a `threading.Event`), checked at every model step
+        and between runs: once set, `jobs.Cancelled` is raised within one step and nothing is
+        kept. `each`: what runs each edit of a sweep or comparison (default `self.run`; on
+        ZeroGPU a GPU call of its own, priced by that edit's job)."""
+        job = job.check()
+        stop(cancel)
+        progress = watched(progress, cancel)
+        if isinstance(job, jobs.Reconstruct):
+            return self._reconstruct(job, progress, cancel)
+        if isinstance(job, jobs.Edit):
+            return self._edit(job, progress, cancel, each)
+        if isinstance(job, jobs.Dress):
+            return self._dress(job, progress, cancel)
+        if isinstance(job, jobs.Generate):
+            return Ran(job, [self._generate(job, progress)])
+        raise ValueError(f"not a job: {type(job).__name__}")
+
+    def _known(self, options: dict, family) -> None:
+        unknown = sorted(set(options) - set(family.names()))
+        if unknown:
+            raise ValueError(f"options: {', '.join(unknown)} is not a method here; options are "
+                             f"{{method: {{option: value}}}} for {', '.join(family.names(self.preset))}")
+
+    def _reconstruct(self, job, progress, cancel) -> Ran:
+        methods = job.methods or [self.methods[0]]
+        modules = {m: self.method(m) for m in methods}
+        self._known(job.options, inversion)
+        own = {m: self.inversion_options(m, **job.options.get(m, {})) for m in methods}
+        runs = [(m, v) for m in methods for v in job.variants]
+        out = []
+        for i, (m, v) in enumerate(runs):
+            stop(cancel)
+            out.append(self._reconstruct_one(job, modules[m], v == "tight", own[m],
+                                             segment(progress, i, len(runs))))
+        return Ran(job, out)
+
+    def _reconstruct_one(self, job, module, tight, own, progress) -> Reconstruction:
+        method, steps = module.SPEC.name, self.preset.steps if job.steps is None else job.steps
+        guidance = 1.0 if job.guidance is None else job.guidance
         setup = self.setup(progress)
         start = time.perf_counter()
         with self.models.lock:
-            photo = self.prepare(image)
-            notes = photo.notes + self.prompt_notes(prompt)
+            photo = self.prepare(job.image.read())
+            notes = photo.notes + self.prompt_notes(job.prompt)
             timesteps, alphas = self.models.levels(steps, photo.latents)
             tick = ticker(progress, 2 * steps, f"{method}{' + tight' if tight else ''}")
-            state, z_rec = self.invert(photo, prompt, module, tight, image_scale, timesteps, alphas,
-                                       seed, guidance, tick, own)
+            state, z_rec = self.invert(photo, job.prompt, module, tight, job.image_scale, timesteps, alphas,
+                                       job.seed, guidance, tick, own)
             notes = notes + list(getattr(state, "notes", []))  # what the method says of its run
             output = self.models.decode(z_rec, f"{method}{' + tight' if tight else ''}")
         result = metrics.reconstruction(photo.image, output, photo.latents, z_rec, photo.vae_roundtrip)
         return Reconstruction(
             image=images.to_size(output, photo.original_size), metrics=result,
-            seconds=time.perf_counter() - start, method=method, tight=tight, image_scale=image_scale,
+            seconds=time.perf_counter() - start, method=method, tight=tight, image_scale=job.image_scale,
             source=photo.image, output=output, notes=notes, setup_seconds=setup)
 
+    def _edit(self, job, progress, cancel, each) -> Ran:
+        method = job.method or self.methods[0]
+        self.method(method)
+        self._known(job.options, _Editing)
+        if job.kind == "one" and len(job.variants) == 1:
+            return Ran(job, [self._edit_one(job, progress)])
+        subs = jobs.edit_runs(job, method, self.edit_methods, editing.inversion_for)
+        out = []
+        for i, (sub, label) in enumerate(subs):
+            stop(cancel)
+            part = segment(progress, i, len(subs), label)
+            ran = (each or self.run)(sub, progress=part, cancel=cancel)
+            out += ran.results
+        return Ran(job, out)
 
-    # -- text editing tab ------------------------------------------------------------------
+    def _edit_one(self, job, progress) -> editing.Edit:
+        method = job.method or self.methods[0]
+        edit_method = job.edit_method or self.edit_methods[0]
+        self.method(method)
+        editor = editing.get(edit_method, self.preset)
+        guidance = self.preset.guidance if job.guidance is None else job.guidance
+        steps = self.preset.steps if job.steps is None else job.steps
+        inv = self.inversion_options(method, **job.options.get(method, {}))
+        own = editing.own_settings(edit_method, **job.options.get(edit_method, {}))
+        self.setup(progress)  # one-off model loading stays out of the edit's seconds
+        settings = self.edit_settings(method, edit_method, skip=job.skip, source_guidance=job.source_guidance)
+        return editing.edit(self.bench, job.image.read(), job.source, job.target, method, job.variants == ("tight",),
+                            job.image_scale, guidance, steps, job.seed, progress, edit_method=editor.SPEC.name,
+                            inversion_options=inv, **settings, **own)
+
+    def _dress(self, job, progress, cancel) -> Ran:
+        if not self.garment_methods:
+            raise ValueError(f"the garment tab needs a UNet (epsilon) preset such as tiny or sdxl; "
+                             f"{self.preset.name} is a flow-matching model")
+        methods = job.methods or [self.garment_methods[0]]
+        modules = {m: garments.get(m, self.preset) for m in methods}
+        self._known(job.options, garments)
+        own = {m: modules[m].SPEC.settings(self.preset.name, **job.options.get(m, {})) for m in methods}
+        steps = self.preset.steps if job.steps is None else job.steps
+        guidance = self.preset.guidance if job.guidance is None else job.guidance
+        units = [steps + int(garments.work(m, own[m]).get("finetune_steps", 0)) for m in methods]
+        out, notes = [], []
+        for i, m in enumerate(methods):
+            stop(cancel)
+            try:
+                out.append(garments.dress(self.bench, job.garment.read(), job.prompt, m, steps, job.seed, guidance,
+                                          own[m], weighted(progress, sum(units[:i]), units[i], sum(units))))
+            except ValueError as e:
+                if "unavailable" in str(e) and len(methods) > 1:
+                    notes.append(str(e))  # the other methods still run
+                    continue
+                raise
+        return Ran(job, out, notes)
+
+    def _generate(self, job, progress) -> Image.Image:
+        guidance = self.preset.guidance if job.guidance is None else job.guidance
+        steps = self.preset.steps if job.steps is None else job.steps
+        side = self.preset.resolution
+        with self.models.lock:
+            cond = self.condition(job.prompt, Image.new("RGB", (side, side)), False, 0.0, guidance)
+            return self.bench.generate(cond, steps, job.seed, ticker(progress, steps, "generating"))
+
+    # -- the calls of one run each: thin wrappers that build a job --------------------------------
+    def reconstruct(self, image, prompt: str = "", method: str | None = None, tight: bool = False,
+                    image_scale: float = SHARED["image_scale"].default, steps: int | None = None, seed: int = 0,
+                    guidance: float = 1.0, progress: Progress | None = None, **options) -> Reconstruction:
+        """Invert a photo with `method` (None: the preset's first) and reconstruct it;
+        metrics against the input. `options`: the method's own settings (its spec's); other
+        inversion methods' settings are ignored, so one set serves several methods."""
+        job = self.reconstruct_job(image, prompt, method, tight, image_scale, steps, seed, guidance, **options)
+        return self.run(job, progress).results[0]
+
+    def reconstruct_job(self, image, prompt: str = "", method: str | None = None, tight: bool = False,
+                        image_scale: float = SHARED["image_scale"].default, steps: int | None = None,
+                        seed: int = 0, guidance: float | None = None, **options) -> jobs.Reconstruct:
+        """The `jobs.Reconstruct` of `reconstruct`'s loose arguments (flat `options`)."""
+        _refuse_unknown(options, map(inversion.spec, inversion.names()))
+        method = method or self.methods[0]
+        return jobs.Reconstruct(image=Input.of(image), prompt=prompt, methods=[method],
+                                variants=jobs.tight_variants(tight), image_scale=image_scale, steps=steps,
+                                guidance=guidance, seed=seed, options=_per_method(options, [method], inversion))
+
+    def edit_job(self, image, source_prompt: str, target_prompt: str, kind: str = "one", method: str | None = None,
+                 tight: bool = True, image_scale: float = SHARED["image_scale"].default,
+                 scales=jobs.SWEEP_SCALES, guidance: float | None = None, steps: int | None = None, seed: int = 0,
+                 edit_method: str | None = None, variants=None, **options) -> jobs.Edit:
+        """The `jobs.Edit` of the loose arguments the calls below take (flat `options`: each
+        method takes its own; `skip` and `source_guidance` are the job's)."""
+        _refuse_unknown({k: v for k, v in options.items() if k not in ("skip", "source_guidance")},
+                        [*map(inversion.spec, inversion.names()), *map(editing.spec, editing.names())])
+        skip, source_guidance = options.pop("skip", None), options.pop("source_guidance", None)
+        return jobs.Edit(image=Input.of(image), source=source_prompt, target=target_prompt, kind=kind,
+                         method=method, edit_method=edit_method,
+                         variants=variants or jobs.tight_variants(tight), image_scale=image_scale,
+                         scales=tuple(scales) if kind == "sweep" else (), guidance=guidance, steps=steps,
+                         seed=seed, skip=skip, source_guidance=source_guidance,
+                         options=_per_method(options, [*inversion.names(), *editing.names()], _Editing))
+
     def edit(self, image, source_prompt: str, target_prompt: str, method: str | None = None,
-             tight: bool = True, image_scale: float = 0.4, guidance: float | None = None,
+             tight: bool = True, image_scale: float = SHARED["image_scale"].default, guidance: float | None = None,
              steps: int | None = None, seed: int = 0, progress: Progress | None = None,
              edit_method: str | None = None, skip: float | None = None,
              source_guidance: float | None = None, **options) -> editing.Edit:
@@ -138,27 +270,9 @@ class Studio:
         take their authors' defaults, as do `skip` and `source_guidance` (the inversion's
         for an edit). Other methods' settings are ignored, so one set serves several methods.
         `guidance` None: the preset's."""
-        method = method or self.methods[0]
-        edit_method = edit_method or self.edit_methods[0]
-        self.method(method)
-        editor = editing.get(edit_method, self.preset)
-        guidance = self.preset.guidance if guidance is None else guidance
-        image_scale, guidance, steps, seed = self._checked(image_scale, guidance, steps, seed)
-        _require_text(target_prompt, "target prompt")
-        _require_text(source_prompt, "source prompt", allow_empty=True)
-        _refuse_unknown(options, [*map(inversion.spec, inversion.names()), *map(editing.spec, editing.names())])
-        inv = self.inversion_options(method, **inversion.spec(method).own(options))
-        own = editing.own_settings(edit_method, **editor.SPEC.own(options))
-        self.setup(progress)  # one-off model loading stays out of the edit's seconds
-        settings = self.edit_settings(method, edit_method, skip=skip, source_guidance=source_guidance)
-        return editing.edit(self.bench, image, source_prompt, target_prompt, method, tight, image_scale,
-                            guidance, steps, seed, progress, edit_method=edit_method, inversion_options=inv,
-                            **settings, **own)
-
-    def edit_settings(self, method: str, edit_method: str, **given) -> dict:
-        """`skip` and `source_guidance` of an edit's inversion: those given (checked), else
-        the editing method's or the inversion's defaults (their specs')."""
-        return editing.inversion_settings(method, edit_method, **given)
+        job = self.edit_job(image, source_prompt, target_prompt, "one", method, tight, image_scale, (), guidance,
+                            steps, seed, edit_method, skip=skip, source_guidance=source_guidance, **options)
+        return self.run(job, progress).results[0]
 
     def edit_sweep(self, image, source_prompt: str, target_prompt: str,
                    scales=editing.SWEEP_SCALES, method: str | None = None, guidance: float | None = None,
@@ -166,71 +280,73 @@ class Studio:
                    progress: Progress | None = None, run=None, **settings) -> list[editing.Edit]:
         """Tight edits at several image scales: one inversion per scale (each scale
         conditions its own), the photo's image embeddings computed once for all.
-        `settings`: `edit_method` and its options, as for `edit`. `run`: what makes each edit
-        (default `self.edit`; on ZeroGPU, `self.edit` in a GPU call of its own)."""
-        scales = [check_range("image_scale", s) for s in scales]
-        if not scales:
+        `settings`: `edit_method` and its options, as for `edit`. `run`: what runs each
+        edit's job (default `self.run`; on ZeroGPU, a GPU call of its own)."""
+        if isinstance(scales, (int, float)) or not list(scales):
             raise ValueError("image scales: give at least one value")
-        results = []
-        for i, s in enumerate(scales):
-            results.append((run or self.edit)(image, source_prompt, target_prompt, method=method, tight=True,
-                                     image_scale=s, guidance=guidance, steps=steps, seed=seed,
-                                     progress=segment(progress, i, len(scales), f"scale {s:g}: "),
-                                     **settings))
-        return results
+        edit_method = settings.pop("edit_method", None)
+        job = self.edit_job(image, source_prompt, target_prompt, "sweep", method, True, scales=scales,
+                            guidance=guidance, steps=steps, seed=seed, edit_method=edit_method, **settings)
+        return self.run(job, progress, each=run).results
 
     def edit_compare(self, image, source_prompt: str, target_prompt: str, method: str | None = None,
-                     image_scale: float = 0.4, guidance: float | None = None, steps: int | None = None,
-                     seed: int = 0, progress: Progress | None = None, run=None,
+                     image_scale: float = SHARED["image_scale"].default, guidance: float | None = None,
+                     steps: int | None = None, seed: int = 0, progress: Progress | None = None, run=None,
                      **settings) -> list[editing.Edit]:
         """The same edit by every editing method, tight and plain. Each method runs on the
         inversion its spec pairs it with (its paper's), the others on `method`. `settings` as
         for `edit` (each method takes the ones that are its own); `run` as for `edit_sweep`."""
         settings.pop("edit_method", None)
-        method = method or self.methods[0]
-        runs = [(m, tight) for m in self.edit_methods for tight in (True, False)]
-        shared = {o.name: settings[o.name] for o in inversion.EDIT_OPTIONS if o.name in settings}
-        out = []
-        for i, (m, tight) in enumerate(runs):
-            on = editing.inversion_for(m, method)
-            own = {**editing.spec(m).own(settings), **inversion.spec(on).own(settings), **shared}
-            out.append((run or self.edit)(
-                image, source_prompt, target_prompt, method=on, tight=tight, image_scale=image_scale,
-                guidance=guidance, steps=steps, seed=seed,
-                progress=segment(progress, i, len(runs), f"{m}{' + tight' if tight else ''}: "),
-                edit_method=m, **own))
-        return out
+        job = self.edit_job(image, source_prompt, target_prompt, "compare", method, image_scale=image_scale,
+                            guidance=guidance, steps=steps, seed=seed, variants=jobs.VARIANTS, **settings)
+        return self.run(job, progress, each=run).results
 
-    # -- text to image ---------------------------------------------------------------------------
     def generate(self, prompt: str, steps: int | None = None, guidance: float | None = None, seed: int = 0,
                  progress: Progress | None = None) -> Image.Image:
         """Plain text-to-image on the shared pipeline (no image conditioning); `guidance`
         None: the preset's."""
-        _require_text(prompt, "prompt")
-        guidance = self.preset.guidance if guidance is None else guidance
-        _, guidance, steps, seed = self._checked(0.0, guidance, steps, seed)
-        side = self.preset.resolution
-        with self.models.lock:
-            cond = self.condition(prompt, Image.new("RGB", (side, side)), False, 0.0, guidance)
-            return self.bench.generate(cond, steps, seed, ticker(progress, steps, "generating"))
+        return self.run(jobs.Generate(prompt=prompt, steps=steps, guidance=guidance, seed=seed), progress).results[0]
 
-    # -- garment tab -------------------------------------------------------------------------
     def dress(self, garment_image, prompt: str, method: str | None = None, steps: int | None = None,
-              seed: int = 0, guidance: float = 7.5, progress: Progress | None = None,
+              seed: int = 0, guidance: float | None = None, progress: Progress | None = None,
               **options) -> garments.Dressed:
         """Generate `prompt` wearing `garment` with `method` (None: the preset's first);
         `options`: the method's own settings (its spec's: scales, steps, checkpoint...);
-        other garment methods' settings are ignored, so one set serves several methods."""
+        other garment methods' settings are ignored, so one set serves several methods.
+        `guidance` None: the preset's."""
+        job = self.dress_job(garment_image, prompt, method, steps, seed, guidance, **options)
+        return self.run(job, progress).results[0]
+
+    def dress_job(self, garment_image, prompt: str, method: str | None = None, steps: int | None = None,
+                  seed: int = 0, guidance: float | None = None, **options) -> jobs.Dress:
+        """The `jobs.Dress` of `dress`'s loose arguments (flat `options`)."""
         if not self.garment_methods:
-            raise ValueError(f"the garment tab needs a UNet (epsilon) preset such as tiny or sdxl; "
-                             f"{self.preset.name} is a flow-matching model")
+            return jobs.Dress(garment=Input.of(garment_image), prompt=prompt)  # Studio.run says why not
         method = method or self.garment_methods[0]
-        module = garments.get(method, self.preset)
-        _require_text(prompt, "prompt")
         _refuse_unknown(options, [garments.spec(m) for m in garments.names()])
-        own = module.SPEC.settings(self.preset.name, **module.SPEC.own(options))
-        _, guidance, steps, seed = self._checked(0.0, guidance, steps, seed)
-        return garments.dress(self.bench, garment_image, prompt, method, steps, seed, guidance, own, progress)
+        return jobs.Dress(garment=Input.of(garment_image), prompt=prompt, methods=[method], steps=steps,
+                          guidance=guidance, seed=seed, options=_per_method(options, [method], garments))
+
+
+class _Editing:  # the inversion and editing methods together: an edit job's options name either
+    @staticmethod
+    def names(preset=None):
+        return [*inversion.names(preset), *editing.names(preset)]
+
+    @staticmethod
+    def spec(name):
+        return (inversion.spec if name in inversion.names() else editing.spec)(name)
+
+
+def _per_method(options: dict, methods, family) -> dict:
+    """Flat settings ({option: value}, each method taking its own) as a job's options
+    ({method: {option: value}}, for `methods`; settings left None are left out)."""
+    out = {}
+    for m in methods:
+        own = {k: v for k, v in family.spec(m).own(options).items() if v is not None}
+        if own:
+            out[m] = own
+    return out
 
 
 def _refuse_unknown(options: dict, specs) -> None:

@@ -107,18 +107,21 @@ def _rows(preset, guidance: float) -> int:
     return 2 if guidance > 1.0 and preset.pipeline != "flux" else 1
 
 
-def inversion_cost(preset, method: str) -> int:
+def inversion_cost(preset, method: str, options: dict | None = None) -> int:
     """Evaluations per step of inverting and reconstructing with `method` (guidance 1), at
-    its own settings on this preset."""
-    return inversion.cost(method, inversion.options(method, preset.name))
+    its settings on this preset (`options` given, its own defaults otherwise)."""
+    return inversion.cost(method, inversion.options(method, preset.name, **(options or {})))
 
 
-def reconstruct(preset, methods, variants, steps: int) -> Work:
-    """The inversion tab: each method, plain and / or tight, on one photo."""
+def reconstruct(preset, methods, variants, steps: int, options: dict | None = None,
+                guidance: float = 1.0) -> Work:
+    """The inversion tab: each method (at its `options`: {method: {option: value}}), plain
+    and / or tight, on one photo."""
     runs = [(m, v) for m in methods for v in variants]
+    rows = _rows(preset, guidance)
     return (Work(encodes=1, decodes=1)  # the photo and its VAE round trip, once
-            + sum((Work(evaluations=inversion_cost(preset, m) * steps, decodes=1, runs=1) for m, _ in runs),
-                  Work()))
+            + sum((Work(evaluations=inversion_cost(preset, m, (options or {}).get(m)) * rows * steps,
+                        decodes=1, runs=1) for m, _ in runs), Work()))
 
 
 def _edit_setting(method: str, edit_method: str, steps: int, skip, source_guidance):
@@ -129,7 +132,7 @@ def _edit_setting(method: str, edit_method: str, steps: int, skip, source_guidan
 
 def edit(preset, method: str, edit_method: str, steps: int, guidance: float | None = None,
          skip: float | None = None, source_guidance: float | None = None, encode: bool = True,
-         invert: bool = True) -> Work:
+         invert: bool = True, options: dict | None = None) -> Work:
     """One edit: invert and rebuild under the source prompt (unless `invert` is False: the
     inversion is cached), then edit: the target branch (at the edit's guidance, or unguided)
     and, for two-branch methods, the source branch."""
@@ -138,7 +141,7 @@ def edit(preset, method: str, edit_method: str, steps: int, guidance: float | No
     spec = editing.spec(edit_method)
     src = _rows(preset, source_guidance)
     per_step = (_rows(preset, guidance) if spec.target_guidance else 1) + (src if spec.calls_per_step() > 1 else 0)
-    inverting = inversion_cost(preset, method) * kept * src if invert else 0
+    inverting = inversion_cost(preset, method, (options or {}).get(method)) * kept * src if invert else 0
     return Work(evaluations=inverting + per_step * kept, encodes=int(encode), decodes=1 + int(invert) + int(encode),
                 runs=1)
 
@@ -149,13 +152,13 @@ def sweep(preset, method: str, edit_method: str, steps: int, scales, **settings)
                 for i in range(len(scales))), Work())
 
 
-def compare(preset, method: str, steps: int, **settings) -> Work:
+def compare(preset, method: str, steps: int, variants=(True, False), **settings) -> Work:
     """Every editing method, tight and plain, each on the inversion its spec pairs it with
     (else `method`); editing methods on the same inversion share it (the inversion cache)."""
     work, inverted = Work(), set()
     for m in editing.names(preset):
         on = editing.inversion_for(m, method)
-        for tight in (True, False):
+        for tight in variants:
             key = (on, tight, _edit_setting(on, m, steps, settings.get("skip"), settings.get("source_guidance")))
             work += edit(preset, on, m, steps, encode=not work.runs, invert=key not in inverted, **settings)
             inverted.add(key)
@@ -182,6 +185,50 @@ def generate(preset, steps: int, guidance: float | None = None) -> Work:
                 decodes=1, runs=1)
 
 
+def work(job, preset) -> Work:
+    """The work of `job` (a `jobs` dataclass, checked) on `preset`, counted from its own
+    fields: methods, variants, steps, guidance, scales and each method's options."""
+    from . import garment, jobs
+
+    job = job.check()
+    steps = preset.steps if job.steps is None else job.steps
+    if isinstance(job, jobs.Reconstruct):
+        return reconstruct(preset, job.methods or inversion.names(preset)[:1], job.variants, steps, job.options,
+                           1.0 if job.guidance is None else job.guidance)
+    if isinstance(job, jobs.Generate):
+        return generate(preset, steps, job.guidance)
+    if isinstance(job, jobs.Dress):
+        methods = job.methods or garment.names(preset)[:1]
+        return dress(preset, methods, steps, job.options,
+                     preset.guidance if job.guidance is None else job.guidance)
+    method = job.method or inversion.names(preset)[0]
+    settings = {"guidance": job.guidance, "skip": job.skip, "source_guidance": job.source_guidance,
+                "options": job.options}
+    if job.kind == "compare":
+        return compare(preset, method, steps, [v == "tight" for v in sorted(job.variants, key=lambda v: v != "tight")],
+                       **settings)
+    edit_method = job.edit_method or editing.names(preset)[0]
+    runs = len(job.scales) if job.kind == "sweep" else len(job.variants)
+    return sum((edit(preset, method, edit_method, steps, encode=i == 0, **settings) for i in range(runs)), Work())
+
+
+def calls(job, preset) -> list:
+    """The GPU calls `job` makes on ZeroGPU: a sweep or a comparison runs each edit as a call
+    (a job) of its own, sized for it; any other job is one call."""
+    from . import jobs
+
+    job = job.check()
+    if not isinstance(job, jobs.Edit) or job.kind == "one":
+        return [job]
+    method = job.method or inversion.names(preset)[0]
+    return [sub for sub, _ in jobs.edit_runs(job, method, editing.names(preset), editing.inversion_for)]
+
+
+def seconds(job, preset, loaded: bool = True) -> float:
+    """The estimated seconds of `job`'s longest GPU call (`calls`)."""
+    return max(estimate(preset, work(c, preset), loaded) for c in calls(job, preset))
+
+
 def estimate(preset, work: Work, loaded: bool = True) -> float:
     """Seconds `work` takes on `preset`'s calibrated device (plus loading, when not loaded)."""
     c = CALIBRATION.get(preset.name, _SDXL_H200)
@@ -198,32 +245,32 @@ def fits(estimated_s: float) -> bool:
     return MARGIN * estimated_s <= LIMIT_S
 
 
+def page_jobs(preset) -> list[tuple[str, object]]:
+    """(handler, the job it runs) for every GPU handler at the page's defaults, and the
+    garment handler with every method."""
+    from . import garment, jobs
+
+    photo = jobs.Input(path="photo.png")
+    edit = jobs.Edit(image=photo, target="an edit")  # the edit tab's defaults: tight, the first methods
+    out = [("reconstruct", jobs.Reconstruct(image=photo, methods=inversion.names(preset), variants=jobs.VARIANTS)),
+           ("edit", edit), ("edit_sweep", jobs.replace(edit, kind="sweep")),
+           ("edit_compare", jobs.replace(edit, kind="compare", variants=jobs.VARIANTS))]
+    if garment.names(preset):
+        garment_photo = jobs.Input(path="garment.png")
+        out += [("dress", jobs.Dress(garment=garment_photo, prompt="a person", methods=garment.page_methods(preset))),
+                ("dress (every method)", jobs.Dress(garment=garment_photo, prompt="a person",
+                                                    methods=garment.names(preset)))]
+    return out
+
+
 def page_requests(preset) -> list[dict]:
     """Every GPU handler at the page's defaults, and the garment handler with every method:
     [{"handler", "calls", "requested_s", "estimated_s", "fits"}], the figures of its longest GPU
-    call (sweeps and comparisons run each edit as a call of its own). What `python -m
-    recontext zerogpu` prints."""
-    from . import garment
-
-    steps = preset.steps
-    method = inversion.names(preset)[0]
-    methods = editing.names(preset)
-    first = methods[0]  # the page's default editing method
-    requests = [  # (handler, its GPU calls: a sweep or a comparison makes one per edit)
-        ("reconstruct", [reconstruct(preset, inversion.names(preset), ("plain", "tight"), steps)]),
-        ("edit", [edit(preset, method, first, steps)]),
-        ("edit_sweep", [edit(preset, method, first, steps)] * len(editing.SWEEP_SCALES)),
-        ("edit_compare", [edit(preset, editing.inversion_for(m, method), m, steps)
-                          for m in methods for _ in (True, False)]),
-    ]
-    if garment.names(preset):
-        requests += [
-            ("dress", [dress(preset, garment.page_methods(preset), steps)]),
-            ("dress (every method)", [dress(preset, garment.names(preset), steps)]),
-        ]
+    call (sweeps and comparisons run each edit as a call of its own), priced from the job the
+    handler runs. What `python -m recontext zerogpu` prints."""
     out = []
-    for name, calls in requests:
-        est = max(estimate(preset, w) for w in calls)  # the longest call
-        out.append({"handler": name, "calls": len(calls), "requested_s": requested(est),
+    for name, job in page_jobs(preset):
+        est = seconds(job, preset)
+        out.append({"handler": name, "calls": len(calls(job, preset)), "requested_s": requested(est),
                     "estimated_s": round(est, 2), "fits": fits(est)})
     return out

@@ -238,11 +238,14 @@ def test_bad_inputs_end_to_end(client, tmp_path):
     for path, note in ((huge, "6000×6000"), (deep, "16-bit"), (rgba, "transparen")):
         notes = " ".join(reconstruct(client, str(path), steps=2, methods=("ddim",))[0]["notes"])
         assert note.lower() in notes.lower(), notes
-    long = "a cat " * 340  # 2,040 characters
+    long = "a cat " * 60  # 360 characters: more than the encoder's 77 tokens
     notes = " ".join(reconstruct(client, CAT, steps=2, methods=("ddim",))[0]["notes"])
     out = client.predict(photo=handle_file(CAT), prompt=long, methods=["ddim"], variants=["plain"],
                          steps=2, api_name="/reconstruct")
     assert "cut off" in " ".join(out[0]["notes"])
+    with pytest.raises(Exception, match="at most 2000"):  # refused before tokenizing (issue 37)
+        client.predict(photo=handle_file(CAT), prompt="a cat " * 340, methods=["ddim"], variants=["plain"],
+                       steps=2, api_name="/reconstruct")
     with pytest.raises(Exception, match="target prompt is empty"):
         client.predict(photo=handle_file(CAT), source="a cat", target="   ", steps=2, api_name="/edit")
     with pytest.raises(Exception, match="prompt is empty"):

@@ -91,5 +91,10 @@ def test_out_of_range_values_are_rejected(studio, photo, kwargs, field):
 
 
 def test_long_prompt_truncation_is_said(studio, photo):
-    r = studio.reconstruct(photo, prompt="a cat " * 400, method="ddim", steps=2)
+    r = studio.reconstruct(photo, prompt="a cat " * 60, method="ddim", steps=2)  # 360 characters, > 77 tokens
     assert any("tokens were cut off" in n for n in r.notes)
+
+
+def test_a_prompt_over_2000_characters_is_refused_before_tokenizing(studio, photo):
+    with pytest.raises(ValueError, match="prompt is 2400 characters long; at most 2000"):
+        studio.reconstruct(photo, prompt="a cat " * 400, method="ddim", steps=2)

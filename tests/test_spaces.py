@@ -45,19 +45,16 @@ def test_assemble_builds_a_space_folder(tmp_path):
 
 
 def test_gpu_wrapping_only_on_zerogpu(monkeypatch):
+    """`on_gpu(run, preset)` wraps a job runner in spaces.GPU only on ZeroGPU, asking for the
+    duration priced from the job it is handed (jobs: one request object, issue 36)."""
+    from recontext import jobs, presets, zerogpu
     from recontext.ui.common import on_gpu
 
-    def handler(a, steps):
-        return a
-
-    from recontext import presets, zerogpu
+    def run(job, *args):
+        return job.prompt
 
     p = presets.get("sdxl")
-
-    def work(a, steps):
-        return zerogpu.Work(evaluations=int(steps))
-
-    assert on_gpu(handler, work, p) is handler  # not a ZeroGPU Space
+    assert on_gpu(run, p) is run  # not a ZeroGPU Space
     seen = {}
 
     def GPU(duration):
@@ -68,6 +65,7 @@ def test_gpu_wrapping_only_on_zerogpu(monkeypatch):
 
     monkeypatch.setitem(sys.modules, "spaces", types.SimpleNamespace(GPU=GPU))
     monkeypatch.setenv("SPACES_ZERO_GPU", "true")
-    assert on_gpu(handler, work, p)("x", 10) == "x"
-    assert seen["duration"]("x", 1000) > seen["duration"]("x", 10) >= zerogpu.FLOOR_S
-    assert seen["duration"]("x", "not a number") == 60
+    job = lambda steps: jobs.Generate(prompt="x", steps=steps)  # noqa: E731
+    assert on_gpu(run, p)(job(10)) == "x"
+    assert seen["duration"](job(200)) > seen["duration"](job(10)) >= zerogpu.FLOOR_S
+    assert seen["duration"](job("not a number")) == 60

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from recontext import presets, zerogpu
+from recontext import jobs, presets, zerogpu
 from recontext.garment import METHODS, spec
 
 FINETUNE_STEPS = spec("finetune-lora").option("finetune_steps").default
@@ -93,13 +93,17 @@ def test_a_request_too_long_for_zerogpu_is_refused_with_what_to_lower(monkeypatc
     monkeypatch.setitem(sys.modules, "spaces", types.SimpleNamespace(GPU=GPU))
     monkeypatch.setenv("SPACES_ZERO_GPU", "true")
     p = presets.get("sdxl")
-    handler = on_gpu(lambda methods, ft: "done", lambda methods, ft: zerogpu.dress(
-        p, methods, 50, dict.fromkeys(methods, {"finetune_steps": ft})), p)
-    assert handler(["finetune-lora"], 200) == "done"
+    handler = on_gpu(lambda job, *args: "done", p)
+
+    def job(ft):
+        return jobs.Dress(garment=jobs.Input(path=GARMENT), prompt="a person", methods=["finetune-lora"], steps=50,
+                          options={"finetune-lora": {"finetune_steps": ft}})
+
+    assert handler(job(200)) == "done"
     work = zerogpu.dress(p, ["finetune-lora"], 50, {"finetune-lora": {"finetune_steps": 200}})
-    assert 1.2 * zerogpu.estimate(p, work) <= seen["duration"](["finetune-lora"], 200) <= zerogpu.LIMIT_S
+    assert 1.2 * zerogpu.estimate(p, work) <= seen["duration"](job(200)) <= zerogpu.LIMIT_S
     with pytest.raises(gr.Error, match="fine-tune steps"):
-        handler(["finetune-lora"], 1000)
+        handler(job(1000))
 
 
 def test_the_command_prints_every_handler():
@@ -109,3 +113,93 @@ def test_the_command_prints_every_handler():
     names = {r["handler"] for r in rows}
     assert {"reconstruct", "edit", "edit_sweep", "edit_compare", "dress", "dress (every method)"} <= names
     assert all(r["requested_s"] >= 1.2 * r["estimated_s"] for r in rows)
+
+
+# -- the handlers price the job they run (a stand-in `spaces` records each GPU call) -------------
+NOOP = lambda *a, **k: None  # noqa: E731
+
+
+@pytest.fixture
+def gpu_calls(monkeypatch, studio):
+    """A stand-in `spaces` module: each GPU call records (the job, the duration asked for it,
+    the model evaluations it made), then runs it (or not, with `calls.run = False`)."""
+    import types
+
+    from recontext.studio import Ran
+
+    def GPU(duration):
+        def wrap(fn):
+            def call(job, *args, **kwargs):
+                asked = duration(job, *args, **kwargs)
+                before = studio.models.unet_evaluations()
+                out = fn(job, *args, **kwargs) if calls.run else Ran(job, [])
+                calls.append((job, asked, studio.models.unet_evaluations() - before))
+                return out
+            return call
+        return wrap
+
+    class Calls(list):
+        pass
+
+    calls = Calls()
+    calls.run = True
+    monkeypatch.setitem(sys.modules, "spaces", types.SimpleNamespace(GPU=GPU))
+    monkeypatch.setenv("SPACES_ZERO_GPU", "true")
+    return calls
+
+
+def asked(studio, calls, handler):
+    """The seconds a handler's request asks ZeroGPU for in all (its GPU calls' durations)."""
+    from recontext.ui import common, edit_tab, garment_tab, inversion_tab
+
+    del calls[:]
+    kind, values = handler
+    if kind == "reconstruct":
+        job = inversion_tab.job_of(studio, PHOTO, "a cat", values.get("methods", ["renoise"]),
+                                   values.get("variants", ["tight"]), 0.4, values.get("steps", 50), 0,
+                                   {"renoise": {"renoise_steps": values.get("renoise_steps", 1)}})
+    elif kind == "dress":
+        job = garment_tab.job_of(studio, GARMENT, "a person", values.get("methods", ["finetune-lora"]),
+                                 {"finetune-lora": {"finetune_steps": values.get("finetune_steps", 10)}}, "default",
+                                 values.get("steps", 50), 0)
+    else:
+        job = edit_tab.job_of(studio, PHOTO, "a cat", "a dog", kind, values.get("method", "renoise"), True, 0.4,
+                              values.get("scales", "0, 0.5"), values.get("guidance", 7.5), values.get("steps", 50), 0,
+                              None, {"renoise_steps": values.get("renoise_steps", 1)})
+    common.execute(studio, job, NOOP)
+    return sum(a for _, a, _ in calls)
+
+
+@pytest.mark.parametrize("kind, less, more, factor", [
+    ("reconstruct", {"renoise_steps": 1}, {"renoise_steps": 20}, 3),
+    ("reconstruct", {"steps": 30}, {"steps": 60}, 1.5),
+    ("reconstruct", {"methods": ["ddim"]}, {"methods": ["ddim", "renoise", "edit-friendly"]}, 1.5),
+    ("reconstruct", {"variants": ["tight"]}, {"variants": ["plain", "tight"]}, 1.5),
+    ("one", {"renoise_steps": 1}, {"renoise_steps": 20}, 3),
+    ("one", {"steps": 30}, {"steps": 60}, 1.5),
+    ("one", {"guidance": 1.0, "method": "ddim"}, {"guidance": 7.5, "method": "ddim"}, 1.2),
+    ("sweep", {"scales": "0, 0.5"}, {"scales": "0, 0.2, 0.4, 0.6, 0.8, 1"}, 2),
+    ("sweep", {"renoise_steps": 1}, {"renoise_steps": 20}, 3),
+    ("compare", {"steps": 30}, {"steps": 60}, 1.5),
+    ("compare", {"renoise_steps": 1}, {"renoise_steps": 20}, 1.5),
+    ("dress", {"finetune_steps": 10}, {"finetune_steps": 200}, 3),
+    ("dress", {"methods": ["finetune-lora"]}, {"methods": ["finetune-lora", "ip-adapter"]}, 1.1),
+])
+def test_each_handler_asks_more_for_every_setting_that_adds_work(studio, gpu_calls, kind, less, more, factor):
+    gpu_calls.run = False  # priced, not run
+    low, high = asked(studio, gpu_calls, (kind, less)), asked(studio, gpu_calls, (kind, more))
+    assert high >= factor * low, (kind, less, more, low, high)
+
+
+def test_each_gpu_call_asks_at_least_1_2x_the_work_it_counts(studio, gpu_calls):
+    """Run for real at a few steps: every GPU call's duration, asked from the job that then
+    runs, covers 1.2x the model evaluations ModelOwner counted during it at the calibration."""
+    each = zerogpu.CALIBRATION["tiny"].eval_s
+    for handler in [("reconstruct", {"steps": 2, "renoise_steps": 3, "methods": ["ddim", "renoise"]}),
+                    ("one", {"steps": 2, "renoise_steps": 3}), ("sweep", {"steps": 2}),
+                    ("compare", {"steps": 2, "method": "ddim"}), ("dress", {"steps": 2, "finetune_steps": 3})]:
+        studio.inversion_cache.clear()
+        asked(studio, gpu_calls, handler)
+        assert gpu_calls, handler
+        for job, seconds, evaluations in gpu_calls:
+            assert evaluations > 0 and seconds >= 1.2 * evaluations * each, (handler, job, seconds, evaluations)

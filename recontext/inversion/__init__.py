@@ -14,19 +14,15 @@ from __future__ import annotations
 
 import functools
 
-from ..methods import Option, Registry
+from ..jobs import SHARED
+from ..methods import Registry
 from .schedule import ddim_step, flow_levels, levels
 
 REGISTRY = Registry(__name__, "inversion method")
 
-# the inversion settings every edit takes; each method's spec may give its own defaults
-EDIT_OPTIONS = (
-    Option("skip", 0.0, 0.0, 0.9, "fraction of the step grid's noisiest steps neither inverted nor edited, "
-           "counted on the full grid: steps 50, skip 0.2 runs the 40 least noisy (diffusers' LEDITS++ counts "
-           "from the kept steps: its num_inversion_steps 40 with skip 0.25 is the same run)", step=0.01),
-    Option("source_guidance", 1.0, 1.0, 20.0, "classifier-free guidance while inverting under the source prompt",
-           step=0.5),
-)
+# the inversion settings every edit takes (declared once, in jobs.SHARED); each method's spec
+# may give its own defaults
+EDIT_OPTIONS = (SHARED["skip"], SHARED["source_guidance"])
 
 
 # the methods (those that run on a preset, given one), a method's module, its spec

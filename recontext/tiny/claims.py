@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ..jobs import SHARED, VARIANTS
 from .. import metrics
 from ..garment import synthetic
 from ..inversion.schedule import ddim_step
@@ -81,13 +82,13 @@ def inversion_inputs(n_scenes: int = 6) -> list[tuple[Image.Image, str]]:
     return photos + [(img, cap) for img, cap, _ in held_out_scenes(n_scenes)]
 
 
-def tight_psnr(studio, method: str, inputs=None, steps=None, scale: float = 0.4) -> dict:
+def tight_psnr(studio, method: str, inputs=None, steps=None, scale: float = SHARED["image_scale"].default) -> dict:
     """Per input, PSNR against the input of the plain and the tight (at `scale`)
     reconstruction, and of the VAE round trip: lists under "plain", "tight", "vae"."""
     inputs = inputs or inversion_inputs()
     psnr = {"plain": [], "tight": [], "vae": []}
     for img, prompt in inputs:
-        for variant in ("plain", "tight"):
+        for variant in VARIANTS:
             r = studio.reconstruct(img, prompt, method=method, tight=variant == "tight",
                                    image_scale=scale, steps=steps)
             psnr[variant].append(r.metrics["psnr"])
@@ -95,7 +96,7 @@ def tight_psnr(studio, method: str, inputs=None, steps=None, scale: float = 0.4)
     return psnr
 
 
-def tight_gain(studio, method: str, inputs=None, steps=None, scale: float = 0.4) -> dict:
+def tight_gain(studio, method: str, inputs=None, steps=None, scale: float = SHARED["image_scale"].default) -> dict:
     """Mean PSNR against the input, tight at `scale` and plain, and their difference;
     `ceiling`: the most any inversion could gain over plain (the VAE round trip's PSNR,
     which a perfect inversion reaches, minus plain's)."""
@@ -166,7 +167,7 @@ def colour_edit(studio, n: int = 6, steps=None, method: str = "ddim", tight: boo
 
 def edit_case(studio, img: Image.Image, cap: str, target: str, mask: np.ndarray, steps=None,
               method: str = "ddim", tight: bool = False, edit_method: str | None = None,
-              image_scale: float = 0.4) -> dict:
+              image_scale: float = SHARED["image_scale"].default) -> dict:
     """One colour-word edit of a scene (`cap` -> `target`, `mask` its shape) measured as
     `colour_edit` does, and the SSIM of the background (outside the shape) to the scene."""
     background = cap.split()[-2]

@@ -8,8 +8,9 @@ import os
 
 import gradio as gr
 
-from .. import zerogpu
+from .. import jobs
 from ..errors import StorageError
+from .running import _runners, cancel_session, execute, on_gpu, run_job  # noqa: F401  (the tabs' plumbing)
 
 def user_errors(fn):
     """Turn a core `ValueError` (bad input) or `StorageError` (the data folder failed)
@@ -181,11 +182,12 @@ class WholeNumber(gr.Number):
 
 
 def steps_slider(studio) -> Slider:
-    return Slider(1, 100, value=min(studio.preset.steps, 100), step=1, precision=0, label="Steps")
+    return shared_slider("steps", value=studio.preset.steps, label="Steps")
 
 
 def seed_number() -> WholeNumber:
-    return WholeNumber(value=0, precision=0, label="Seed", minimum=0)
+    o = jobs.SHARED["seed"]
+    return WholeNumber(value=o.default, precision=0, label="Seed", minimum=o.lo, maximum=o.hi)
 
 
 def header(studio) -> str:
@@ -241,43 +243,52 @@ def photo_input(**kwargs) -> PhotoInput:
     return PhotoInput(type="filepath", image_mode=None, format="png", **kwargs)
 
 
-def on_gpu(fn, work, preset, loaded=lambda: True):
-    """On a ZeroGPU Space (`spaces` importable, SPACES_ZERO_GPU set), run `fn` under
-    `spaces.GPU` for the duration `recontext.zerogpu` estimates from `work(*args)` (the units
-    of work the request's arguments imply) on `preset`, plus loading while `loaded()` is
-    false. A request too long for one ZeroGPU call is refused with a message saying what to
-    lower. Anywhere else `fn` is returned unchanged."""
-    if not os.environ.get("SPACES_ZERO_GPU"):
-        return fn
-    try:
-        import spaces
-    except ImportError:
-        return fn
+def shared_slider(name: str, **kwargs) -> "Slider":
+    """The page's slider of a shared setting (`jobs.SHARED`): its range, default and help."""
+    o = jobs.SHARED[name]
+    kwargs.setdefault("value", o.default)
+    kwargs.setdefault("info", o.help)
+    return Slider(o.lo, o.hi, step=o.step, **({"precision": 0} if o.kind == "int" else {}), **kwargs)
 
-    def estimated(args) -> float:
-        return zerogpu.estimate(preset, work(*args), loaded=loaded())
 
-    def duration(*args, **kwargs):
-        try:
-            return zerogpu.requested(estimated(args))
-        except Exception:  # a bad value: the handler will say so; ask for the default
-            return 60
+def reproduce_section():
+    """The page's small "Reproduce" section: the command that replays the last result and its
+    job.json to download. Returns (command, download), which `show_reproduce` fills."""
+    with gr.Accordion("Reproduce", open=False):
+        command = gr.Markdown("Run something first: its job appears here.")
+        download = gr.File(label="job.json", interactive=False)
+    return command, download
 
-    gpu_fn = spaces.GPU(duration=duration)(fn)
 
-    @functools.wraps(fn)
-    def checked(*args, **kwargs):
-        try:
-            seconds = estimated(args)
-        except Exception:
-            seconds = 0.0
-        if not zerogpu.fits(seconds):
-            raise gr.Error(f"This request needs about {seconds:.0f} s of GPU time, more than one ZeroGPU call "
-                           f"may take ({zerogpu.LIMIT_S} s with a {zerogpu.MARGIN}x margin): lower the steps, "
-                           "the fine-tune steps, or the number of methods / scales.", print_exception=False)
-        return gpu_fn(*args, **kwargs)
+def show_reproduce(event, result, command, download) -> None:
+    """After `event` succeeds, fill the Reproduce section from its plain result (its "job")."""
+    event.success(reproduce_view, result, [command, download], api_visibility="private", queue=False)
 
-    return checked
+
+def reproduce_view(result: dict):
+    """(the command in words, a job.json file) for a plain result: the saved run's job when
+    there is one (its inputs lie beside it), else the job itself to save beside its inputs."""
+    import json
+    import tempfile
+
+    job = (result or {}).get("job")
+    if not job:
+        return "", None
+    run_id = result.get("run_id")
+    if run_id:
+        where = f"data/runs/{run_id}/job.json"
+        text = (f"Saved with run `{run_id}`: `python -m recontext run {where}` reproduces it (same pixels on "
+                f"this preset and device), from the folder the studio runs in.")
+    else:
+        text = ("Not saved as a run: download the job, put its input image beside it under the name it "
+                "gives, and run `python -m recontext run job.json`.")
+    job = {k: {**v, "path": os.path.basename(v["path"] or "")} if isinstance(v, dict) and "sha256" in v else v
+           for k, v in job.items()}  # inputs named as they lie beside the job (never a server path)
+    folder = tempfile.mkdtemp(prefix="recontext-job-")
+    path = os.path.join(folder, "job.json")
+    with open(path, "w") as f:
+        json.dump({**job, "preset": result.get("preset")}, f, indent=1)
+    return text, path
 
 
 # -- controls and API parameters built from the method specs ----------------------------------
@@ -377,16 +388,19 @@ def with_options(fn, fixed: list[str], params, doc: str, name: str):
                    for n, _, _ in params]
     parameters.append(inspect.Parameter("progress", inspect.Parameter.POSITIONAL_OR_KEYWORD,
                                         default=gr.Progress()))
+    parameters.append(inspect.Parameter("request", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None,
+                                        annotation=gr.Request))
     signature = inspect.Signature(parameters)
 
     def endpoint(*args, **kwargs):
         bound = signature.bind(*args, **kwargs)
         bound.apply_defaults()
         values = dict(bound.arguments)
-        progress = values.pop("progress")
-        return fn(values, progress)
+        progress, request = values.pop("progress"), values.pop("request")
+        return fn(values, progress, request)
 
     endpoint.__signature__ = signature
+    endpoint.__annotations__ = {"request": gr.Request}  # Gradio hands a gr.Request to it (the session)
     endpoint.__name__ = endpoint.__qualname__ = name
     endpoint.__doc__ = doc.replace("{options}", option_docs(params))
     return endpoint
@@ -416,7 +430,7 @@ def bullets(lines) -> str:
 
 def with_cancel(event, cancel: gr.Button):
     """`event`, which `cancel` stops; after a success, earlier error pop-ups are closed."""
-    cancel.click(None, None, None, cancels=[event], api_visibility="private", queue=False)
+    cancel.click(cancel_session, None, None, cancels=[event], api_visibility="private", queue=False)
     event.success(None, None, None, js=CLEAR_ERRORS, api_visibility="private", queue=False)
     return event
 

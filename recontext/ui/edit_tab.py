@@ -3,21 +3,20 @@ compare every editing method tight and plain."""
 
 from __future__ import annotations
 
-import functools
 
 import gradio as gr
 import pandas as pd
 
-from .. import editing, inversion, zerogpu
+from .. import editing, inversion, jobs
 from .. import examples as core_examples
 from ..tiny import typical
 from ..editing import SWEEP_SCALES, sweep_plot
 from ..runs import save_edits
 from .. import images
-from .common import (Choice, Flag, LPIPS_MISSING, Slider, bullets, cancel_button, fmt, mcp_tool, not_mcp_tool,
-                     number, on_gpu, option_controls, option_params, photo_input, progress_fn, saved,
-                     seed_number, settings_of, shown_size, size_note, steps_slider, uploaded_size, user_errors,
-                     with_cancel, with_options)
+from .common import (Choice, Flag, LPIPS_MISSING, bullets, cancel_button, fmt, mcp_tool, not_mcp_tool, number,
+                    option_controls, option_params, photo_input, progress_fn, reproduce_section, run_job,
+                    saved, seed_number, settings_of, shared_slider, show_reproduce, shown_size, size_note,
+                    steps_slider, uploaded_size, user_errors, with_cancel, with_options)
 
 ABOUT = """Invert the photo under its **source prompt**, then edit it from that noise toward
 the **target prompt**. With **Tight** on, the photo also conditions both passes through
@@ -84,15 +83,17 @@ def _notes(edits) -> list[str]:
     return notes
 
 
-def _result(studio, kind, edits, notes, target, shown, run_id, images) -> dict:
+def _result(studio, kind, edits, notes, target, shown, run_id, images, job=None) -> dict:
     """The plain result of an edit endpoint: {"preset", "kind" (edit, sweep or compare),
     "target", "images" (what the images after the dict are, in order), "runs" (`_rows`),
-    "working_size", "shown_size", "notes", "run_id" (None when not saved)}."""
+    "working_size", "shown_size", "notes", "run_id" (None when not saved), "job" (the job
+    that ran, as `python -m recontext run` takes it)}."""
     if typical.holds("edit", studio.preset.name) is False:  # said beside the result, with the figure
         notes = [*notes, typical.note("edit", studio.preset.name, short=True)]
     return {"preset": studio.preset.name, "kind": kind, "target": target or "", "images": images,
             "runs": _rows(edits), "working_size": list(edits[0].output.size) if edits else None,
-            "shown_size": list(shown), "notes": list(notes), "run_id": run_id}
+            "shown_size": list(shown), "notes": list(notes), "run_id": run_id,
+            "job": job.to_dict() if job is not None else None}
 
 
 def _shown(photo, edits):
@@ -118,82 +119,80 @@ def page(result: dict):
     return table, bullets(result["notes"]), plot
 
 
+def job_of(studio, photo, source, target, kind, method, tight=True, image_scale=None, scales=None,
+           guidance=None, steps=None, seed=0, edit_method=None, options=None) -> jobs.Edit:
+    """The page's and the API's arguments as the edit job they ask for (checked); `options`:
+    flat ({option: value}: each method takes its own)."""
+    if photo is None:
+        raise ValueError("no image given: upload a photo or pick an example below (a file the browser "
+                         "could not show as an image is not uploaded)")
+    extra = {"scales": _parse_scales(scales)} if kind == "sweep" else {}
+    if image_scale is not None:
+        extra["image_scale"] = image_scale
+    return studio.edit_job(photo, source or "", target or "", kind, method, tight,
+                           guidance=guidance, steps=steps, seed=seed, edit_method=edit_method,
+                           variants=jobs.VARIANTS if kind == "compare" else None,
+                           **extra, **dict(options or {})).check()
+
+
 def edit(studio, photo, source, target, method, tight, image_scale, guidance, steps, seed,
-         edit_method=None, options=None, progress=gr.Progress(), runs=None):
+         edit_method=None, options=None, progress=gr.Progress(), runs=None, request=None):
     """One edit; `options`: the methods' own settings ({option: value}; each method takes
     its own). Returns the plain result (`_result`), then the (photo, reconstruction) and
     (photo, edit) pairs, at the uploaded photo's size."""
-    settings = dict(options or {})
-    e = studio.edit(photo, source or "", target or "", method=method, tight=tight,
-                    image_scale=image_scale, guidance=guidance, steps=steps, seed=seed,
-                    progress=progress_fn(progress), edit_method=edit_method, **settings)
+    job = job_of(studio, photo, source, target, "one", method, tight, image_scale, None, guidance, steps, seed,
+                 edit_method, options)
+    e = run_job(studio, job, progress_fn(progress), request).results[0]
     shown, note = _shown(photo, [e])
     original = images.to_size(images.load_image(photo)[0], shown)
     notes, run_id = _notes([e]) + [note], None
     if runs is not None:
         run_id, said = saved(lambda: save_edits(runs, studio.preset.name, [e], source or "", target,
                                                 e.method, tight, guidance, steps, seed, sweep=False,
-                                                settings=e.settings), 1)
+                                                settings=e.settings, job=job), 1)
         notes.append(said)
     return (_result(studio, "edit", [e], notes, target, shown, run_id,
-                    ["photo, reconstruction", "photo, edit"]),
+                    ["photo, reconstruction", "photo, edit"], job),
             (original, images.to_size(e.reconstruction_working, shown)), (original, images.to_size(e.output, shown)))
 
 
 def edit_sweep(studio, photo, source, target, method, scales, guidance, steps, seed,
-               edit_method=None, options=None, progress=gr.Progress(), runs=None):
+               edit_method=None, options=None, progress=gr.Progress(), runs=None, request=None):
     """Tight edits at several scales. Returns the plain result (`_result`), then the
     gallery of edits, one per scale in the order given, at the uploaded photo's size."""
-    values = _parse_scales(scales)
-    settings = dict(options or {})
-    edits = studio.edit_sweep(photo, source or "", target or "", scales=values, method=method,
-                              guidance=guidance, steps=steps, seed=seed, progress=progress_fn(progress),
-                              run=gpu_edit(studio), edit_method=edit_method, **settings)
+    job = job_of(studio, photo, source, target, "sweep", method, True, None, scales, guidance, steps, seed,
+                 edit_method, options)
+    edits = run_job(studio, job, progress_fn(progress), request).results
     shown, note = _shown(photo, edits)
     notes, run_id = _notes(edits) + [note], None
     if runs is not None and len({e.scale for e in edits}) == len(edits):
         run_id, said = saved(lambda: save_edits(runs, studio.preset.name, edits, source or "",
                                                 target, edits[0].method, True, guidance, steps, seed,
-                                                sweep=True, settings=edits[0].settings), len(edits))
+                                                sweep=True, settings=edits[0].settings, job=job), len(edits))
         notes.append(said)
     gallery = [(images.to_size(e.output, shown), f"scale {e.scale:g}") for e in edits]
     return (_result(studio, "sweep", edits, notes, target, shown, run_id,
-                    [f"scale {e.scale:g}" for e in edits]), gallery)
-
-
-@functools.cache  # one wrapper per studio, made once
-def gpu_edit(studio):
-    """`studio.edit`, on ZeroGPU in a GPU call of its own sized for one edit: a sweep or a
-    comparison is several such calls, so none outgrows ZeroGPU's limit (elsewhere: unchanged)."""
-
-    def work(image, source_prompt, target_prompt, method=None, tight=True, image_scale=0.4,
-             guidance=None, steps=None, seed=0, progress=None, edit_method=None, **settings):
-        return zerogpu.edit(studio.preset, method or studio.methods[0], edit_method or studio.edit_methods[0],
-                            int(steps or studio.preset.steps), guidance,
-                            settings.get("skip"), settings.get("source_guidance"))
-
-    return on_gpu(studio.edit, work, studio.preset, lambda: studio.models.loaded)
+                    [f"scale {e.scale:g}" for e in edits], job), gallery)
 
 
 def edit_compare(studio, photo, source, target, method, image_scale, guidance, steps, seed,
-                 options=None, progress=gr.Progress(), runs=None):
+                 options=None, progress=gr.Progress(), runs=None, request=None):
     """Every editing method, tight and plain, side by side; saved as one review item.
     Returns the plain result (`_result`), then the gallery of edits in the order of its
     "images" names."""
-    settings = dict(options or {})
-    edits = studio.edit_compare(photo, source or "", target or "", method=method,
-                                image_scale=image_scale, guidance=guidance, steps=steps, seed=seed,
-                                progress=progress_fn(progress), run=gpu_edit(studio), **settings)
+    job = job_of(studio, photo, source, target, "compare", method, True, image_scale, None, guidance, steps,
+                 seed, None, options)
+    edits = run_job(studio, job, progress_fn(progress), request).results
     shown, note = _shown(photo, edits)
     notes, run_id = _notes(edits) + [note], None
     if runs is not None:
         run_id, said = saved(lambda: save_edits(runs, studio.preset.name, edits, source or "", target,
                                                 method, True, guidance, steps, seed, sweep=False,
-                                                settings=settings), len(edits))
+                                                settings=dict(options or {}), job=job), len(edits))
         notes.append(said)
     names = [f"{e.edit_method} · {e.method}{' + tight' if e.tight else ''}" for e in edits]
     gallery = [(images.to_size(e.output, shown), name) for e, name in zip(edits, names)]
-    return _result(studio, "compare", edits, notes, target, shown, run_id, names), gallery
+    return _result(studio, "compare", edits, notes, target, shown, run_id, names, job), gallery
 
 
 def defaults_note(preset: str, method: str, edit_method: str) -> str:
@@ -215,8 +214,8 @@ def _parse_scales(text) -> list[float]:
         raise ValueError(f"image scales must be numbers separated by commas, got {text!r}") from None
     if not values:
         raise ValueError("image scales: give at least one value, e.g. 0, 0.4, 0.8")
-    if len(values) > 12:
-        raise ValueError("image scales: at most 12 values")
+    if len(values) > jobs.MAX_SCALES:
+        raise ValueError(f"image scales: at most {jobs.MAX_SCALES} values")
     return values
 
 
@@ -237,10 +236,8 @@ def build(studio, runs=None):
             method_help = gr.Markdown(defaults_note(studio.preset.name, studio.methods[0], first_edit))
             controls, groups = option_controls(specs(studio.preset), studio.preset.name,
                                                shown=[studio.methods[0], first_edit])
-            scale = Slider(0.0, 1.0, value=0.4, step=0.05, label="Image scale",
-                           info="IP-Adapter scale for inversion and edit alike: "
-                                "0 = follows the target prompt … 1 = the photo")
-            guidance = Slider(1.0, 15.0, value=studio.preset.guidance, step=0.5, label="Guidance")
+            scale = shared_slider("image_scale", label="Image scale")
+            guidance = shared_slider("guidance", value=studio.preset.guidance, label="Guidance")
             with gr.Row():
                 steps = steps_slider(studio)
                 seed = seed_number()
@@ -276,6 +273,7 @@ def build(studio, runs=None):
                                   elem_classes="result-gallery")
             with gr.Accordion("Result as the API returns it (JSON)", open=False):
                 plain = gr.JSON(label="Result", show_label=False)
+            command, download = reproduce_section()
     gr.Examples(typical.order("edit", examples(), studio.preset.name), inputs=[photo, source, target],
                 label="Examples (tiny-world scenes: a colour word edited; scikit-image photos)")
     gr.Markdown(typical.note("edit", studio.preset.name) or "")
@@ -284,10 +282,10 @@ def build(studio, runs=None):
     methods_doc = f"""method: inversion method, one of: {", ".join(studio.methods)}"""
     editing_doc = f"""edit_method: editing method, one of: {", ".join(studio.edit_methods)}"""
 
-    def on_edit(v, progress):
+    def on_edit(v, progress, request=None):
         return edit(studio, v["photo"], v["source"], v["target"], v["method"], v["tight"], v["image_scale"],
                     v["guidance"], v["steps"], v["seed"], v["edit_method"], flat(settings_of(params, v)),
-                    progress=progress, runs=runs)
+                    progress=progress, runs=runs, request=request)
 
     on_edit = mcp_tool("edit")(user_errors(with_options(on_edit, EDIT, params, f"""Edit a photo by
         inversion: invert it under the source prompt, edit it toward the target prompt. Returns,
@@ -303,7 +301,7 @@ def build(studio, runs=None):
             target: what the edit should show
             {methods_doc}
             tight: condition both passes on the photo through IP-Adapter (Tight Inversion)
-            image_scale: IP-Adapter scale for the tight edit, 0-1
+            image_scale: {jobs.SHARED["image_scale"].help} ({jobs.SHARED["image_scale"].lo:g}-{jobs.SHARED["image_scale"].hi:g})
             guidance: classifier-free guidance of the edit
             steps: inversion steps (default: the preset's)
             seed: random seed
@@ -311,10 +309,10 @@ def build(studio, runs=None):
 {{options}}
         """, "edit")))
 
-    def on_sweep(v, progress):
+    def on_sweep(v, progress, request=None):
         return edit_sweep(studio, v["photo"], v["source"], v["target"], v["method"], v["scales"], v["guidance"],
                           v["steps"], v["seed"], v["edit_method"], flat(settings_of(params, v)),
-                          progress=progress, runs=runs)
+                          progress=progress, runs=runs, request=request)
 
     on_sweep = not_mcp_tool(user_errors(with_options(on_sweep, SWEEP, params, f"""Tight edits of one
         photo at several image scales. Returns, in this order: a dict {{"preset", "kind": "sweep",
@@ -336,10 +334,10 @@ def build(studio, runs=None):
 {{options}}
         """, "edit_sweep")))
 
-    def on_compare(v, progress):
+    def on_compare(v, progress, request=None):
         return edit_compare(studio, v["photo"], v["source"], v["target"], v["method"], v["image_scale"],
                             v["guidance"], v["steps"], v["seed"], flat(settings_of(params, v)),
-                            progress=progress, runs=runs)
+                            progress=progress, runs=runs, request=request)
 
     on_compare = not_mcp_tool(user_errors(with_options(on_compare, COMPARE, params, f"""The same edit
         with every editing method, tight and plain, side by side (each on the inversion its paper
@@ -360,32 +358,25 @@ def build(studio, runs=None):
 {{options}}
         """, "edit_compare")))
 
-    def edit_work(*args):
-        v = dict(zip(EDIT, args))
-        return zerogpu.edit(studio.preset, v["method"], v["edit_method"] or first_edit, int(v["steps"]),
-                            float(v["guidance"]))
-
     def on_method(method, edit_method):
         return (defaults_note(studio.preset.name, method, edit_method),
                 *[gr.update(visible=m in (method, edit_method)) for m in groups])
 
-    def loaded():
-        return studio.models.loaded
-
     for control in (method, edit_method):
         control.change(on_method, [method, edit_method], [method_help, *groups.values()], api_name=False)
     own = list(controls.values())
-    edited = run.click(on_gpu(on_edit, edit_work, studio.preset, loaded),
+    edited = run.click(on_edit,  # each job runs on ZeroGPU priced by itself (common.execute)
                        [photo, source, target, method, tight, scale, guidance, steps, seed, edit_method, *own],
                        [plain, rec, out], api_name="edit")
-    swept = sweep.click(on_sweep,  # each scale's edit is a GPU call of its own (gpu_edit)
+    swept = sweep.click(on_sweep,  # each scale's edit is a GPU call of its own (common.execute)
                         [photo, source, target, method, scales, guidance, steps, seed, edit_method, *own],
                         [plain, gallery], api_name="edit_sweep")
-    compared_event = compare.click(on_compare,  # each method's edit is a GPU call of its own (gpu_edit)
+    compared_event = compare.click(on_compare,  # each method's edit is a GPU call of its own
                                    [photo, source, target, method, scale, guidance, steps, seed, *own],
                                    [plain, compared], api_name="edit_compare")
     for event, button in ((edited, cancel), (swept, cancel_sweep), (compared_event, cancel_compare)):
         with_cancel(event, button)
+        show_reproduce(event, plain, command, download)
     edited.success(lambda r: page(r)[:2], plain, [table, notes], api_visibility="private", queue=False)
     def swept_page(r):
         table_, notes_, figure = page(r)

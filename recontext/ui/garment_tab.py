@@ -10,11 +10,12 @@ import pandas as pd
 from .. import examples as core_examples
 from .. import garment as garments
 from ..tiny import typical
-from .. import zerogpu
+from .. import jobs
+from ..progress import weighted  # noqa: F401  (the dress job's progress, moved to the core)
 from ..runs import save_dressed
-from .common import (Choice, Choices, bullets, cancel_button, mcp_tool, on_gpu, option_controls,
-                     option_params, photo_input, progress_fn, saved, seed_number, settings_of, show_chosen,
-                     steps_slider, user_errors, with_cancel, with_options)
+from .common import (Choice, Choices, bullets, cancel_button, mcp_tool, option_controls, option_params,
+                    photo_input, progress_fn, reproduce_section, run_job, saved, seed_number, settings_of,
+                    show_chosen, show_reproduce, steps_slider, user_errors, with_cancel, with_options)
 
 ABOUT = """Upload a garment and describe a scene: each method below puts the garment on a
 generated person, side by side. Each result says how long adapting to the garment took,
@@ -65,34 +66,14 @@ def checkpoint_choices(studio) -> list[tuple[str, str]]:
     return [(f"the {studio.preset.name} preset's", "default")]
 
 
-def weighted(update, start: int, weight: int, grand: int):
-    """Progress of one method that is `weight` units of a `grand` total starting at
-    `start`: the core's (done, total) for that method mapped onto the whole request's
-    scale, so the total is known from the start (a fine-tune's steps included)."""
-    if update is None:
-        return None
-
-    def report(done, total, desc):
-        if not total:  # one-off work of unknown length: the text alone
-            return update(done, total, desc)
-        update(start + round(weight * min(done, total) / total), grand, desc)
-
-    return report
-
-
 def weights(methods, steps, settings: dict) -> list[int]:
     """Units of work per method: its sampling steps, plus its adapting steps (a fine-tune's)."""
     steps = int(steps or 0) or 1
     return [steps + int(garments.work(m, settings.get(m)).get("finetune_steps", 0)) for m in methods]
 
 
-def dress(studio, garment, prompt, methods, options, checkpoint, steps, seed, progress=gr.Progress(),
-          runs=None):
-    """Run each chosen method with its `options` ({method: {option: value}}). Returns the
-    plain result first, a dict (see `result`), then one image per method of the preset
-    (`studio.garment_methods`), in that order, None for a method not run. Saved as a run
-    when given `runs`."""
-    options = options or {}
+def job_of(studio, garment, prompt, methods, options, checkpoint, steps, seed) -> jobs.Dress:
+    """The page's and the API's arguments as the job they ask for (checked)."""
     methods = [m for m in studio.garment_methods if m in (methods or [])]
     if not methods:
         raise ValueError("choose at least one method")
@@ -100,20 +81,21 @@ def dress(studio, garment, prompt, methods, options, checkpoint, steps, seed, pr
         raise ValueError("checkpoint: choose one of the checkpoints this server offers")
     if garment is None:
         raise ValueError("no image given: upload a garment photo or pick an example below (a file the browser could not show as an image is not uploaded)")
-    update = progress_fn(progress)
-    units = weights(methods, steps if steps is not None else studio.preset.steps, options)
-    results, notes = {}, []
-    for i, m in enumerate(methods):
-        try:
-            g = studio.dress(garment, prompt or "", method=m, steps=steps, seed=seed,
-                             progress=weighted(update, sum(units[:i]), units[i], sum(units)),
-                             **options.get(m, {}))
-        except ValueError as e:
-            if "unavailable" in str(e) and len(methods) > 1:
-                notes.append(str(e))  # the other methods still run
-                continue
-            raise
-        results[m] = g
+    return jobs.Dress(garment=jobs.Input.of(garment), prompt=prompt or "", methods=methods, steps=steps, seed=seed,
+                      options={m: o for m, o in (options or {}).items() if m in methods}).check()
+
+
+def dress(studio, garment, prompt, methods, options, checkpoint, steps, seed, progress=gr.Progress(),
+          runs=None, request=None):
+    """Run each chosen method with its `options` ({method: {option: value}}). Returns the
+    plain result first, a dict (see `result`), then one image per method of the preset
+    (`studio.garment_methods`), in that order, None for a method not run. Saved as a run
+    when given `runs`."""
+    job = job_of(studio, garment, prompt, methods, options, checkpoint, steps, seed)
+    ran = run_job(studio, job, progress_fn(progress), request)
+    results = {g.method: g for g in ran.results}
+    notes = list(ran.notes)
+    for g in results.values():
         notes += [n for n in g.notes if n not in notes]
     if any(g.setup_seconds >= 0.5 for g in results.values()):
         notes.append("**setup seconds** is one-off work of the first run (loading the model, "
@@ -126,17 +108,17 @@ def dress(studio, garment, prompt, methods, options, checkpoint, steps, seed, pr
     if runs is not None and results:
         run_id, note = saved(lambda: save_dressed(
             runs, studio.preset.name, results, prompt,
-            {"settings": {m: g.settings for m, g in results.items()}, "steps": steps}, seed), len(results))
+            {"settings": {m: g.settings for m, g in results.items()}, "steps": steps}, seed, job), len(results))
         notes.append(note)
-    return (result(studio, results, notes, run_id),
+    return (result(studio, results, notes, run_id, job),
             *[results[m].image if m in results else None for m in studio.garment_methods])
 
 
-def result(studio, results, notes, run_id) -> dict:
+def result(studio, results, notes, run_id, job=None) -> dict:
     """The plain result: {"preset", "images" (the method names, in the order the images
     follow), "runs" (per method run: method, adapt_seconds, cached (null for a method that
     adapts nothing), generate_seconds, setup_seconds, needs, settings), "notes", "run_id"
-    (None when not saved)}."""
+    (None when not saved), "job" (the job that ran, as `python -m recontext run` takes it)}."""
     return {"preset": studio.preset.name, "images": list(studio.garment_methods),
             "runs": [{"method": m, "adapt_seconds": round(g.adapt_seconds, 3),
                       "cached": None if g.cached is None else bool(g.cached),
@@ -144,7 +126,7 @@ def result(studio, results, notes, run_id) -> dict:
                       "setup_seconds": round(g.setup_seconds, 2),
                       "needs": ", ".join(garments.spec(m).needs), "settings": g.settings}
                      for m, g in results.items()],
-            "notes": list(notes), "run_id": run_id}
+            "notes": list(notes), "run_id": run_id, "job": job.to_dict() if job is not None else None}
 
 
 def page(result: dict):
@@ -195,15 +177,17 @@ def build(studio, runs=None):
             notes = gr.Markdown()
             with gr.Accordion("Result as the API returns it (JSON)", open=False):
                 plain = gr.JSON(label="Result", show_label=False)
+            command, download = reproduce_section()
     gr.Markdown(typical.note("garment", studio.preset.name) or "")
     gr.Examples(typical.order("garment", examples(), studio.preset.name), inputs=[garment, prompt],
                 label="Example garments (procedural drawings, see assets/garments/SOURCES.md)")
 
     params = option_params(specs)
 
-    def handler(values, progress):
+    def handler(values, progress, request=None):
         return dress(studio, values["garment"], values["prompt"], values["methods"], settings_of(params, values),
-                     values["checkpoint"], values["steps"], values["seed"], progress=progress, runs=runs)
+                     values["checkpoint"], values["steps"], values["seed"], progress=progress, runs=runs,
+                     request=request)
 
     handler = mcp_tool("dress")(user_errors(with_options(handler, FIXED, params, f"""Put a garment onto a
         generated person or scene with each chosen method. Returns, in this order: a dict
@@ -222,14 +206,10 @@ def build(studio, runs=None):
 {{options}}
         """, "dress")))
 
-    def work(*args):
-        values = dict(zip([*FIXED, *(n for n, _, _ in params)], args))
-        return zerogpu.dress(studio.preset, values["methods"] or [], int(values["steps"]),
-                             settings_of(params, values))
-
-    event = run.click(on_gpu(handler, work, studio.preset, lambda: studio.models.loaded),
+    event = run.click(handler,  # the job runs on ZeroGPU priced by itself (common.execute)
                       [garment, prompt, methods, checkpoint, steps, seed, *controls.values()],
                       [plain, *images], api_name="dress")
     with_cancel(event, cancel)
+    show_reproduce(event, plain, command, download)
     event.success(page, plain, [*images, table, notes], api_visibility="private", queue=False)
     show_chosen(methods, groups)

@@ -5,18 +5,17 @@ from __future__ import annotations
 import gradio as gr
 import pandas as pd
 
-from .. import inversion, zerogpu
+from .. import inversion, jobs
 from ..examples import inversion as core_examples
 from ..tiny import typical
-from ..progress import segment
 from ..runs import save_reconstructions
 from .. import images
-from .common import (Choices, LPIPS_MISSING, Slider, bullets, cancel_button, fmt, mcp_tool, number, on_gpu,
-                     option_controls, option_params, photo_input, progress_fn, saved, seed_number,
-                     settings_of, show_chosen, shown_size, size_note, steps_slider, uploaded_size, user_errors,
-                     with_cancel, with_options)
+from .common import (Choices, LPIPS_MISSING, bullets, cancel_button, fmt, mcp_tool, number, option_controls,
+                    option_params, photo_input, progress_fn, reproduce_section, run_job, saved, seed_number,
+                    settings_of, shared_slider, show_chosen, show_reproduce, shown_size, size_note,
+                    steps_slider, uploaded_size, user_errors, with_cancel, with_options)
 
-VARIANTS = {"plain": False, "tight": True}
+VARIANTS = jobs.VARIANTS  # the one encoding of plain / tight
 FIXED = ["photo", "prompt", "methods", "variants", "image_scale", "steps", "seed"]  # then each method's options
 
 
@@ -50,32 +49,34 @@ INFINITE = ("*inversion PSNR ∞*: that reconstruction equals the VAE round trip
             "latents bit for bit).")
 
 
-def reconstruct(studio, photo, prompt, methods, variants, image_scale, steps, seed,
-                progress=gr.Progress(), runs=None, options=None):
-    """Run every chosen method × variant. Returns the plain result first, a dict (see
-    `result`), then one (photo, reconstruction) pair per slot of `slots(studio.methods)`
-    in that order, None for a slot not run; both images of a pair at the uploaded photo's
-    size. `options`: {method: {option: value}}, each method's own settings. Saved as a run
-    in `runs` when given. A plain function: tests call it without a browser."""
+def job_of(studio, photo, prompt, methods, variants, image_scale, steps, seed, options=None) -> jobs.Reconstruct:
+    """The page's and the API's arguments as the job they ask for (checked)."""
     for m in methods or []:
         studio.method(m)  # a method that does not fit this preset: ValueError naming the ones that do
     methods = [m for m in studio.methods if m in (methods or [])]
-    variants = [v for v in VARIANTS if v in (variants or [])]
     if not methods:
         raise ValueError("choose at least one method")
     if not variants:
         raise ValueError("choose plain, tight or both")
     if photo is None:
         raise ValueError("no image given: upload a photo or pick an example below (a file the browser could not show as an image is not uploaded)")
-    update = progress_fn(progress)
-    jobs = [(m, v) for m in methods for v in variants]
-    results, notes = {}, []
-    for i, (m, v) in enumerate(jobs):
-        r = studio.reconstruct(
-            photo, prompt=prompt or "", method=m, tight=VARIANTS[v], image_scale=image_scale,
-            steps=steps, seed=seed, progress=segment(update, i, len(jobs)), **(options or {}).get(m, {}))
-        results[(m, v)] = r
-        notes = notes or r.notes
+    return jobs.Reconstruct(image=jobs.Input.of(photo), prompt=prompt or "", methods=methods,
+                            variants=jobs.check_variants(variants), image_scale=image_scale, steps=steps, seed=seed,
+                            options={m: o for m, o in (options or {}).items() if m in methods}).check()
+
+
+def reconstruct(studio, photo, prompt, methods, variants, image_scale, steps, seed,
+                progress=gr.Progress(), runs=None, options=None, request=None):
+    """Run every chosen method × variant. Returns the plain result first, a dict (see
+    `result`), then one (photo, reconstruction) pair per slot of `slots(studio.methods)`
+    in that order, None for a slot not run; both images of a pair at the uploaded photo's
+    size. `options`: {method: {option: value}}, each method's own settings. Saved as a run
+    in `runs` when given. A plain function: tests call it without a browser."""
+    job = job_of(studio, photo, prompt, methods, variants, image_scale, steps, seed, options)
+    ran = run_job(studio, job, progress_fn(progress), request)
+    results = {(r.method, "tight" if r.tight else "plain"): r for r in ran.results}
+    notes = next((r.notes for r in ran.results if r.notes), [])
+    prompt, steps, seed, image_scale = job.prompt, job.steps, job.seed, job.image_scale
     first = next(iter(results.values()))
     text = [f"The VAE's own round trip reaches PSNR {fmt(first.metrics['vae_psnr'])} dB on this photo: "
             "the ceiling for every method. *Inversion PSNR* compares each reconstruction with that "
@@ -94,13 +95,13 @@ def reconstruct(studio, photo, prompt, methods, variants, image_scale, steps, se
     run_id = None
     if runs is not None:
         run_id, note = saved(lambda: save_reconstructions(
-            runs, studio.preset.name, list(results.values()), prompt or "", steps, seed, image_scale),
+            runs, studio.preset.name, list(results.values()), prompt or "", steps, seed, image_scale, job),
             len(results))
         text.append(note)
     original = images.to_size(images.load_image(photo)[0], shown)
     pairs = [(original, images.to_size(results[slot].output, shown)) if slot in results else None
              for slot in slots(studio.methods)]
-    return (result(studio, results, text, working, shown, run_id), *pairs)
+    return (result(studio, results, text, working, shown, run_id, job), *pairs)
 
 
 def work_note(results) -> str:
@@ -114,18 +115,18 @@ def work_note(results) -> str:
             "untick methods or variants for a quicker answer; `recontext invert` runs one at a time.")
 
 
-def result(studio, results, notes, working, shown, run_id) -> dict:
+def result(studio, results, notes, working, shown, run_id, job=None) -> dict:
     """The plain result: {"preset", "images" (the slot names, in the order the pairs
     follow), "runs" (per run: method, tight, each metric, seconds), "working_size",
-    "shown_size", "notes", "run_id" (None when not saved)}. Metrics are numbers, "inf" for
-    ∞ and None for n/a."""
+    "shown_size", "notes", "run_id" (None when not saved), "job" (the job that ran, as
+    `python -m recontext run` takes it)}. Metrics are numbers, "inf" for ∞ and None for n/a."""
     return {"preset": studio.preset.name,
             "images": [label(slot) for slot in slots(studio.methods)],
             "runs": [{"method": m, "tight": v == "tight",
                       **{k: number(r.metrics[k]) for k in (*KEYS, "vae_psnr")},
                       "seconds": round(r.seconds, 2)} for (m, v), r in results.items()],
             "working_size": list(working), "shown_size": list(shown), "notes": list(notes),
-            "run_id": run_id}
+            "run_id": run_id, "job": job.to_dict() if job is not None else None}
 
 
 def label(slot) -> str:
@@ -162,9 +163,7 @@ def build(studio, runs=None):
             variants = Choices(
                 [("without image conditioning", "plain"), ("with Tight Inversion", "tight")],
                 value=list(VARIANTS), label="Run each method")
-            scale = Slider(0.0, 1.0, value=0.4, step=0.05, label="Tight: image scale",
-                           info="IP-Adapter scale, the same for inversion and reconstruction: "
-                                "0 = the caption alone … 1 = the photo, most strongly")
+            scale = shared_slider("image_scale", label="Tight: image scale")
             controls, groups = option_controls(inversion.REGISTRY.specs(studio.preset), studio.preset.name,
                                                shown=studio.methods)
             with gr.Row():
@@ -188,16 +187,17 @@ def build(studio, runs=None):
                             elem_classes="whole-image"))
             with gr.Accordion("Result as the API returns it (JSON)", open=False):
                 plain = gr.JSON(label="Result", show_label=False)
+            command, download = reproduce_section()
     gr.Examples(typical.order("inversion", EXAMPLES, studio.preset.name), inputs=[photo, prompt],
                 label="Examples (tiny-world scenes with their captions; scikit-image photos)")
     gr.Markdown(typical.note("inversion", studio.preset.name) or "")
 
     params = option_params(inversion.REGISTRY.specs(studio.preset))
 
-    def handler(values, progress):
+    def handler(values, progress, request=None):
         return reconstruct(studio, values["photo"], values["prompt"], values["methods"], values["variants"],
                            values["image_scale"], values["steps"], values["seed"], progress, runs,
-                           settings_of(params, values))
+                           settings_of(params, values), request)
 
     handler = mcp_tool("reconstruct")(user_errors(with_options(handler, FIXED, params, f"""Invert a photo and
         reconstruct it with each chosen method, with and without Tight Inversion. Returns, in this
@@ -212,19 +212,17 @@ def build(studio, runs=None):
             prompt: an optional caption of the photo
             methods: one or more of the preset's methods: {", ".join(studio.methods)}
             variants: plain (no image conditioning), tight (Tight Inversion), or both
-            image_scale: IP-Adapter scale for the tight runs, 0-1
+            image_scale: {jobs.SHARED["image_scale"].help} ({jobs.SHARED["image_scale"].lo:g}-{jobs.SHARED["image_scale"].hi:g})
             steps: inversion steps (default: the preset's)
             seed: random seed
 {{options}}
         """, "reconstruct")))
 
-    def work(photo, prompt, methods, variants, image_scale, steps, *_):
-        return zerogpu.reconstruct(studio.preset, methods or [], variants or [], int(steps))
-
-    event = run.click(on_gpu(handler, work, studio.preset, lambda: studio.models.loaded),
+    event = run.click(handler,  # the job runs on ZeroGPU priced by itself (common.execute)
                       [photo, prompt, methods, variants, scale, steps, seed, *controls.values()], [plain, *sliders],
                       api_name="reconstruct")
     with_cancel(event, cancel)
+    show_reproduce(event, plain, command, download)
     event.success(lambda r: page(studio, r), plain, [*sliders, table, notes], api_visibility="private",
                   queue=False)
     show_chosen(methods, groups)
