@@ -377,13 +377,14 @@ def build(studio, runs=None):
     own = list(controls.values())
     edited = run.click(on_gpu(on_edit, edit_work, studio.preset, loaded),
                        [photo, source, target, method, tight, scale, guidance, steps, seed, edit_method, *own],
-                       [plain, rec, out], api_name="edit")
+                       [plain, rec, out], api_name="edit", show_progress_on=[table, rec, out])
     swept = sweep.click(on_sweep,  # each scale's edit is a GPU call of its own (gpu_edit)
                         [photo, source, target, method, scales, guidance, steps, seed, edit_method, *own],
-                        [plain, gallery], api_name="edit_sweep")
+                        [plain, gallery], api_name="edit_sweep", show_progress_on=[table, gallery])
     compared_event = compare.click(on_compare,  # each method's edit is a GPU call of its own (gpu_edit)
                                    [photo, source, target, method, scale, guidance, steps, seed, *own],
-                                   [plain, compared], api_name="edit_compare")
+                                   [plain, compared], api_name="edit_compare",
+                                   show_progress_on=[table, compared])
     for event, button in ((edited, cancel), (swept, cancel_sweep), (compared_event, cancel_compare)):
         with_cancel(event, button)
     edited.success(lambda r: page(r)[:2], plain, [table, notes], api_visibility="private", queue=False)

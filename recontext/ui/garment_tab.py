@@ -186,8 +186,9 @@ def build(studio, runs=None):
             images, names = [], studio.garment_methods
             for row in (names[i:i + 3] for i in range(0, len(names), 3)):  # at most three a row
                 with gr.Row():
-                    images += [gr.Image(label=m, type="pil", format="png", interactive=False,
-                                        visible=False, height=280, elem_classes="result-image") for m in row]
+                    images += [gr.Image(label=m, type="pil", format="png", interactive=False,  # shown empty
+                                        visible=m in garments.page_methods(studio.preset),  # for progress
+                                        height=280, elem_classes="result-image") for m in row]
             table = gr.Dataframe(value=pd.DataFrame(columns=TIMING_COLUMNS), label="Timings (seconds)",
                                  interactive=False, wrap=True)
             notes = gr.Markdown()
@@ -227,7 +228,7 @@ def build(studio, runs=None):
 
     event = run.click(on_gpu(handler, work, studio.preset, lambda: studio.models.loaded),
                       [garment, prompt, methods, checkpoint, steps, seed, *controls.values()],
-                      [plain, *images], api_name="dress")
+                      [plain, *images], api_name="dress", show_progress_on=[table, *images])
     with_cancel(event, cancel)
     event.success(page, plain, [*images, table, notes], api_visibility="private", queue=False)
     show_chosen(methods, groups)

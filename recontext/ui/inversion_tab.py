@@ -5,7 +5,7 @@ from __future__ import annotations
 import gradio as gr
 import pandas as pd
 
-from .. import inversion, zerogpu
+from .. import inversion, verdicts, zerogpu
 from ..examples import inversion as core_examples
 from ..tiny import typical
 from ..progress import segment
@@ -80,6 +80,7 @@ def reconstruct(studio, photo, prompt, methods, variants, image_scale, steps, se
     text = [f"The VAE's own round trip reaches PSNR {fmt(first.metrics['vae_psnr'])} dB on this photo: "
             "the ceiling for every method. *Inversion PSNR* compares each reconstruction with that "
             "round trip, so it measures the inversion alone."]
+    text[:0] = verdicts.reconstructions([(label(k), k[0], k[1] == "tight", r.metrics) for k, r in results.items()])
     if any(r.metrics["inversion_psnr"] == float("inf") for r in results.values()):
         text.append(INFINITE)
     if first.metrics["lpips"] is None:
@@ -181,10 +182,10 @@ def build(studio, runs=None):
             shown = slots(studio.methods)
             for rows in (shown[i:i + 2] for i in range(0, len(shown), 2)):
                 with gr.Row():
-                    for m, v in rows:
+                    for m, v in rows:  # the first method's pair shown empty: progress is drawn there
                         sliders.append(gr.ImageSlider(
                             label=f"{m}{' + tight' if v == 'tight' else ''}", type="pil",
-                            format="png", visible=False, interactive=False, height=260,
+                            format="png", visible=m == shown[0][0], interactive=False, height=260,
                             elem_classes="whole-image"))
             with gr.Accordion("Result as the API returns it (JSON)", open=False):
                 plain = gr.JSON(label="Result", show_label=False)
@@ -223,7 +224,7 @@ def build(studio, runs=None):
 
     event = run.click(on_gpu(handler, work, studio.preset, lambda: studio.models.loaded),
                       [photo, prompt, methods, variants, scale, steps, seed, *controls.values()], [plain, *sliders],
-                      api_name="reconstruct")
+                      api_name="reconstruct", show_progress_on=[table, *sliders])
     with_cancel(event, cancel)
     event.success(lambda r: page(studio, r), plain, [*sliders, table, notes], api_visibility="private",
                   queue=False)
