@@ -70,3 +70,23 @@ def edit(label: str, clip_after: float, clip_before: float) -> list[str]:
             f"{clip_after:.3f}, below the unedited photo's {clip_before:.3f}. Likely reason: the inversion "
             "or the edit diverged, or the prompt asks for something the model does not know. Try more "
             "steps, a higher guidance, or another editing method."]
+
+
+def sweep(points) -> str | None:
+    """What a sweep measured, in words: `points`, (image scale, preservation SSIM, CLIP
+    similarity to the target) per edit. Says which way each moved as the scale rose, from
+    these figures alone (the paper's claim: a higher scale keeps more of the photo and lets
+    the edit land less)."""
+    points = sorted(points)
+    if len(points) < 2:
+        return None
+    (s0, p0, c0), (s1, p1, c1) = points[0], points[-1]
+
+    def way(a, b):
+        return "rose" if b > a else "fell" if b < a else "stayed"
+
+    chain = " → ".join(f"{p:.3f}" for _, p, _ in points)
+    kept = "kept more of the photo" if p1 > p0 else "kept less of the photo" if p1 < p0 else "kept as much"
+    return (f"On this photo, as the image scale rose from {s0:g} to {s1:g}, preservation SSIM went {chain} "
+            f"({way(p0, p1)}) and edit alignment {way(c0, c1)} ({c0:.3f} → {c1:.3f}): a higher scale {kept} "
+            f"here. The paper's claim is that a higher scale keeps more of the photo and lets the edit land less.")

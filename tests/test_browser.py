@@ -73,7 +73,7 @@ def press_and_see_progress(page, button, shot_name=None):
     page.locator(PROGRESS).first.wait_for(state="visible", timeout=3_000)
     if shot_name:
         page.wait_for_timeout(max(0, 3_000 - 300))
-        shot(page, shot_name, full_page=False)
+        shot(page, shot_name)
 
 
 def no_error_toast(page):

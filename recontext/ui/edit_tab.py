@@ -8,22 +8,22 @@ import functools
 import gradio as gr
 import pandas as pd
 
-from .. import editing, inversion, zerogpu
+from .. import editing, inversion, verdicts, zerogpu
 from .. import examples as core_examples
 from ..tiny import typical
 from ..editing import SWEEP_SCALES, sweep_plot
 from ..runs import save_edits
 from .. import images
-from .common import (Choice, Flag, LPIPS_MISSING, Slider, bullets, cancel_button, fmt, mcp_tool, not_mcp_tool,
+from .common import (Choice, Flag, LPIPS_MISSING, Slider, bullets, legend, cancel_button, fmt, mcp_tool, not_mcp_tool,
                      number, on_gpu, option_controls, option_params, photo_input, progress_fn, saved,
                      seed_number, settings_of, shown_size, size_note, steps_slider, uploaded_size, user_errors,
                      with_cancel, with_options)
 
 ABOUT = """Invert the photo under its **source prompt**, then edit it from that noise toward
 the **target prompt**. With **Tight** on, the photo also conditions both passes through
-IP-Adapter at the same scale ([Tight Inversion](https://arxiv.org/abs/2502.20376)): a higher
-scale keeps more of the photo and lets the edit land less. **Sweep** runs the edit at several
-scales and plots that trade-off. Changing only the target prompt or guidance reuses the
+IP-Adapter at the same scale ([Tight Inversion](https://arxiv.org/abs/2502.20376)). The paper
+finds that a higher scale keeps more of the photo and lets the edit land less; **Sweep** runs
+the edit at several scales, plots what it did on your photo and says which way each moved. Changing only the target prompt or guidance reuses the
 cached inversion. The **editing method** decides how the target prompt enters; **Compare**
 runs the edit with every editing method, tight and plain."""
 
@@ -53,6 +53,18 @@ def examples() -> list[list]:
 
 
 TABLE_COLUMNS = ["image scale", *METRIC_NAMES.values(), "inverted", "seconds"]
+LEGEND = {
+    "image scale": "IP-Adapter scale of the tight edit, 0 to 1 (0: the prompt alone)",
+    METRIC_NAMES["preservation_ssim"]: "structural similarity of the edit to the photo, 0 to 1: how much of "
+                                       "the photo the edit kept",
+    METRIC_NAMES["preservation_lpips"]: "learned perceptual distance of the edit to the photo, 0 = identical "
+                                        "(with the optional lpips package)",
+    METRIC_NAMES["clip_target"]: "CLIP cosine similarity between the edit and the target prompt, −1 to 1 (higher: "
+                                 "the edit shows more of what was asked; compare rows, not absolute values)",
+    "inverted": "yes: the photo was inverted for this edit; cached: an earlier inversion was reused (same photo, "
+                "source prompt and settings), so only the edit ran",
+    "seconds": "wall time of that edit",
+}
 # the endpoints' own parameters, then every method's options (from the specs)
 EDIT = ["photo", "source", "target", "method", "tight", "image_scale", "guidance", "steps", "seed", "edit_method"]
 SWEEP = ["photo", "source", "target", "method", "scales", "guidance", "steps", "seed", "edit_method"]
@@ -150,7 +162,8 @@ def edit_sweep(studio, photo, source, target, method, scales, guidance, steps, s
                               guidance=guidance, steps=steps, seed=seed, progress=progress_fn(progress),
                               run=gpu_edit(studio), edit_method=edit_method, **settings)
     shown, note = _shown(photo, edits)
-    notes, run_id = _notes(edits) + [note], None
+    measured = verdicts.sweep([(e.scale, e.metrics["preservation_ssim"], e.metrics["clip_target"]) for e in edits])
+    notes, run_id = ([measured] if measured else []) + _notes(edits) + [note], None
     if runs is not None and len({e.scale for e in edits}) == len(edits):
         run_id, said = saved(lambda: save_edits(runs, studio.preset.name, edits, source or "",
                                                 target, edits[0].method, True, guidance, steps, seed,
@@ -266,6 +279,7 @@ def build(studio, runs=None):
                                      elem_classes="whole-image")
             table = gr.Dataframe(value=pd.DataFrame(columns=TABLE_COLUMNS), label="Metrics",
                                  interactive=False, wrap=True)
+            legend(LEGEND)
             notes = gr.Markdown()
             # the sweep's and the comparison's results: shown once there are some
             gallery = gr.Gallery(label="Sweep: edits by image scale", format="png", columns=3, visible=False,
@@ -278,7 +292,9 @@ def build(studio, runs=None):
                 plain = gr.JSON(label="Result", show_label=False)
     gr.Examples(typical.order("edit", examples(), studio.preset.name), inputs=[photo, source, target],
                 label="Examples (tiny-world scenes: a colour word edited; scikit-image photos)")
-    gr.Markdown(typical.note("edit", studio.preset.name) or "")
+    if typical.note("edit", studio.preset.name):  # long: closed until asked for
+        with gr.Accordion("How typical are these examples? (measured on held-out inputs)", open=False):
+            gr.Markdown(typical.note("edit", studio.preset.name))
 
     params = option_params(specs(studio.preset), shared=True)
     methods_doc = f"""method: inversion method, one of: {", ".join(studio.methods)}"""

@@ -12,7 +12,7 @@ from .. import garment as garments
 from ..tiny import typical
 from .. import zerogpu
 from ..runs import save_dressed
-from .common import (Choice, Choices, bullets, cancel_button, mcp_tool, on_gpu, option_controls,
+from .common import (Choice, Choices, bullets, legend, cancel_button, mcp_tool, on_gpu, option_controls,
                      option_params, photo_input, progress_fn, saved, seed_number, settings_of, show_chosen,
                      steps_slider, user_errors, with_cancel, with_options)
 
@@ -29,6 +29,13 @@ def about(preset) -> str:
 
 
 TIMING_COLUMNS = ["method", "adapt seconds", "cached", "generate seconds", "setup seconds (one-off)", "needs"]
+LEGEND = {
+    "adapt seconds": "time to adapt to this garment (HyperLoRA: one pass; fine-tuned LoRA: its training steps) ↓",
+    "cached": "yes: this garment's adaptation was reused from an earlier run; n/a: the method reads no garment",
+    "generate seconds": "time to generate the picture ↓",
+    "setup seconds (one-off)": "loading the model or a checkpoint on the first run only; not part of the method's time",
+    "needs": "what the method needs beyond the base model (a trained checkpoint, an extra model, fine-tuning)",
+}
 FIXED = ["garment", "prompt", "methods", "checkpoint", "steps", "seed"]  # then each method's options
 
 
@@ -191,10 +198,13 @@ def build(studio, runs=None):
                                         height=280, elem_classes="result-image") for m in row]
             table = gr.Dataframe(value=pd.DataFrame(columns=TIMING_COLUMNS), label="Timings (seconds)",
                                  interactive=False, wrap=True)
+            legend(LEGEND)
             notes = gr.Markdown()
             with gr.Accordion("Result as the API returns it (JSON)", open=False):
                 plain = gr.JSON(label="Result", show_label=False)
-    gr.Markdown(typical.note("garment", studio.preset.name) or "")
+    if typical.note("garment", studio.preset.name):  # long: closed until asked for
+        with gr.Accordion("How typical are these examples? (measured on held-out inputs)", open=False):
+            gr.Markdown(typical.note("garment", studio.preset.name))
     gr.Examples(typical.order("garment", examples(), studio.preset.name), inputs=[garment, prompt],
                 label="Example garments (procedural drawings, see assets/garments/SOURCES.md)")
 

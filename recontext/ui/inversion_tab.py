@@ -11,7 +11,7 @@ from ..tiny import typical
 from ..progress import segment
 from ..runs import save_reconstructions
 from .. import images
-from .common import (Choices, LPIPS_MISSING, Slider, bullets, cancel_button, fmt, mcp_tool, number, on_gpu,
+from .common import (Choices, LPIPS_MISSING, Slider, legend, bullets, cancel_button, fmt, mcp_tool, number, on_gpu,
                      option_controls, option_params, photo_input, progress_fn, saved, seed_number,
                      settings_of, show_chosen, shown_size, size_note, steps_slider, uploaded_size, user_errors,
                      with_cancel, with_options)
@@ -28,6 +28,19 @@ def slots(methods) -> list[tuple[str, str]]:
 COLUMNS = ["method", "tight", "PSNR ↑", "SSIM ↑", "L2 ↓", "LPIPS ↓", "latent error ↓",
            "inversion PSNR ↑", "seconds"]
 KEYS = ("psnr", "ssim", "l2", "lpips", "latent_error", "inversion_psnr")
+LEGEND = {
+    "tight": "yes: the photo also conditioned inversion and reconstruction through IP-Adapter (Tight Inversion)",
+    "PSNR ↑": "peak signal-to-noise ratio of the reconstruction against the photo, in dB (30+ is close; "
+              "the VAE's round trip, stated below the table, is the most any method reaches)",
+    "SSIM ↑": "structural similarity to the photo, 0 to 1 (1: identical)",
+    "L2 ↓": "mean squared difference of pixels on a 0–1 scale (0: identical)",
+    "LPIPS ↓": "learned perceptual distance, 0 = identical (shown when the optional lpips package is installed)",
+    "latent error ↓": "how far the reconstructed latents are from the photo's, relative to the photo's latents' size "
+                      "(0: the same latents; unitless)",
+    "inversion PSNR ↑": "the reconstruction against the VAE's round trip of the photo, in dB: the inversion's own "
+                        "error, the autoencoder's left out (∞: bit-exact, as edit-friendly DDPM replays its noise)",
+    "seconds": "wall time of that run (inversion + reconstruction)",
+}
 
 EXAMPLES = core_examples()  # recontext/examples.py
 
@@ -177,6 +190,7 @@ def build(studio, runs=None):
         with gr.Column(scale=2):
             table = gr.Dataframe(value=pd.DataFrame(columns=COLUMNS), wrap=True, interactive=False,
                                  label="Metrics (against the photo at the model's size)")
+            legend(LEGEND)
             notes = gr.Markdown()
             sliders = []
             shown = slots(studio.methods)
@@ -191,7 +205,9 @@ def build(studio, runs=None):
                 plain = gr.JSON(label="Result", show_label=False)
     gr.Examples(typical.order("inversion", EXAMPLES, studio.preset.name), inputs=[photo, prompt],
                 label="Examples (tiny-world scenes with their captions; scikit-image photos)")
-    gr.Markdown(typical.note("inversion", studio.preset.name) or "")
+    if typical.note("inversion", studio.preset.name):  # long: closed until asked for
+        with gr.Accordion("How typical are these examples? (measured on held-out inputs)", open=False):
+            gr.Markdown(typical.note("inversion", studio.preset.name))
 
     params = option_params(inversion.REGISTRY.specs(studio.preset))
 
