@@ -168,7 +168,7 @@ def test_sdxl_at_true_shapes_runs_every_tab(monkeypatch, tmp_path, photo):
     monkeypatch.setenv("RECONTEXT_MODELS_DIR", root)
     monkeypatch.setenv("RECONTEXT_RESOLUTION", str(SIDE))
     monkeypatch.setenv("RECONTEXT_WEIGHTS_DTYPE", "float16")  # computed in float32 (see README)
-    monkeypatch.setenv("RECONTEXT_SAFETY_CHECKER", "1")  # every output through the real checker's shapes
+    monkeypatch.setenv("RECONTEXT_SAFETY_CHECKER", "1")  # the first output through the real checker's shapes
     studio = Studio("sdxl")
     checker, _, _ = studio.models.safety
     assert checker.vision_model.config.hidden_size == 1024 and checker.concept_embeds.shape == (17, 768)
@@ -195,6 +195,9 @@ def test_sdxl_at_true_shapes_runs_every_tab(monkeypatch, tmp_path, photo):
     assert studio.models.size_multiple == SIDE
     for method in inversion.METHODS:
         r = timed(method, lambda: studio.reconstruct(photo, prompt="a cat", method=method, tight=False, steps=1))
+        # the checker's shapes are tested on the first output; on a CPU it costs as much as two
+        # UNet calls per output (its ViT-L weights cast per call), so the rest skip it
+        monkeypatch.setenv("RECONTEXT_SAFETY_CHECKER", "0")
         # the working size keeps the photo's aspect as far as the size multiple allows
         assert r.image.size == photo.size and r.output.size == (SIDE, SIDE)
         assert not math.isnan(r.metrics["psnr"])
