@@ -5,8 +5,8 @@ nothing on the page said so).
 Rules, from the metrics each result already carries:
 - a reconstruction `CEILING_GAP` dB or more below the VAE's round trip of the same photo
   (the most any inversion can reach there);
-- a reconstruction `BASELINE_GAP` dB or more below DDIM's, same photo, same variant
-  (plain or tight) in the same request;
+- a reconstruction `BASELINE_GAP` dB or more below the baseline method's (the preset's
+  first: DDIM on UNet presets), same photo, same variant (plain or tight), same request;
 - an edit whose CLIP similarity to the target prompt is below the unedited photo's: the
   edit moved the picture away from what was asked.
 No gradio, no torch: plain numbers in, sentences out."""
@@ -16,8 +16,7 @@ import math
 from . import inversion
 
 CEILING_GAP = 6.0   # dB below the VAE's round trip
-BASELINE_GAP = 3.0  # dB below DDIM's reconstruction of the same photo
-BASELINE = "ddim"
+BASELINE_GAP = 3.0  # dB below the baseline's reconstruction of the same photo
 
 
 def _fmt(x: float) -> str:
@@ -33,18 +32,27 @@ def _knobs(method: str) -> str:
     return f", or its own settings ({', '.join(names)})" if names else ""
 
 
-def reconstruction(label: str, method: str, metrics: dict, baseline_psnr: float | None = None) -> list[str]:
+def _title(method: str) -> str:
+    try:
+        return inversion.spec(method).title
+    except (KeyError, ValueError):
+        return method
+
+
+def reconstruction(label: str, method: str, metrics: dict, baseline_psnr: float | None = None,
+                   baseline: str | None = None) -> list[str]:
     """The verdicts on one reconstruction (`metrics` as `metrics.reconstruction` gives them);
-    `baseline_psnr`: DDIM's PSNR on the same photo and variant, when it ran beside it."""
+    `baseline_psnr`: the `baseline` method's PSNR on the same photo and variant, when it ran
+    beside it."""
     psnr, vae = metrics.get("psnr"), metrics.get("vae_psnr")
     if psnr is None or not math.isfinite(psnr):
         return []
     out = []
-    if baseline_psnr is not None and method != BASELINE and math.isfinite(baseline_psnr) \
+    if baseline_psnr is not None and baseline and method != baseline and math.isfinite(baseline_psnr) \
             and baseline_psnr - psnr >= BASELINE_GAP:
         out.append(f"**{label} looks wrong here:** PSNR {_fmt(psnr)} dB, {_fmt(baseline_psnr - psnr)} dB below "
-                   f"DDIM's {_fmt(baseline_psnr)} dB on the same photo. Likely reason: the method diverged on "
-                   f"this photo. Try DDIM{_knobs(method)}.")
+                   f"{_title(baseline)}'s {_fmt(baseline_psnr)} dB on the same photo. Likely reason: the method "
+                   f"diverged on this photo. Try {_title(baseline)}{_knobs(method)}.")
     elif vae is not None and math.isfinite(vae) and vae - psnr >= CEILING_GAP:
         out.append(f"**{label} looks wrong here:** PSNR {_fmt(psnr)} dB, {_fmt(vae - psnr)} dB below the VAE's "
                    f"round trip ({_fmt(vae)} dB, the most any inversion reaches on this photo). Likely reason: "
@@ -53,12 +61,12 @@ def reconstruction(label: str, method: str, metrics: dict, baseline_psnr: float 
     return out
 
 
-def reconstructions(runs) -> list[str]:
+def reconstructions(runs, baseline: str | None = None) -> list[str]:
     """Verdicts on a request's reconstructions: `runs`, (label, method, tight, metrics)
-    each; each compared with DDIM's of the same variant when DDIM ran."""
-    baseline = {tight: m["psnr"] for _, method, tight, m in runs if method == BASELINE}
+    each; each compared with the `baseline` method's of the same variant when it ran."""
+    psnr = {tight: m["psnr"] for _, method, tight, m in runs if method == baseline}
     return [line for label, method, tight, m in runs
-            for line in reconstruction(label, method, m, baseline.get(tight))]
+            for line in reconstruction(label, method, m, psnr.get(tight), baseline)]
 
 
 def edit(label: str, clip_after: float, clip_before: float) -> list[str]:

@@ -18,7 +18,7 @@ def test_the_rules_on_numbers():
     renoise = {"psnr": 14.5, "vae_psnr": 30.0}
     close = {"psnr": 26.0, "vae_psnr": 30.0}  # 2.1 dB below DDIM, 4 below the ceiling: fine
     notes = verdicts.reconstructions([("ddim", "ddim", False, ddim), ("renoise", "renoise", False, renoise),
-                                      ("renoise + tight", "renoise", True, close)])
+                                      ("renoise + tight", "renoise", True, close)], baseline="ddim")
     assert len(notes) == 1 and notes[0].startswith("**renoise looks wrong here:**")
     assert "13.6 dB below DDIM's 28.1 dB" in notes[0] and "renoise_steps" in notes[0]  # what to try
     # no DDIM beside it: the VAE's ceiling is the yardstick
@@ -53,6 +53,7 @@ def test_the_page_flags_the_reconstruction_that_falls_below(studio, disc_and_ban
                                     options={"renoise": {"lambda_ac": 100.0}})
     result = out[0]
     runs = {r["method"]: r for r in result["runs"]}
+    assert studio.methods[0] == "ddim"  # the preset's baseline, beside which the others are judged
     ddim = runs["ddim"]["psnr"]
     below = {m for m, r in runs.items()
              if m != "ddim" and ddim - r["psnr"] >= verdicts.BASELINE_GAP

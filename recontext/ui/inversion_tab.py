@@ -93,7 +93,8 @@ def reconstruct(studio, photo, prompt, methods, variants, image_scale, steps, se
     text = [f"The VAE's own round trip reaches PSNR {fmt(first.metrics['vae_psnr'])} dB on this photo: "
             "the ceiling for every method. *Inversion PSNR* compares each reconstruction with that "
             "round trip, so it measures the inversion alone."]
-    text[:0] = verdicts.reconstructions([(label(k), k[0], k[1] == "tight", r.metrics) for k, r in results.items()])
+    text[:0] = verdicts.reconstructions([(label(k), k[0], k[1] == "tight", r.metrics) for k, r in results.items()],
+                                        baseline=studio.methods[0])  # the preset's plain baseline
     if any(r.metrics["inversion_psnr"] == float("inf") for r in results.values()):
         text.append(INFINITE)
     if first.metrics["lpips"] is None:
