@@ -4,7 +4,9 @@ port with a temporary data folder, opens it in headless Chromium (Debian's, at
 
 - assets/screenshots/<tab>.png          the tab as a visitor first sees it, and
 - assets/screenshots/<tab>-example.png  after clicking its first example and its main button
-                                        (the page's default settings) and waiting for the result.
+                                        (the page's default settings) and waiting for the result;
+- out/screenshots-3s/<tab>-3s.png       3 s after pressing that button: the progress shown
+                                        over the results while it runs (not committed).
 
 The Review tab has no examples: its "-example" shot is the first blind item, after the other
 tabs' runs have made some. Each PNG is scaled to 1000 px wide and palette-quantised to stay
@@ -120,8 +122,11 @@ def shoot(page, path: str, files: list):
     print(f"{os.path.relpath(path, ROOT)}: {size / 1000:.0f} KB", flush=True)
 
 
-def run_tab(page, tab, label, button, done, out, files, timeout_ms):
-    """The tab on arrival, then after its first example's run."""
+def run_tab(page, tab, label, button, done, out, files, timeout_ms, running_dir=None):
+    """The tab on arrival, 3 s into its first example's run (in `running_dir`, default
+    out/screenshots-3s in the clone, ignored by git), then after the run."""
+    running_dir = running_dir or os.path.join(ROOT, "out", "screenshots-3s")
+    os.makedirs(running_dir, exist_ok=True)
     open_tab(page, label)
     settle(page, timeout_ms)
     page.evaluate("window.scrollTo(0, 0)")
@@ -135,6 +140,9 @@ def run_tab(page, tab, label, button, done, out, files, timeout_ms):
             page.wait_for_timeout(1500)  # the example's images settle into the form
         page.get_by_role("button", name=button, exact=True).locator("visible=true").first.click()
         print(f"{tab}: example clicked, {button!r} pressed; waiting for {done!r}", flush=True)
+        if attempt == 1 and tab != "review":  # 3 s in: the progress over the results (issue 38)
+            page.wait_for_timeout(3000)
+            shoot(page, os.path.join(running_dir, f"{tab}-3s.png"), files)
         finished = page.get_by_text(re.compile(done)).locator("visible=true").first
         error = page.locator(".toast-body.error").first
         finished.or_(error).first.wait_for(timeout=timeout_ms)

@@ -354,6 +354,10 @@ def cmd_ratings_summarize(args) -> int:
                   else f"{args.csv} holds no final ratings yet")
         if picked["waiting"]:
             print(f"{picked['waiting']} ratings made without the reveal may still change: not counted yet")
+        ranking = full_report(picked, runs, target_raters())["bradley_terry"]
+        print("\npairwise votes: Bradley-Terry strength (log scale: higher is preferred; low/high: 95% interval)")
+        with pd.option_context("display.width", 160, "display.max_columns", 20):
+            print(pd.DataFrame(ranking).round(3).to_string(index=False) if ranking else "no pairwise votes yet")
     return 0
 
 

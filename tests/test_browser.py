@@ -47,9 +47,9 @@ def page(browser, app_url):
     context.close()
 
 
-def shot(page, name):
+def shot(page, name, full_page=True):
     path = os.path.join(ARTIFACTS, f"{name}.png")
-    page.screenshot(path=path, full_page=True)
+    page.screenshot(path=path, full_page=full_page)
     assert os.path.getsize(path) > 10_000
 
 
@@ -60,6 +60,20 @@ def open_tab(page, name):
 
 def steps(page, value):
     page.locator("input[aria-label='number input for Steps']:visible").first.fill(str(value))
+
+
+PROGRESS = ".progress-text:visible, .progress-level:visible, .meta-text:visible, .eta-bar:visible"
+
+
+def press_and_see_progress(page, button, shot_name=None):
+    """Press a long-running button: a progress element (Gradio's status tracker: elapsed
+    time, steps done of total, queue position) is visible within 3 s, over the outputs
+    area, not hidden with the outputs (issue 38). A screenshot 3 s in, when named."""
+    button.click()
+    page.locator(PROGRESS).first.wait_for(state="visible", timeout=3_000)
+    if shot_name:
+        page.wait_for_timeout(max(0, 3_000 - 300))
+        shot(page, shot_name)
 
 
 def no_error_toast(page):
@@ -95,7 +109,7 @@ def test_garment_tab_runs_its_example(page):
     expect(page.get_by_label("Scene prompt")).to_have_value("a person wearing trousers at the beach")
     page.wait_for_timeout(1000)  # the example's garment image settles into its box
     steps(page, 8)
-    page.get_by_role("button", name="Dress").click()
+    press_and_see_progress(page, page.get_by_role("button", name="Dress"), "garment-3s")
     page.get_by_text("Saved as run").wait_for(timeout=RUN_TIMEOUT)
     page.locator(".cell-wrap", has_text="hyperlora").first.wait_for(timeout=30_000)  # its row in the timings
     no_error_toast(page)
@@ -107,7 +121,7 @@ def test_inversion_tab_runs_its_example(page):
     open_tab(page, "Inversion")
     page.get_by_text("a photo of a cat").first.click()
     steps(page, 4)
-    page.get_by_role("button", name="Invert and reconstruct").click()
+    press_and_see_progress(page, page.get_by_role("button", name="Invert and reconstruct"), "inversion-3s")
     page.get_by_text("inversion PSNR").first.wait_for(timeout=RUN_TIMEOUT)
     page.get_by_text("Saved as run").wait_for(timeout=RUN_TIMEOUT)
     no_error_toast(page)
@@ -119,10 +133,10 @@ def test_edit_tab_runs_its_example_and_sweep(page):
     open_tab(page, "Text editing")
     page.get_by_text("a photo of a tiger").first.click()
     steps(page, 4)
-    page.get_by_role("button", name="Sweep scales").click()
+    press_and_see_progress(page, page.get_by_role("button", name="Sweep scales"), "edit-sweep-3s")
     page.get_by_text("rate it blind in the Review tab").wait_for(timeout=RUN_TIMEOUT)
     assert page.get_by_text("scale 0.4").count() >= 1  # the gallery's captions
-    page.get_by_role("button", name="Edit", exact=True).click()
+    press_and_see_progress(page, page.get_by_role("button", name="Edit", exact=True), "edit-3s")
     page.get_by_text("rate it blind in the Review tab").wait_for(state="hidden", timeout=RUN_TIMEOUT)
     page.get_by_text("Saved as run").first.wait_for(timeout=RUN_TIMEOUT)
     no_error_toast(page)

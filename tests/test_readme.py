@@ -1,7 +1,11 @@
-"""Every command in the README's ```bash blocks runs as written (issue 27: "the README's
-commands run as written"), on the tiny preset, from a temporary folder that holds links to
-the clone's top-level files and folders (so relative outputs such as `rec.png` or `data/`
-land there, and the clone stays clean).
+"""Every ```bash and ```python block of README.md and docs/*.md runs as written (issues 27
+and 38), on the tiny preset, from a temporary folder that holds links to the clone's
+top-level files and folders (so relative outputs such as `out/` or `data/` land there, and
+the clone stays clean). A block that must not run is fenced ```text.
+
+Python blocks run as a script with this interpreter; one that talks to a running studio
+(`Client("http://127.0.0.1:7860/")`) gets the test's launched app (`app_url`) instead of
+that address.
 
 Skipped, and only these:
 - a line ending in a comment that says what it needs or how long it takes (`# needs a GPU`,
@@ -29,10 +33,13 @@ import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 README = os.path.join(ROOT, "README.md")
+DOCS = os.path.join(ROOT, "docs")
+PAGES = [README] + sorted(os.path.join(DOCS, f) for f in os.listdir(DOCS) if f.endswith(".md"))
+APP_ADDRESS = "http://127.0.0.1:7860/"
 MARKER = re.compile(r"#\s*((?:needs|takes)\b[^#`]*)$")
-NOT_LINKED = {".git", "data", ".cache", "test-artifacts"}
+NOT_LINKED = {".git", "data", "out", ".cache", "test-artifacts"}
 
-pytestmark = pytest.mark.slow  # a few minutes: every offline README command, run as written
+pytestmark = pytest.mark.slow  # a few minutes: every offline command of the README and docs/, run as written
 
 
 def logical_lines(block: str) -> list[str]:
@@ -53,17 +60,26 @@ def logical_lines(block: str) -> list[str]:
 
 
 def readme_blocks(text: str | None = None) -> list[list[str]]:
-    """Each ```bash block's commands; and any other code block's `python -m recontext` lines."""
+    """Each ```bash block's commands; and any other block's `python -m recontext` lines
+    except ```python and ```text blocks (```text: shown, not run)."""
     text = open(README, encoding="utf-8").read() if text is None else text
     blocks = []
     for lang, body in re.findall(r"(?ms)^```(\w*)\n(.*?)^```", text):
         if lang == "bash":
             blocks.append(logical_lines(body))
-        else:
+        elif lang not in ("python", "text"):
             lines = [l for l in logical_lines(body) if re.match(r"(\S*/)?python3? -m recontext ", l)]
             if lines:
                 blocks.append(lines)
     return [b for b in blocks if b]
+
+
+def python_blocks(text: str) -> list[str]:
+    return [body for lang, body in re.findall(r"(?ms)^```(\w*)\n(.*?)^```", text) if lang == "python"]
+
+
+def page_name(path: str) -> str:
+    return os.path.relpath(path, ROOT)
 
 
 def skip_reason(command: str) -> str | None:
@@ -79,11 +95,13 @@ def block_id(block: list[str]) -> str:
     return "-".join(w for w in words[:5] if not w.startswith("-"))[:60]
 
 
-BLOCKS = readme_blocks()
+TEXTS = {page_name(p): open(p, encoding="utf-8").read() for p in PAGES}
+BLOCKS = [(name, b) for name, text in TEXTS.items() for b in readme_blocks(text)]
+PYTHON = [(name, b) for name, text in TEXTS.items() for b in python_blocks(text)]
 
 
 def test_the_readme_has_commands_and_marks():
-    commands = [c for b in BLOCKS for c in b]
+    commands = [c for _, b in BLOCKS for c in b]
     assert len(commands) >= 15, commands
     assert any("app.py" in c for c in commands)
     assert any(c.startswith("bash .ci/run") for c in commands)
@@ -91,7 +109,20 @@ def test_the_readme_has_commands_and_marks():
     for c in commands:
         if "accelerate launch" in c or "huggingface.co" in c or "app.py --preset sdxl" in c:
             assert skip_reason(c), f"needs a GPU, Hub weights or an account but is not marked: {c}"
-    assert "cat.png" not in open(README, encoding="utf-8").read()  # issue 27: a file not in the repo
+    assert "cat.png" not in TEXTS["README.md"]  # issue 27: a file not in the repo
+    assert len(TEXTS["README.md"].encode()) <= 15_000  # issue 38: read in five minutes
+    assert len(PYTHON) >= 2 and any(APP_ADDRESS in b for _, b in PYTHON)
+
+
+def test_outputs_go_to_an_ignored_folder():
+    """Every `--out` of a command that runs writes under out/ (ignored by git), never the
+    clone's root."""
+    ignored = open(os.path.join(ROOT, ".gitignore"), encoding="utf-8").read().split()
+    assert "out/" in ignored and "data/" in ignored
+    for name, block in BLOCKS:
+        for command in block:
+            for out in re.findall(r"--out[ =](\S+)", command):
+                assert out.startswith("out/") or out == "out" or skip_reason(command), (name, command)
 
 
 def test_markers_are_parsed():
@@ -171,8 +202,8 @@ def serve(command: str, cwd, env, timeout: float = 600) -> str:
         log.close()
 
 
-@pytest.mark.parametrize("block", BLOCKS, ids=[f"{i}-{block_id(b)}" for i, b in enumerate(BLOCKS)])
-def test_readme_block_runs_as_written(block, clone):
+@pytest.mark.parametrize("page,block", BLOCKS, ids=[f"{n}-{i}-{block_id(b)}" for i, (n, b) in enumerate(BLOCKS)])
+def test_readme_block_runs_as_written(page, block, clone):
     env = environment()
     ran, skipped = [], []
     for command in block:
@@ -193,3 +224,16 @@ def test_readme_block_runs_as_written(block, clone):
         ran.append(command)
     if not ran:
         pytest.skip("; ".join(f"{reason}: {c[:60]}" for c, reason in skipped))
+
+
+@pytest.mark.parametrize("page,code", PYTHON, ids=[f"{n}-{i}" for i, (n, _) in enumerate(PYTHON)])
+def test_python_block_runs_as_written(page, code, clone, request):
+    if APP_ADDRESS in code:  # the studio a reader has running: the test's launched app
+        code = code.replace(APP_ADDRESS, request.getfixturevalue("app_url"))
+    script = clone / f"block-{abs(hash(code))}.py"
+    script.write_text(code, encoding="utf-8")
+    start = time.perf_counter()
+    out = subprocess.run([sys.executable, script.name], cwd=clone, env=environment(), capture_output=True,
+                         text=True, timeout=900)
+    print(f"{page}: {time.perf_counter() - start:.1f} s, exit {out.returncode}\n{out.stdout[-1500:]}")
+    assert out.returncode == 0, f"{page}'s block exited {out.returncode}:\n{code}\n{out.stderr[-4000:]}"

@@ -57,8 +57,11 @@ def test_generate_is_seeded_and_checks_its_prompt(studio):
                    "DDIM, +0.12 dB ReNoise (bench/tiny_world.py). A perfect inversion "
                    "would gain only 1.5 dB over plain, and the adapter tells the UNet little that the prompt and the "
                    "noisy latents do not (x0 error at t=950: 0.392 without the image, 0.377 with it at scale 1)")
-@pytest.mark.slow  # held-out inversions: 410 s (ddim) and 279 s (renoise) measured on 2 shared CPU cores
-@pytest.mark.parametrize("method", ["ddim", "renoise"])
+@pytest.mark.slow  # held-out inversions: 279 s measured on 2 shared CPU cores
+# DDIM's gain (410 s here before) is measured on held-out inputs by test_typical.py's fresh
+# computation (claim tight-vs-plain: the same 0.5 dB, scale 0.4, the preset's steps); issue 38
+# merged the two to keep the suite within 20 minutes
+@pytest.mark.parametrize("method", ["renoise"])
 def test_tight_inversion_improves_reconstruction(studio, method):
     result = claims.tight_gain(studio, method)
     assert result["gain"] >= 0.5, result

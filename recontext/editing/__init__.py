@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import torch
 from PIL import Image
 
-from .. import inversion, metrics
+from .. import inversion, metrics, verdicts
 from ..images import to_size
 from ..methods import Registry
 from ..models import image_key
@@ -159,6 +159,8 @@ def edit(bench, image, source_prompt: str, target_prompt: str, method: str, tigh
             "preservation_lpips": metrics.lpips_distance(photo.image, output),
             "clip_target": clip_similarity(models, output, target_prompt),
         }
+        notes = notes + verdicts.edit(f"{edit_method} after {method}{' + tight' if tight else ''}",
+                                      scores["clip_target"], clip_similarity(models, photo.image, target_prompt))
 
     return Edit(image=to_size(output, photo.original_size),
                 reconstruction=to_size(cached.reconstruction, photo.original_size), metrics=scores,

@@ -67,7 +67,11 @@ def build_demo(studio, data=None) -> gr.Blocks:
     from `RECONTEXT_DATA_DIR`)."""
     data = data or open_data()
     with gr.Blocks(title="recontext studio", delete_cache=CACHE_DELETE) as demo:
-        gr.Markdown(header(studio))
+        title, _, about = header(studio).partition("\n")
+        gr.Markdown(f"{title}\nRunning preset **`{studio.preset.name}`**. Every long button shows its progress "
+                    "over the results; a result that looks wrong says so in its notes.")
+        with gr.Accordion("About this studio, its tabs and the running preset", open=False):
+            gr.Markdown(about)
         gr.Markdown(review_tab.saving_note(data))
         rater = review_tab.remembered_rater()
         with gr.Tabs():

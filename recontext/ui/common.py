@@ -50,8 +50,8 @@ def progress_fn(progress: gr.Progress):
     def update(done: int, total: int, desc: str):
         if total:
             progress((done, total), desc=desc, unit="steps")
-        else:  # work of unknown length (one-off setup): the text alone
-            progress(None, desc=desc)
+        else:  # work of unknown length (one-off setup): its text, at 0 (Gradio draws no text for None)
+            progress(0.0, desc=desc)
 
     return update
 
@@ -480,3 +480,10 @@ def size_note(working: tuple[int, int], shown: tuple[int, int]) -> str:
     capped = f" (your photo's size, at most {SHOWN_MAX} px)" if max(shown) == SHOWN_MAX else " (your photo's size)"
     return (f"The model works at {w}×{h} pixels (metrics are computed there); results are shown "
             f"upscaled to {shown[0]}×{shown[1]}{capped}, so they look softer than the photo.")
+
+
+def legend(lines: dict) -> None:
+    """A closed accordion under a table: one line per column, with its unit and which way
+    is better (issue 38: numbers the page does not explain)."""
+    with gr.Accordion("What the columns mean (units; ↑ higher is better, ↓ lower is better)", open=False):
+        gr.Markdown("\n".join(f"- **{name}**: {text}" for name, text in lines.items()))

@@ -7,22 +7,22 @@ from __future__ import annotations
 import gradio as gr
 import pandas as pd
 
-from .. import editing, inversion, jobs
+from .. import editing, inversion, jobs, verdicts
 from .. import examples as core_examples
 from ..tiny import typical
 from ..editing import SWEEP_SCALES, sweep_plot
 from ..runs import save_edits
 from .. import images
-from .common import (Choice, Flag, LPIPS_MISSING, bullets, cancel_button, fmt, mcp_tool, not_mcp_tool, number,
-                    option_controls, option_params, photo_input, progress_fn, reproduce_section, run_job,
-                    saved, seed_number, settings_of, shared_slider, show_reproduce, shown_size, size_note,
-                    steps_slider, uploaded_size, user_errors, with_cancel, with_options)
+from .common import (Choice, Flag, LPIPS_MISSING, bullets, cancel_button, fmt, legend, mcp_tool,
+                    not_mcp_tool, number, option_controls, option_params, photo_input, progress_fn,
+                    reproduce_section, run_job, saved, seed_number, settings_of, shared_slider, show_reproduce,
+                    shown_size, size_note, steps_slider, uploaded_size, user_errors, with_cancel, with_options)
 
 ABOUT = """Invert the photo under its **source prompt**, then edit it from that noise toward
 the **target prompt**. With **Tight** on, the photo also conditions both passes through
-IP-Adapter at the same scale ([Tight Inversion](https://arxiv.org/abs/2502.20376)): a higher
-scale keeps more of the photo and lets the edit land less. **Sweep** runs the edit at several
-scales and plots that trade-off. Changing only the target prompt or guidance reuses the
+IP-Adapter at the same scale ([Tight Inversion](https://arxiv.org/abs/2502.20376)). The paper
+finds that a higher scale keeps more of the photo and lets the edit land less; **Sweep** runs
+the edit at several scales, plots what it did on your photo and says which way each moved. Changing only the target prompt or guidance reuses the
 cached inversion. The **editing method** decides how the target prompt enters; **Compare**
 runs the edit with every editing method, tight and plain."""
 
@@ -52,6 +52,18 @@ def examples() -> list[list]:
 
 
 TABLE_COLUMNS = ["image scale", *METRIC_NAMES.values(), "inverted", "seconds"]
+LEGEND = {
+    "image scale": "IP-Adapter scale of the tight edit, 0 to 1 (0: the prompt alone)",
+    METRIC_NAMES["preservation_ssim"]: "structural similarity of the edit to the photo, 0 to 1: how much of "
+                                       "the photo the edit kept",
+    METRIC_NAMES["preservation_lpips"]: "learned perceptual distance of the edit to the photo, 0 = identical "
+                                        "(with the optional lpips package)",
+    METRIC_NAMES["clip_target"]: "CLIP cosine similarity between the edit and the target prompt, −1 to 1 (higher: "
+                                 "the edit shows more of what was asked; compare rows, not absolute values)",
+    "inverted": "yes: the photo was inverted for this edit; cached: an earlier inversion was reused (same photo, "
+                "source prompt and settings), so only the edit ran",
+    "seconds": "wall time of that edit",
+}
 # the endpoints' own parameters, then every method's options (from the specs)
 EDIT = ["photo", "source", "target", "method", "tight", "image_scale", "guidance", "steps", "seed", "edit_method"]
 SWEEP = ["photo", "source", "target", "method", "scales", "guidance", "steps", "seed", "edit_method"]
@@ -164,7 +176,8 @@ def edit_sweep(studio, photo, source, target, method, scales, guidance, steps, s
                  edit_method, options)
     edits = run_job(studio, job, progress_fn(progress), request).results
     shown, note = _shown(photo, edits)
-    notes, run_id = _notes(edits) + [note], None
+    measured = verdicts.sweep([(e.scale, e.metrics["preservation_ssim"], e.metrics["clip_target"]) for e in edits])
+    notes, run_id = ([measured] if measured else []) + _notes(edits) + [note], None
     if runs is not None and len({e.scale for e in edits}) == len(edits):
         run_id, said = saved(lambda: save_edits(runs, studio.preset.name, edits, source or "",
                                                 target, edits[0].method, True, guidance, steps, seed,
@@ -263,6 +276,7 @@ def build(studio, runs=None):
                                      elem_classes="whole-image")
             table = gr.Dataframe(value=pd.DataFrame(columns=TABLE_COLUMNS), label="Metrics",
                                  interactive=False, wrap=True)
+            legend(LEGEND)
             notes = gr.Markdown()
             # the sweep's and the comparison's results: shown once there are some
             gallery = gr.Gallery(label="Sweep: edits by image scale", format="png", columns=3, visible=False,
@@ -276,7 +290,9 @@ def build(studio, runs=None):
             command, download = reproduce_section()
     gr.Examples(typical.order("edit", examples(), studio.preset.name), inputs=[photo, source, target],
                 label="Examples (tiny-world scenes: a colour word edited; scikit-image photos)")
-    gr.Markdown(typical.note("edit", studio.preset.name) or "")
+    if typical.note("edit", studio.preset.name):  # long: closed until asked for
+        with gr.Accordion("How typical are these examples? (measured on held-out inputs)", open=False):
+            gr.Markdown(typical.note("edit", studio.preset.name))
 
     params = option_params(specs(studio.preset), shared=True)
     methods_doc = f"""method: inversion method, one of: {", ".join(studio.methods)}"""
@@ -367,13 +383,14 @@ def build(studio, runs=None):
     own = list(controls.values())
     edited = run.click(on_edit,  # each job runs on ZeroGPU priced by itself (common.execute)
                        [photo, source, target, method, tight, scale, guidance, steps, seed, edit_method, *own],
-                       [plain, rec, out], api_name="edit")
+                       [plain, rec, out], api_name="edit", show_progress_on=[table, rec, out])
     swept = sweep.click(on_sweep,  # each scale's edit is a GPU call of its own (common.execute)
                         [photo, source, target, method, scales, guidance, steps, seed, edit_method, *own],
-                        [plain, gallery], api_name="edit_sweep")
+                        [plain, gallery], api_name="edit_sweep", show_progress_on=[table, gallery])
     compared_event = compare.click(on_compare,  # each method's edit is a GPU call of its own
                                    [photo, source, target, method, scale, guidance, steps, seed, *own],
-                                   [plain, compared], api_name="edit_compare")
+                                   [plain, compared], api_name="edit_compare",
+                                   show_progress_on=[table, compared])
     for event, button in ((edited, cancel), (swept, cancel_sweep), (compared_event, cancel_compare)):
         with_cancel(event, button)
         show_reproduce(event, plain, command, download)

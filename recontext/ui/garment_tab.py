@@ -13,7 +13,7 @@ from ..tiny import typical
 from .. import jobs
 from ..progress import weighted  # noqa: F401  (the dress job's progress, moved to the core)
 from ..runs import save_dressed
-from .common import (Choice, Choices, bullets, cancel_button, mcp_tool, option_controls, option_params,
+from .common import (Choice, Choices, bullets, cancel_button, legend, mcp_tool, option_controls, option_params,
                     photo_input, progress_fn, reproduce_section, run_job, saved, seed_number, settings_of,
                     show_chosen, show_reproduce, steps_slider, user_errors, with_cancel, with_options)
 
@@ -30,6 +30,13 @@ def about(preset) -> str:
 
 
 TIMING_COLUMNS = ["method", "adapt seconds", "cached", "generate seconds", "setup seconds (one-off)", "needs"]
+LEGEND = {
+    "adapt seconds": "time to adapt to this garment (HyperLoRA: one pass; fine-tuned LoRA: its training steps) ↓",
+    "cached": "yes: this garment's adaptation was reused from an earlier run; n/a: the method reads no garment",
+    "generate seconds": "time to generate the picture ↓",
+    "setup seconds (one-off)": "loading the model or a checkpoint on the first run only; not part of the method's time",
+    "needs": "what the method needs beyond the base model (a trained checkpoint, an extra model, fine-tuning)",
+}
 FIXED = ["garment", "prompt", "methods", "checkpoint", "steps", "seed"]  # then each method's options
 
 
@@ -170,15 +177,19 @@ def build(studio, runs=None):
             images, names = [], studio.garment_methods
             for row in (names[i:i + 3] for i in range(0, len(names), 3)):  # at most three a row
                 with gr.Row():
-                    images += [gr.Image(label=m, type="pil", format="png", interactive=False,
-                                        visible=False, height=280, elem_classes="result-image") for m in row]
+                    images += [gr.Image(label=m, type="pil", format="png", interactive=False,  # shown empty
+                                        visible=m in garments.page_methods(studio.preset),  # for progress
+                                        height=280, elem_classes="result-image") for m in row]
             table = gr.Dataframe(value=pd.DataFrame(columns=TIMING_COLUMNS), label="Timings (seconds)",
                                  interactive=False, wrap=True)
+            legend(LEGEND)
             notes = gr.Markdown()
             with gr.Accordion("Result as the API returns it (JSON)", open=False):
                 plain = gr.JSON(label="Result", show_label=False)
             command, download = reproduce_section()
-    gr.Markdown(typical.note("garment", studio.preset.name) or "")
+    if typical.note("garment", studio.preset.name):  # long: closed until asked for
+        with gr.Accordion("How typical are these examples? (measured on held-out inputs)", open=False):
+            gr.Markdown(typical.note("garment", studio.preset.name))
     gr.Examples(typical.order("garment", examples(), studio.preset.name), inputs=[garment, prompt],
                 label="Example garments (procedural drawings, see assets/garments/SOURCES.md)")
 
@@ -208,7 +219,7 @@ def build(studio, runs=None):
 
     event = run.click(handler,  # the job runs on ZeroGPU priced by itself (common.execute)
                       [garment, prompt, methods, checkpoint, steps, seed, *controls.values()],
-                      [plain, *images], api_name="dress")
+                      [plain, *images], api_name="dress", show_progress_on=[table, *images])
     with_cancel(event, cancel)
     show_reproduce(event, plain, command, download)
     event.success(page, plain, [*images, table, notes], api_visibility="private", queue=False)

@@ -5,14 +5,14 @@ from __future__ import annotations
 import gradio as gr
 import pandas as pd
 
-from .. import inversion, jobs
+from .. import inversion, jobs, verdicts
 from ..examples import inversion as core_examples
 from ..tiny import typical
 from ..runs import save_reconstructions
 from .. import images
-from .common import (Choices, LPIPS_MISSING, bullets, cancel_button, fmt, mcp_tool, number, option_controls,
-                    option_params, photo_input, progress_fn, reproduce_section, run_job, saved, seed_number,
-                    settings_of, shared_slider, show_chosen, show_reproduce, shown_size, size_note,
+from .common import (Choices, LPIPS_MISSING, bullets, cancel_button, fmt, legend, mcp_tool, number,
+                    option_controls, option_params, photo_input, progress_fn, reproduce_section, run_job, saved,
+                    seed_number, settings_of, shared_slider, show_chosen, show_reproduce, shown_size, size_note,
                     steps_slider, uploaded_size, user_errors, with_cancel, with_options)
 
 VARIANTS = jobs.VARIANTS  # the one encoding of plain / tight
@@ -27,6 +27,19 @@ def slots(methods) -> list[tuple[str, str]]:
 COLUMNS = ["method", "tight", "PSNR ↑", "SSIM ↑", "L2 ↓", "LPIPS ↓", "latent error ↓",
            "inversion PSNR ↑", "seconds"]
 KEYS = ("psnr", "ssim", "l2", "lpips", "latent_error", "inversion_psnr")
+LEGEND = {
+    "tight": "yes: the photo also conditioned inversion and reconstruction through IP-Adapter (Tight Inversion)",
+    "PSNR ↑": "peak signal-to-noise ratio of the reconstruction against the photo, in dB (30+ is close; "
+              "the VAE's round trip, stated below the table, is the most any method reaches)",
+    "SSIM ↑": "structural similarity to the photo, 0 to 1 (1: identical)",
+    "L2 ↓": "mean squared difference of pixels on a 0–1 scale (0: identical)",
+    "LPIPS ↓": "learned perceptual distance, 0 = identical (shown when the optional lpips package is installed)",
+    "latent error ↓": "how far the reconstructed latents are from the photo's, relative to the photo's latents' size "
+                      "(0: the same latents; unitless)",
+    "inversion PSNR ↑": "the reconstruction against the VAE's round trip of the photo, in dB: the inversion's own "
+                        "error, the autoencoder's left out (∞: bit-exact, as edit-friendly DDPM replays its noise)",
+    "seconds": "wall time of that run (inversion + reconstruction)",
+}
 
 EXAMPLES = core_examples()  # recontext/examples.py
 
@@ -81,6 +94,8 @@ def reconstruct(studio, photo, prompt, methods, variants, image_scale, steps, se
     text = [f"The VAE's own round trip reaches PSNR {fmt(first.metrics['vae_psnr'])} dB on this photo: "
             "the ceiling for every method. *Inversion PSNR* compares each reconstruction with that "
             "round trip, so it measures the inversion alone."]
+    text[:0] = verdicts.reconstructions([(label(k), k[0], k[1] == "tight", r.metrics) for k, r in results.items()],
+                                        baseline=studio.methods[0])  # the preset's plain baseline
     if any(r.metrics["inversion_psnr"] == float("inf") for r in results.values()):
         text.append(INFINITE)
     if first.metrics["lpips"] is None:
@@ -175,22 +190,25 @@ def build(studio, runs=None):
         with gr.Column(scale=2):
             table = gr.Dataframe(value=pd.DataFrame(columns=COLUMNS), wrap=True, interactive=False,
                                  label="Metrics (against the photo at the model's size)")
+            legend(LEGEND)
             notes = gr.Markdown()
             sliders = []
             shown = slots(studio.methods)
             for rows in (shown[i:i + 2] for i in range(0, len(shown), 2)):
                 with gr.Row():
-                    for m, v in rows:
+                    for m, v in rows:  # the first method's pair shown empty: progress is drawn there
                         sliders.append(gr.ImageSlider(
                             label=f"{m}{' + tight' if v == 'tight' else ''}", type="pil",
-                            format="png", visible=False, interactive=False, height=260,
+                            format="png", visible=m == shown[0][0], interactive=False, height=260,
                             elem_classes="whole-image"))
             with gr.Accordion("Result as the API returns it (JSON)", open=False):
                 plain = gr.JSON(label="Result", show_label=False)
             command, download = reproduce_section()
     gr.Examples(typical.order("inversion", EXAMPLES, studio.preset.name), inputs=[photo, prompt],
                 label="Examples (tiny-world scenes with their captions; scikit-image photos)")
-    gr.Markdown(typical.note("inversion", studio.preset.name) or "")
+    if typical.note("inversion", studio.preset.name):  # long: closed until asked for
+        with gr.Accordion("How typical are these examples? (measured on held-out inputs)", open=False):
+            gr.Markdown(typical.note("inversion", studio.preset.name))
 
     params = option_params(inversion.REGISTRY.specs(studio.preset))
 
@@ -220,7 +238,7 @@ def build(studio, runs=None):
 
     event = run.click(handler,  # the job runs on ZeroGPU priced by itself (common.execute)
                       [photo, prompt, methods, variants, scale, steps, seed, *controls.values()], [plain, *sliders],
-                      api_name="reconstruct")
+                      api_name="reconstruct", show_progress_on=[table, *sliders])
     with_cancel(event, cancel)
     show_reproduce(event, plain, command, download)
     event.success(lambda r: page(studio, r), plain, [*sliders, table, notes], api_visibility="private",
