@@ -9,9 +9,11 @@ import sys
 
 
 def _dump_json(obj) -> str:
-    from .cli import dump_json
+    import json
 
-    return dump_json(obj)
+    from .runs import plain  # JSON has no NaN (null) or infinity ("inf")
+
+    return json.dumps(plain(obj), indent=2, allow_nan=False)
 
 
 def cmd_ratings_summarize(args) -> int:
