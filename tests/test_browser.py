@@ -120,6 +120,7 @@ def test_garment_tab_runs_its_example(page):
 def test_inversion_tab_runs_its_example(page):
     open_tab(page, "Inversion")
     page.get_by_text("a photo of a cat").first.click()
+    page.wait_for_timeout(1000)  # the example's photo settles into its box (pressed at once, it is sent empty)
     steps(page, 4)
     press_and_see_progress(page, page.get_by_role("button", name="Invert and reconstruct"), "inversion-3s")
     page.get_by_text("inversion PSNR").first.wait_for(timeout=RUN_TIMEOUT)
@@ -132,6 +133,7 @@ def test_inversion_tab_runs_its_example(page):
 def test_edit_tab_runs_its_example_and_sweep(page):
     open_tab(page, "Text editing")
     page.get_by_text("a photo of a tiger").first.click()
+    page.wait_for_timeout(1000)  # the example's photo settles into its box
     steps(page, 4)
     press_and_see_progress(page, page.get_by_role("button", name="Sweep scales"), "edit-sweep-3s")
     page.get_by_text("rate it blind in the Review tab").wait_for(timeout=RUN_TIMEOUT)
