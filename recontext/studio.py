@@ -239,6 +239,7 @@ class Studio:
         """The `jobs.Reconstruct` of `reconstruct`'s loose arguments (flat `options`)."""
         _refuse_unknown(options, map(inversion.spec, inversion.names()))
         method = method or self.methods[0]
+        self.method(method)  # one that does not run here: ValueError naming those that do
         return jobs.Reconstruct(image=Input.of(image), prompt=prompt, methods=[method],
                                 variants=jobs.tight_variants(tight), image_scale=image_scale, steps=steps,
                                 guidance=guidance, seed=seed, options=_per_method(options, [method], inversion))
