@@ -70,6 +70,9 @@ def campaign(tmp_path_factory):
     cache = root / "gradio-cache"
     port = _free_port()
     env = {**os.environ, "RECONTEXT_DATA_DIR": data.root, "RECONTEXT_APP": "review", "RECONTEXT_RATERS": "open",
+           # the probe's case: the same pair served again and again (the uniform rule serves the
+           # least-voted pair, deterministically; active choice explores, so views may differ)
+           "RECONTEXT_PAIR_SAMPLING": "uniform",
            "RECONTEXT_REVIEW_ADMIN": ADMIN, "GRADIO_TEMP_DIR": str(cache), "PYTHONUNBUFFERED": "1"}
     log = open(root / "app.log", "w")
     proc = subprocess.Popen([sys.executable, "app.py", "--port", str(port), "--mcp"], cwd=ROOT, env=env,
