@@ -226,3 +226,17 @@ def test_a_campaign_of_one_vote_or_one_rater_reports_what_it_can():
     assert c["closest"]["more_votes"] is None and not c["all_separated"]
     tied = pd.concat([one, one.assign(choice="B", rater="bo")])
     assert ranking.campaign(tied)[0]["fragility"]["votes"] == 0  # already tied: no vote to remove
+
+
+def test_a_vanishing_gap_gives_no_estimate_rather_than_an_integer_json_cannot_hold():
+    """A gap of 1e-19 (all-tied strengths fitted apart by rounding) once asked for ~1e38
+    more votes, an integer orjson refused: /summary failed for every visitor."""
+    import json
+
+    from recontext.review.ranking import to_separate
+
+    assert to_separate(385, 1e-19, -3.5e-18) is None
+    more = to_separate(60, 0.69, -0.47)  # the campaign view's example: about 110
+    assert isinstance(more, int) and 100 < more < 120
+    assert to_separate(10**6, 1e-3, -1.0) is None  # ~1e12 more votes: no estimate
+    json.dumps([to_separate(385, 1e-19, -3.5e-18), more])

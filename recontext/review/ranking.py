@@ -185,11 +185,20 @@ def votes_arrays(votes: pd.DataFrame, methods: list[str]):
 def to_separate(n_votes: int, gap: float, low: float) -> int | None:
     """More votes until a difference's 95% interval (lower end `low`) excludes 0, if the
     gap stays and new votes keep the campaign's current mix of pairs and raters (the
-    interval's half-width shrinks as 1/sqrt(votes)). None without a gap or an interval."""
+    interval's half-width shrinks as 1/sqrt(votes)). None without a gap or an interval, or
+    when the gap is a tie (`TIED`) or too small for any campaign (over `MAX_MORE` votes): a
+    rounding-sized gap once gave an integer JSON cannot hold, and /summary failed."""
     half = gap - low
-    if not (gap > 0 and half > 0):
+    if not (gap > TIED and half > 0):  # a gap of rounding size is a tie: nothing to separate
         return None
-    return max(0, int(math.ceil(n_votes * ((half / gap) ** 2 - 1.0))))
+    more = n_votes * ((half / gap) ** 2 - 1.0)
+    if not math.isfinite(more) or more > MAX_MORE:
+        return None
+    return max(0, int(math.ceil(more)))
+
+
+MAX_MORE = 10**9  # more votes than this: no estimate
+TIED = 1e-9       # strengths closer than this (log scale) are tied: fitted apart only by rounding
 
 
 def _num(x):
