@@ -25,12 +25,11 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import uuid
 
 import numpy as np
 from PIL import Image
 
-from ..locks import lock_for
+from ..locks import lock_for, replace_json
 from ..runs import Output
 
 ANSWERS = "gold.json"
@@ -94,12 +93,7 @@ def _write_answers(path: str, item_id: str, answer: dict) -> None:
     with lock_for(path):
         data = read_answers(path)
         data[item_id] = answer
-        tmp = f"{path}.tmp-{uuid.uuid4().hex[:8]}"
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(data, f, indent=1, sort_keys=True)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        replace_json(path, data)
 
 
 def make_gold(runs, run_id: str, seed: int | None = None) -> str:

@@ -25,10 +25,9 @@ import hmac
 import json
 import os
 import secrets
-import uuid
 from datetime import datetime, timezone
 
-from ..locks import lock_for
+from ..locks import lock_for, replace_json
 from .names import rater_key
 from .store import VERIFIED, text_field
 
@@ -77,12 +76,7 @@ def _update(root: str, change) -> dict:
     with lock_for(path):
         registry = read_registry(root)
         result = change(registry)
-        tmp = f"{path}.tmp-{uuid.uuid4().hex[:8]}"
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(registry, f, indent=1, sort_keys=True)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        replace_json(path, registry)
     return result
 
 
