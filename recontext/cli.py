@@ -406,7 +406,7 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
 
     p = sub.add_parser("run", help="run a job file (a saved run's job.json): reproduce the run")
     p.add_argument("job", help="the job's JSON file (its inputs are read relative to it)")
-    p.add_argument("--out", default="reproduced", help="folder for output-<i>.png and job.json")
+    p.add_argument("--out", default="out/reproduced", help="folder for output-<i>.png and job.json (default: out/reproduced, ignored by git)")
     p.add_argument("--preset", default=None, help="default: the job file's own, else $RECONTEXT_PRESET or auto")
     p.set_defaults(func=cmd_run)
 
